@@ -1,0 +1,159 @@
+import NIOCore
+
+/// Everything `jmp-bridge serve` runs from: listeners, routes and limits, merged from the
+/// configuration file and the command line.
+public struct BridgeConfiguration: Sendable, Equatable {
+    /// Where gRPC clients connect.
+    public var listeners: [ListenerConfiguration]
+    /// The routes by name.
+    public var routes: [String: RouteConfiguration]
+    /// The route used when a stream names none.
+    public var defaultRoute: String?
+    /// Resource limits and protocol tuning.
+    public var limits: Limits
+    /// How long to wait, after both sides have said GOAWAY or the target has finished, for a
+    /// client that never ends the RPC before the bridge ends it with status OK.
+    public var linger: TimeAmount
+    /// The configuration file this came from, if any (for messages).
+    public var source: String?
+
+    /// Creates a configuration.
+    public init(
+        listeners: [ListenerConfiguration] = [],
+        routes: [String: RouteConfiguration] = [:],
+        defaultRoute: String? = nil,
+        limits: Limits = Limits(),
+        linger: TimeAmount = .seconds(5),
+        source: String? = nil
+    ) {
+        self.listeners = listeners
+        self.routes = routes
+        self.defaultRoute = defaultRoute
+        self.limits = limits
+        self.linger = linger
+        self.source = source
+    }
+
+    /// Checks what only the merged configuration can tell: that there is something to serve, that
+    /// the default route exists, and that every plain TCP listener was asked for explicitly.
+    /// Errors name the option or key at fault.
+    public func validate() throws(ConfigurationError) {
+        let origin = self.source ?? "command line"
+        if self.listeners.isEmpty {
+            throw ConfigurationError(file: origin, key: "listen", "no listener configured (use --listen or 'listen:')")
+        }
+        if let name = self.defaultRoute, self.routes[name] == nil {
+            throw ConfigurationError(file: origin, key: "default-route", "no route named '\(name)'")
+        }
+        var seen: Set<ListenAddress> = []
+        for listener in self.listeners {
+            if !seen.insert(listener.address).inserted {
+                throw ConfigurationError(
+                    file: origin,
+                    line: listener.line,
+                    key: "listen",
+                    "\(listener.address) is listed twice"
+                )
+            }
+            if case .tcp = listener.address, listener.tls == nil, !listener.insecure {
+                throw ConfigurationError(
+                    file: origin,
+                    line: listener.line,
+                    key: "listen",
+                    "\(listener.address) needs 'tls: {cert, key}' or, for plain TCP, 'insecure: true'"
+                )
+            }
+        }
+    }
+}
+
+/// One gRPC listener.
+public struct ListenerConfiguration: Sendable, Equatable {
+    /// Where to listen.
+    public var address: ListenAddress
+    /// Certificate and key for TLS on a `tcp:` listener.
+    public var tls: TLSFiles?
+    /// Plain TCP without TLS was asked for explicitly.
+    public var insecure: Bool
+    /// File mode of a `unix:` socket, e.g. 0o660.
+    public var mode: UInt32?
+    /// Line in the configuration file, for messages.
+    public var line: Int?
+
+    /// Creates a listener configuration.
+    public init(address: ListenAddress, tls: TLSFiles? = nil, insecure: Bool = false, mode: UInt32? = nil, line: Int? = nil) {
+        self.address = address
+        self.tls = tls
+        self.insecure = insecure
+        self.mode = mode
+        self.line = line
+    }
+}
+
+/// PEM files for a TLS listener.
+public struct TLSFiles: Sendable, Equatable {
+    /// The certificate chain, leaf first.
+    public var certificate: String
+    /// The private key.
+    public var key: String
+
+    /// Creates the pair.
+    public init(certificate: String, key: String) {
+        self.certificate = certificate
+        self.key = key
+    }
+}
+
+/// A named route and what it leads to.
+public struct RouteConfiguration: Sendable, Equatable {
+    /// The route's name, `[A-Za-z0-9._-]{1,64}`.
+    public var name: String
+    /// Where its streams go.
+    public var target: RouteTarget
+
+    /// Creates a route.
+    public init(name: String, target: RouteTarget) {
+        self.name = name
+        self.target = target
+    }
+}
+
+/// The local endpoint behind a route.
+public enum RouteTarget: Sendable, Equatable, CustomStringConvertible {
+    /// A Unix domain stream socket, connected afresh for every stream.
+    case unix(path: String)
+
+    public var description: String {
+        switch self {
+        case .unix(let path): return "unix:\(path)"
+        }
+    }
+
+    /// Parses the command-line form `unix:PATH`.
+    public static func parse(_ text: String) throws(ConfigurationError) -> RouteTarget {
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            guard !path.isEmpty else {
+                throw ConfigurationError(file: "command line", key: "--route", "'unix:' needs a socket path")
+            }
+            return .unix(path: path)
+        }
+        throw ConfigurationError(file: "command line", key: "--route", "unknown target '\(text)' (expected unix:PATH)")
+    }
+}
+
+/// Limits that keep one stream or client from taking more than its share.
+public struct Limits: Sendable, Equatable {
+    /// Largest gRPC message accepted from a client; a larger one fails that stream with
+    /// RESOURCE_EXHAUSTED.
+    public var maxMessageSize: Int = 4 * 1024 * 1024
+    /// Largest payload the bridge puts into one outgoing message (peers accept 4 MiB by default).
+    public var maxPayloadSize: Int = 64 * 1024
+    /// HTTP/2 flow-control window per stream: how far a client may send ahead of the target.
+    public var streamWindow: Int = 4 * 1024 * 1024
+    /// Concurrent streams one HTTP/2 connection may open.
+    public var maxStreamsPerConnection: Int = 1024
+
+    /// Creates the default limits.
+    public init() {}
+}

@@ -1,0 +1,293 @@
+import Foundation
+import JMPProtocol
+import NIOCore
+import Yams
+
+/// Reads the YAML configuration file (default `/etc/jmp-bridge/bridge.yaml`).
+///
+/// Every key is checked: an unknown key, a value of the wrong kind or an impossible combination is
+/// a ``ConfigurationError`` naming the file, the line and the key, so a broken file never starts a
+/// half-configured daemon.
+public enum ConfigurationLoader {
+    /// The default configuration file.
+    public static let defaultPath = "/etc/jmp-bridge/bridge.yaml"
+
+    /// The top-level keys, as documented in jmp-bridge.yaml(5).
+    public static let topLevelKeys = ["listen", "default-route", "routes", "limits", "linger"]
+    /// The keys of one `listen:` entry.
+    public static let listenerKeys = ["address", "tls", "insecure", "mode"]
+    /// The keys of `listen[].tls`.
+    public static let tlsKeys = ["cert", "key"]
+    /// The target keys of a route.
+    public static let routeKeys = ["unix"]
+    /// The keys of `limits:`.
+    public static let limitKeys = ["max-message-size", "max-payload-size", "stream-window", "max-streams-per-connection"]
+
+    /// Loads and checks a configuration file.
+    public static func load(path: String) throws(ConfigurationError) -> BridgeConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(file: path, "cannot read: \(Self.reason(error))")
+        }
+        return try parse(yaml: text, file: path)
+    }
+
+    /// Parses configuration text; `file` names it in errors.
+    public static func parse(yaml: String, file: String) throws(ConfigurationError) -> BridgeConfiguration {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            throw Self.syntaxError(error, file: file)
+        } catch {
+            throw ConfigurationError(file: file, "not valid YAML: \(error)")
+        }
+        var configuration = BridgeConfiguration(source: file)
+        guard let root else { return configuration }
+        let reader = Reader(file: file)
+        let top = try reader.mapping(root, key: nil, allowed: topLevelKeys)
+        for (key, value) in top {
+            switch key {
+            case "listen":
+                configuration.listeners = try reader.listeners(value)
+            case "default-route":
+                let name = try reader.string(value, key: key)
+                guard RouterService.isValidRouteName(name) else {
+                    throw reader.error(value, key: key, "'\(name)' is not a valid route name ([A-Za-z0-9._-]{1,64})")
+                }
+                configuration.defaultRoute = name
+            case "routes":
+                configuration.routes = try reader.routes(value)
+            case "limits":
+                configuration.limits = try reader.limits(value)
+            case "linger":
+                configuration.linger = try reader.duration(value, key: key)
+            default:
+                break
+            }
+        }
+        if let name = configuration.defaultRoute, configuration.routes[name] == nil,
+            let node = top.first(where: { $0.0 == "default-route" })?.1
+        {
+            throw reader.error(node, key: "default-route", "no route named '\(name)' under 'routes:'")
+        }
+        return configuration
+    }
+
+    static func syntaxError(_ error: YamlError, file: String) -> ConfigurationError {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+            .composer(_, let problem, let mark, _):
+            return ConfigurationError(file: file, line: mark.line, "YAML syntax error: \(problem)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return ConfigurationError(
+                file: file,
+                line: context.mark.line,
+                key: duplicates.first,
+                "key appears more than once"
+            )
+        default:
+            return ConfigurationError(file: file, "YAML syntax error: \(error)")
+        }
+    }
+
+    static func reason(_ error: any Error) -> String {
+        if let error = error as? CocoaError, let underlying = error.userInfo[NSUnderlyingErrorKey] as? POSIXError {
+            return String(cString: strerror(underlying.code.rawValue))
+        }
+        return (error as NSError).localizedDescription
+    }
+}
+
+/// Walks the YAML node tree with the file name at hand for errors.
+private struct Reader {
+    let file: String
+
+    func error(_ node: Node, key: String?, _ message: String) -> ConfigurationError {
+        ConfigurationError(file: file, line: node.mark?.line, key: key, message)
+    }
+
+    func mapping(_ node: Node, key: String?, allowed: [String]) throws(ConfigurationError) -> [(String, Node)] {
+        guard case .mapping(let mapping) = node else {
+            throw error(node, key: key, "expected a mapping of keys to values")
+        }
+        var result: [(String, Node)] = []
+        var seen: Set<String> = []
+        for (keyNode, value) in mapping {
+            guard case .scalar(let scalar) = keyNode else {
+                throw error(keyNode, key: key, "keys must be plain strings")
+            }
+            let name = scalar.string
+            let path = key.map { "\($0).\(name)" } ?? name
+            guard allowed.contains(name) else {
+                throw error(keyNode, key: path, "unknown key (expected one of: \(allowed.joined(separator: ", ")))")
+            }
+            guard seen.insert(name).inserted else {
+                throw error(keyNode, key: path, "key appears more than once")
+            }
+            result.append((name, value))
+        }
+        return result
+    }
+
+    func string(_ node: Node, key: String) throws(ConfigurationError) -> String {
+        guard case .scalar(let scalar) = node, !scalar.string.isEmpty else {
+            throw error(node, key: key, "expected a non-empty string")
+        }
+        return scalar.string
+    }
+
+    func bool(_ node: Node, key: String) throws(ConfigurationError) -> Bool {
+        guard let value = node.bool else { throw error(node, key: key, "expected true or false") }
+        return value
+    }
+
+    func size(_ node: Node, key: String, range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+        let text = try string(node, key: key)
+        guard let value = Units.parseSize(text) else {
+            throw error(node, key: key, "'\(text)' is not a size (e.g. 65536, 64KiB, 4MiB)")
+        }
+        guard range.contains(value) else {
+            throw error(node, key: key, "\(value) is out of range \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    func duration(_ node: Node, key: String) throws(ConfigurationError) -> TimeAmount {
+        let text = try string(node, key: key)
+        guard let value = Units.parseDuration(text) else {
+            throw error(node, key: key, "'\(text)' is not a duration (e.g. 500ms, 5s, 2m)")
+        }
+        return value
+    }
+
+    func listeners(_ node: Node) throws(ConfigurationError) -> [ListenerConfiguration] {
+        guard case .sequence(let sequence) = node else {
+            throw error(node, key: "listen", "expected a list of listeners")
+        }
+        var result: [ListenerConfiguration] = []
+        for (index, item) in sequence.enumerated() {
+            let key = "listen[\(index)]"
+            let fields: [(String, Node)]
+            if case .scalar = item {
+                // The short form: `- tcp:0.0.0.0:8083` or `- unix:/run/x.sock`.
+                fields = [("address", item)]
+            } else {
+                fields = try mapping(item, key: key, allowed: ConfigurationLoader.listenerKeys)
+            }
+            guard let addressNode = fields.first(where: { $0.0 == "address" })?.1 else {
+                throw error(item, key: key, "missing 'address'")
+            }
+            let addressText = try string(addressNode, key: "\(key).address")
+            let address: ListenAddress
+            switch ListenAddress.parse(addressText) {
+            case .success(let parsed): address = parsed
+            case .failure(let problem): throw error(addressNode, key: "\(key).address", problem.description)
+            }
+            var listener = ListenerConfiguration(address: address, line: item.mark?.line)
+            for (name, value) in fields {
+                switch name {
+                case "tls":
+                    let tls = try mapping(value, key: "\(key).tls", allowed: ConfigurationLoader.tlsKeys)
+                    guard let cert = tls.first(where: { $0.0 == "cert" })?.1 else {
+                        throw error(value, key: "\(key).tls", "missing 'cert'")
+                    }
+                    guard let keyFile = tls.first(where: { $0.0 == "key" })?.1 else {
+                        throw error(value, key: "\(key).tls", "missing 'key'")
+                    }
+                    listener.tls = TLSFiles(
+                        certificate: try string(cert, key: "\(key).tls.cert"),
+                        key: try string(keyFile, key: "\(key).tls.key")
+                    )
+                    guard case .tcp = address else {
+                        throw error(value, key: "\(key).tls", "TLS applies to tcp: listeners only")
+                    }
+                case "insecure":
+                    listener.insecure = try bool(value, key: "\(key).insecure")
+                case "mode":
+                    let text = try string(value, key: "\(key).mode")
+                    guard let mode = UInt32(text, radix: 8), mode <= 0o777 else {
+                        throw error(value, key: "\(key).mode", "'\(text)' is not an octal file mode such as \"0660\"")
+                    }
+                    guard case .unix = address else {
+                        throw error(value, key: "\(key).mode", "mode applies to unix: listeners only")
+                    }
+                    listener.mode = mode
+                default:
+                    break
+                }
+            }
+            if case .tcp = address, listener.tls == nil, !listener.insecure {
+                throw error(
+                    item,
+                    key: key,
+                    "\(address) needs 'tls: {cert, key}' or, for plain TCP, 'insecure: true'"
+                )
+            }
+            if listener.tls != nil && listener.insecure {
+                throw error(item, key: key, "'tls' and 'insecure: true' contradict each other")
+            }
+            if result.contains(where: { $0.address == address }) {
+                throw error(item, key: key, "\(address) is listed twice")
+            }
+            result.append(listener)
+        }
+        return result
+    }
+
+    func routes(_ node: Node) throws(ConfigurationError) -> [String: RouteConfiguration] {
+        guard case .mapping(let entries) = node else {
+            throw error(node, key: "routes", "expected a mapping of route names to targets")
+        }
+        var result: [String: RouteConfiguration] = [:]
+        for (nameNode, value) in entries {
+            let name = try string(nameNode, key: "routes")
+            guard RouterService.isValidRouteName(name) else {
+                throw error(nameNode, key: "routes.\(name)", "not a valid route name ([A-Za-z0-9._-]{1,64})")
+            }
+            guard result[name] == nil else {
+                throw error(nameNode, key: "routes.\(name)", "route defined more than once")
+            }
+            let fields = try mapping(value, key: "routes.\(name)", allowed: ConfigurationLoader.routeKeys)
+            guard let (kind, targetNode) = fields.first else {
+                throw error(value, key: "routes.\(name)", "missing target (expected 'unix: PATH')")
+            }
+            switch kind {
+            case "unix":
+                let path = try string(targetNode, key: "routes.\(name).unix")
+                guard path.hasPrefix("/") else {
+                    throw error(targetNode, key: "routes.\(name).unix", "'\(path)' must be an absolute path")
+                }
+                guard path.utf8.count < 108 else {
+                    throw error(targetNode, key: "routes.\(name).unix", "socket path is longer than 107 bytes")
+                }
+                result[name] = RouteConfiguration(name: name, target: .unix(path: path))
+            default:
+                break
+            }
+        }
+        return result
+    }
+
+    func limits(_ node: Node) throws(ConfigurationError) -> Limits {
+        var limits = Limits()
+        for (name, value) in try mapping(node, key: "limits", allowed: ConfigurationLoader.limitKeys) {
+            let key = "limits.\(name)"
+            switch name {
+            case "max-message-size":
+                limits.maxMessageSize = try size(value, key: key, range: 1024...(64 << 20))
+            case "max-payload-size":
+                limits.maxPayloadSize = try size(value, key: key, range: 1024...(4 << 20))
+            case "stream-window":
+                limits.streamWindow = try size(value, key: key, range: 65535...(8 << 20))
+            case "max-streams-per-connection":
+                limits.maxStreamsPerConnection = try size(value, key: key, range: 1...100_000)
+            default:
+                break
+            }
+        }
+        return limits
+    }
+}

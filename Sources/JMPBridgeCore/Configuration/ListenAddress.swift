@@ -1,0 +1,60 @@
+/// A listener address: `tcp:HOST:PORT` (IPv6 as `tcp:[::1]:PORT`) or `unix:PATH`.
+public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
+    /// A TCP socket.
+    case tcp(host: String, port: Int)
+    /// A Unix domain stream socket at a file-system path.
+    case unix(path: String)
+
+    public var description: String {
+        switch self {
+        case .tcp(let host, let port): return host.contains(":") ? "tcp:[\(host)]:\(port)" : "tcp:\(host):\(port)"
+        case .unix(let path): return "unix:\(path)"
+        }
+    }
+
+    /// Parses an address, or says what is wrong with it.
+    public static func parse(_ text: String) -> Result<ListenAddress, AddressError> {
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            guard !path.isEmpty else { return .failure(AddressError("'unix:' needs a socket path")) }
+            guard path.utf8.count < 108 else {
+                return .failure(AddressError("unix socket path is longer than 107 bytes"))
+            }
+            return .success(.unix(path: path))
+        }
+        if text.hasPrefix("tcp:") {
+            let rest = text.dropFirst(4)
+            let host: Substring
+            let port: Substring
+            if rest.hasPrefix("[") {
+                guard let close = rest.firstIndex(of: "]"), rest[rest.index(after: close)...].hasPrefix(":") else {
+                    return .failure(AddressError("expected tcp:[IPV6]:PORT"))
+                }
+                host = rest[rest.index(after: rest.startIndex)..<close]
+                port = rest[rest.index(close, offsetBy: 2)...]
+            } else {
+                guard let colon = rest.lastIndex(of: ":") else {
+                    return .failure(AddressError("expected tcp:HOST:PORT"))
+                }
+                host = rest[..<colon]
+                port = rest[rest.index(after: colon)...]
+            }
+            guard !host.isEmpty else { return .failure(AddressError("missing host in '\(text)'")) }
+            guard let number = Int(port), (0...65535).contains(number) else {
+                return .failure(AddressError("invalid port '\(port)'"))
+            }
+            return .success(.tcp(host: String(host), port: number))
+        }
+        if text.hasPrefix("systemd:") {
+            return .failure(AddressError("systemd: listeners are not supported yet"))
+        }
+        return .failure(AddressError("unknown address '\(text)' (expected tcp:HOST:PORT or unix:PATH)"))
+    }
+
+    /// What is wrong with an address.
+    public struct AddressError: Error, Sendable, CustomStringConvertible {
+        /// The explanation.
+        public var description: String
+        init(_ description: String) { self.description = description }
+    }
+}

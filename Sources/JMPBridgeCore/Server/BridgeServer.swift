@@ -1,0 +1,153 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOExtras
+import NIOPosix
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The gRPC side of the bridge: binds every configured listener and serves RouterService.Stream
+/// on each, until a graceful shutdown closes the listeners and lets open streams finish.
+public final class BridgeServer: Service, Sendable {
+    /// The configuration served.
+    public let configuration: BridgeConfiguration
+    /// Counters across all streams.
+    public let statistics = BridgeStatistics()
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let environment: StreamEnvironment
+    private let quiescing: ServerQuiescingHelper
+    private let state = NIOLockedValueBoxHolder()
+
+    /// How long open streams may take to finish after a graceful shutdown starts.
+    public let graceTime: TimeAmount
+
+    /// Creates a server; nothing is bound until ``start()`` or ``run()``.
+    public init(
+        configuration: BridgeConfiguration,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        graceTime: TimeAmount = .seconds(30),
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+        self.graceTime = graceTime
+        self.quiescing = ServerQuiescingHelper(group: group)
+        self.environment = StreamEnvironment(
+            routes: RouteTable(routes: configuration.routes, defaultRoute: configuration.defaultRoute),
+            limits: configuration.limits,
+            linger: configuration.linger,
+            statistics: self.statistics,
+            logger: logger
+        )
+    }
+
+    /// Binds every listener. If one fails, those already bound are closed again and the error
+    /// says which listener and why. Returns the bound addresses (a `tcp:` port 0 resolved).
+    @discardableResult
+    public func start() async throws -> [ListenAddress] {
+        var channels: [any Channel] = []
+        var bound: [ListenAddress] = []
+        do {
+            for listener in self.configuration.listeners {
+                let channel = try await self.bind(listener)
+                channels.append(channel)
+                bound.append(Self.boundAddress(of: channel, configured: listener.address))
+            }
+        } catch {
+            for channel in channels { try? await channel.close() }
+            throw error
+        }
+        self.state.set(channels)
+        for address in bound {
+            self.logger.info("listening", metadata: ["address": "\(address)"])
+        }
+        return bound
+    }
+
+    /// Serves until a graceful shutdown (SIGTERM or SIGINT under a ServiceGroup), then stops
+    /// accepting and waits up to ``graceTime`` for open streams.
+    public func run() async throws {
+        if self.state.get().isEmpty {
+            try await self.start()
+        }
+        let promise = self.group.any().makePromise(of: Void.self)
+        try await withGracefulShutdownHandler {
+            try await promise.futureResult.get()
+        } onGracefulShutdown: {
+            self.logger.info("shutting down: no new connections; open streams may finish")
+            self.quiescing.initiateShutdown(promise: promise)
+        }
+        self.logger.info("stopped")
+    }
+
+    /// Stops accepting and closes every connection after the grace time.
+    public func shutdown() async throws {
+        let promise = self.group.any().makePromise(of: Void.self)
+        self.quiescing.initiateShutdown(promise: promise)
+        try await promise.futureResult.get()
+    }
+
+    private func bind(_ listener: ListenerConfiguration) async throws -> any Channel {
+        let tls = try listener.tls.map { files throws(BridgeStartupError) in
+            try TLSContextFactory.makeContext(files, listener: "\(listener.address)")
+        }
+        let pipeline = ConnectionPipeline(environment: self.environment, tls: tls, graceTime: self.graceTime)
+        let quiescing = self.quiescing
+        let bootstrap = ServerBootstrap(group: self.group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try pipeline.configure(channel) }
+            }
+        do {
+            switch listener.address {
+            case .tcp(let host, let port):
+                return try await bootstrap
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .bind(host: host, port: port)
+                    .get()
+            case .unix(let path):
+                let channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+                if let mode = listener.mode, chmod(path, mode_t(mode)) != 0 {
+                    let reason = String(cString: strerror(errno))
+                    try? await channel.close()
+                    throw BridgeStartupError("cannot set mode \(String(mode, radix: 8)) on \(path): \(reason)")
+                }
+                return channel
+            }
+        } catch let error as BridgeStartupError {
+            throw error
+        } catch {
+            throw BridgeStartupError("cannot listen on \(listener.address): \(Self.describe(error))")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
+        return "\(error)"
+    }
+
+    static func boundAddress(of channel: any Channel, configured: ListenAddress) -> ListenAddress {
+        if case .tcp(let host, _) = configured, let port = channel.localAddress?.port {
+            return .tcp(host: host, port: port)
+        }
+        return configured
+    }
+}
+
+/// The bound server channels, set once after binding.
+private final class NIOLockedValueBoxHolder: Sendable {
+    private let box = NIOLockedValueBox<[any Channel]>([])
+    func set(_ channels: [any Channel]) { self.box.withLockedValue { $0 = channels } }
+    func get() -> [any Channel] { self.box.withLockedValue { $0 } }
+}

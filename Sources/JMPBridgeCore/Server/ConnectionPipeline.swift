@@ -1,0 +1,54 @@
+import NIOCore
+import NIOHTTP2
+import NIOSSL
+
+/// Sets up one accepted connection: TLS if the listener has it, then HTTP/2 with a
+/// ``RouterStreamHandler`` on every stream the client opens.
+struct ConnectionPipeline: Sendable {
+    let environment: StreamEnvironment
+    let tls: NIOSSLContext?
+    let graceTime: TimeAmount
+
+    func configure(_ channel: any Channel) throws {
+        let sync = channel.pipeline.syncOperations
+        if let tls = self.tls {
+            try sync.addHandler(NIOSSLServerHandler(context: tls))
+        }
+        let limits = self.environment.limits
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.maxStreamsPerConnection),
+            HTTP2Setting(parameter: .initialWindowSize, value: limits.streamWindow),
+            HTTP2Setting(parameter: .maxFrameSize, value: 1 << 20),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: 16 * 1024),
+        ]
+        // The connection window covers every stream; give it room for several busy streams.
+        connection.targetWindowSize = min(limits.streamWindow * 4, Int(Int32.max))
+        var stream = NIOHTTP2Handler.StreamConfiguration()
+        stream.targetWindowSize = limits.streamWindow
+        // How much a stream may queue towards a client whose window is exhausted before the
+        // bridge stops reading from the target.
+        stream.outboundBufferSizeHighWatermark = 4 * limits.maxPayloadSize
+        stream.outboundBufferSizeLowWatermark = 2 * limits.maxPayloadSize
+
+        // Jumpstarter clients ping every 20 s even with no call in flight: answer, never police.
+        let management = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: self.graceTime, keepalive: nil)
+        )
+        let environment = self.environment
+        let http2 = NIOHTTP2Handler(
+            mode: .server,
+            eventLoop: channel.eventLoop,
+            connectionConfiguration: connection,
+            streamConfiguration: stream,
+            streamDelegate: management.http2StreamDelegate
+        ) { streamChannel in
+            streamChannel.eventLoop.makeCompletedFuture {
+                try streamChannel.pipeline.syncOperations.addHandler(RouterStreamHandler(environment: environment))
+            }
+        }
+        try sync.addHandler(http2)
+        try sync.addHandler(management)
+    }
+}

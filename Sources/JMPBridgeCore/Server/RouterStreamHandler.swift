@@ -1,0 +1,531 @@
+import JMPProtocol
+import JMPTargets
+import Logging
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// Serves one `jumpstarter.v1.RouterService/Stream` call on one HTTP/2 stream channel and bridges
+/// it to the route's target, both channels on the same event loop.
+///
+/// Client → target: DATA frames are split into gRPC messages, decoded in place, and their payload
+/// slices written to the target. Target → client: each read becomes one StreamResponse, written
+/// as a small prefix plus the read buffer itself. Backpressure is channel writability in both
+/// directions: while one side cannot take more, reads from the other are held, so the HTTP/2
+/// window and the socket buffers bound what a stream holds.
+///
+/// Half-close travels both ways (GOAWAY or END_STREAM ⇒ `shutdown(SHUT_WR)` on the target;
+/// target EOF ⇒ GOAWAY), and the RPC ends with OK once both directions are done, or after the
+/// linger when a client never ends its side. Every failure ends only this stream, with a status
+/// that says what failed.
+final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    private enum Phase {
+        case awaitingHeaders
+        case connecting
+        case bridging
+        case finished
+    }
+
+    /// Payloads up to this size are copied next to their prefix (one DATA frame); larger ones are
+    /// sent as the buffer they were read into.
+    private static let coalesceLimit = 4096
+
+    private let environment: StreamEnvironment
+    private var logger: Logger
+    private var phase = Phase.awaitingHeaders
+    private var context: ChannelHandlerContext?
+    private var deframer: GRPCMessageDeframer
+
+    private var routeName = "-"
+    /// Payloads received while the target connection is being made (bounded by the stream window).
+    private var early: [ByteBuffer] = []
+    private var target: (any Channel)?
+    private var targetHandler: TargetChannelHandler?
+    private var targetWritable = true
+    private var targetNeedsFlush = false
+    private var lastTargetWrite: EventLoopFuture<Void>?
+    private var readPending = false
+
+    private var responseStarted = false
+    /// The client said it will send no more (GOAWAY or END_STREAM).
+    private var clientDone = false
+    /// The client's EOF was passed on to the target.
+    private var clientEOFPropagated = false
+    /// The target reached EOF and GOAWAY was sent to the client.
+    private var targetDone = false
+    /// The target's channel is closed.
+    private var targetGone = false
+    private var finishing = false
+    /// The stream is counted in ``BridgeStatistics/activeStreams``.
+    private var counted = false
+
+    private var deadline: Scheduled<Void>?
+    private var lingerTimer: Scheduled<Void>?
+    private var bytesToTarget = 0
+    private var bytesFromTarget = 0
+    private let started = NIODeadline.now()
+
+    init(environment: StreamEnvironment) {
+        self.environment = environment
+        self.logger = environment.logger
+        self.deframer = GRPCMessageDeframer(maximumMessageLength: environment.limits.maxMessageSize)
+    }
+
+    // MARK: - Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if let streamID = try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID) {
+            self.logger[metadataKey: "stream"] = "\(Int(streamID))"
+        }
+        if let peer = context.channel.parent?.remoteAddress {
+            self.logger[metadataKey: "peer"] = "\(peer)"
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch Self.unwrapInboundIn(data) {
+        case .headers(let headers):
+            if self.phase == .awaitingHeaders {
+                self.start(headers: headers.headers, context: context)
+            }
+            // Clients do not send trailers in gRPC, but END_STREAM on them still ends the request.
+            if headers.endStream { self.endOfRequest() }
+        case .data(let frame):
+            guard self.phase == .connecting || self.phase == .bridging else { return }
+            guard case .byteBuffer(let bytes) = frame.data else {
+                self.fail(GRPCStatus(.internal, "unexpected file region in a received DATA frame"))
+                return
+            }
+            do {
+                try self.deframer.process(bytes) { message in try self.handleMessage(message) }
+            } catch {
+                self.fail(Self.status(for: error))
+                return
+            }
+            if frame.endStream {
+                self.endOfRequest()
+            } else if self.clientDone {
+                self.propagateClientEOF()
+            }
+        default:
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if self.targetNeedsFlush, let target = self.target {
+            self.targetNeedsFlush = false
+            target.flush()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        switch self.phase {
+        case .connecting:
+            self.readPending = true
+        case .bridging where !self.targetWritable:
+            self.readPending = true
+        default:
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            self.targetHandler?.resumeReading()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if self.phase != .finished {
+            // The client reset the stream or the connection went away.
+            self.phase = .finished
+            self.cancelTimers()
+            self.closeTarget()
+            self.record(GRPCStatus(.cancelled, "client cancelled the stream"))
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.logger.debug("HTTP/2 stream error", metadata: ["error": "\(error)"])
+        if self.phase != .finished {
+            self.fail(GRPCStatus(.internal, "HTTP/2 stream error: \(error)"))
+        }
+    }
+
+    // MARK: - Request
+
+    private func start(headers: HPACKHeaders, context: ChannelHandlerContext) {
+        let head: GRPCRequestHead
+        switch GRPCRequestHead.parse(headers) {
+        case .failure(.http(let status, let reason)):
+            self.phase = .finished
+            self.logger.warning("refused a non-gRPC request", metadata: ["http-status": "\(status)", "reason": "\(reason)"])
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(
+                Self.wrapOutboundOut(.headers(.init(headers: GRPCResponseHeaders.httpError(status: status), endStream: true))),
+                promise: promise
+            )
+            promise.futureResult.assumeIsolated().whenComplete { _ in Self.resetIfOpen(context) }
+            return
+        case .failure(.grpc(let status)):
+            self.fail(status)
+            return
+        case .success(let parsed):
+            head = parsed
+        }
+        if let route = head.route { self.routeName = route }
+        self.logger[metadataKey: "route"] = "\(head.route ?? "(default)")"
+
+        let route: RouteConfiguration
+        switch self.environment.routes.withLockedValue({ $0.resolve(head.route) }) {
+        case .failure(let status):
+            self.fail(status)
+            return
+        case .success(let resolved):
+            route = resolved
+        }
+        self.routeName = route.name
+        self.logger[metadataKey: "route"] = "\(route.name)"
+        self.environment.statistics.totalStreams.add(1, ordering: .relaxed)
+        self.environment.statistics.activeStreams.add(1, ordering: .relaxed)
+        self.counted = true
+
+        if let timeout = head.timeoutNanoseconds {
+            self.deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(timeout)) {
+                self.fail(GRPCStatus(.deadlineExceeded, "the client's deadline (grpc-timeout) passed"))
+            }
+        }
+
+        self.phase = .connecting
+        let handler = TargetChannelHandler(sink: self)
+        self.targetHandler = handler
+        switch route.target {
+        case .unix(let path):
+            let connector = UnixSocketConnector(path: path, maxReadSize: self.environment.limits.maxPayloadSize)
+            connector.connect(on: context.eventLoop, handler: handler).assumeIsolated().whenComplete { result in
+                self.connected(result, target: route.target)
+            }
+        }
+    }
+
+    private func connected(_ result: Result<any Channel, any Error>, target description: RouteTarget) {
+        guard self.phase == .connecting, let context = self.context else {
+            if case .success(let channel) = result { channel.close(promise: nil) }
+            return
+        }
+        switch result {
+        case .failure(let error):
+            self.targetHandler = nil
+            self.fail(
+                GRPCStatus(
+                    .unavailable,
+                    "route '\(self.routeName)': cannot connect to \(description): \(describeSocketError(error))"
+                )
+            )
+        case .success(let channel):
+            self.target = channel
+            self.phase = .bridging
+            self.logger.debug("stream bridged", metadata: ["target": "\(description)"])
+            self.responseStarted = true
+            context.writeAndFlush(
+                Self.wrapOutboundOut(.headers(.init(headers: GRPCResponseHeaders.initial()))),
+                promise: nil
+            )
+            let early = self.early
+            self.early = []
+            for payload in early { self.writeToTarget(payload, on: channel) }
+            if self.targetNeedsFlush {
+                self.targetNeedsFlush = false
+                channel.flush()
+            }
+            if self.clientDone { self.propagateClientEOF() }
+            if self.readPending && self.targetWritable {
+                self.readPending = false
+                context.read()
+            }
+            // The target's first read was held while the stream was still connecting.
+            self.targetHandler?.resumeReading()
+        }
+    }
+
+    private func handleMessage(_ message: ByteBuffer) throws {
+        let frame = try RouterFrameCodec.decode(message)
+        switch frame.type {
+        case .data:
+            guard frame.payload.readableBytes > 0 else { return }
+            guard !self.clientDone else {
+                throw GRPCStatus(.invalidArgument, "DATA frame after the client's GOAWAY")
+            }
+            if self.phase == .connecting {
+                self.early.append(frame.payload)
+            } else if let target = self.target, !self.targetGone {
+                self.writeToTarget(frame.payload, on: target)
+            } else {
+                throw GRPCStatus(
+                    .unavailable,
+                    "route '\(self.routeName)': the target closed the connection; \(frame.payload.readableBytes) bytes could not be delivered"
+                )
+            }
+        case .goaway:
+            // Acted on once the whole DATA frame is processed (see propagateClientEOF()).
+            self.clientDone = true
+        case .ping:
+            break
+        case .rstStream:
+            throw GRPCStatus(.cancelled, "the client aborted the stream (RST_STREAM frame)")
+        case .unknown(let value):
+            self.logger.debug("ignored a frame of unknown type", metadata: ["frame-type": "\(value)"])
+        }
+    }
+
+    private func writeToTarget(_ payload: ByteBuffer, on target: any Channel) {
+        let promise = target.eventLoop.makePromise(of: Void.self)
+        target.write(payload, promise: promise)
+        self.lastTargetWrite = promise.futureResult
+        self.targetNeedsFlush = true
+        let count = payload.readableBytes
+        promise.futureResult.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success:
+                self.bytesToTarget += count
+            case .failure(let error):
+                self.fail(
+                    GRPCStatus(
+                        .unavailable,
+                        "route '\(self.routeName)': writing to the target failed: \(describeSocketError(error))"
+                    )
+                )
+            }
+        }
+    }
+
+    /// END_STREAM: the request is over; it must not end inside a message.
+    private func endOfRequest() {
+        guard self.phase == .connecting || self.phase == .bridging else { return }
+        do {
+            try self.deframer.finish()
+        } catch {
+            self.fail(Self.status(for: error))
+            return
+        }
+        self.clientDone = true
+        self.propagateClientEOF()
+    }
+
+    /// The client will send no more: pass EOF on to the target once everything before it is
+    /// written. While connecting, ``connected(_:target:)`` does it.
+    private func propagateClientEOF() {
+        guard self.phase == .bridging, !self.clientEOFPropagated else { return }
+        self.clientEOFPropagated = true
+        self.shutdownTargetOutput()
+        self.finishIfDone()
+    }
+
+    private func shutdownTargetOutput() {
+        guard let target = self.target, !self.targetGone else { return }
+        if self.targetNeedsFlush {
+            self.targetNeedsFlush = false
+            target.flush()
+        }
+        let shutdown = { target.close(mode: .output, promise: nil) }
+        if let last = self.lastTargetWrite {
+            last.assumeIsolated().whenComplete { _ in shutdown() }
+        } else {
+            shutdown()
+        }
+    }
+
+    // MARK: - Target events
+
+    var targetMayRead: Bool {
+        self.phase == .bridging && (self.context?.channel.isWritable ?? false)
+    }
+
+    func targetRead(_ bytes: ByteBuffer) {
+        guard self.phase == .bridging, let context = self.context else { return }
+        var bytes = bytes
+        while bytes.readableBytes > 0 {
+            let count = min(bytes.readableBytes, self.environment.limits.maxPayloadSize)
+            guard let payload = bytes.readSlice(length: count) else { break }
+            self.sendToClient(payload, context: context)
+        }
+    }
+
+    private func sendToClient(_ payload: ByteBuffer, context: ChannelHandlerContext) {
+        let count = payload.readableBytes
+        self.bytesFromTarget += count
+        if count <= Self.coalesceLimit {
+            var message = context.channel.allocator.buffer(capacity: RouterFrameCodec.maximumPrefixLength + count)
+            RouterFrameCodec.encodeDataPrefix(payloadLength: count, into: &message)
+            var payload = payload
+            message.writeBuffer(&payload)
+            context.write(Self.wrapOutboundOut(.data(.init(data: .byteBuffer(message)))), promise: nil)
+        } else {
+            var prefix = context.channel.allocator.buffer(capacity: RouterFrameCodec.maximumPrefixLength)
+            RouterFrameCodec.encodeDataPrefix(payloadLength: count, into: &prefix)
+            context.write(Self.wrapOutboundOut(.data(.init(data: .byteBuffer(prefix)))), promise: nil)
+            context.write(Self.wrapOutboundOut(.data(.init(data: .byteBuffer(payload)))), promise: nil)
+        }
+    }
+
+    func targetReadComplete() {
+        self.context?.flush()
+    }
+
+    func targetReachedEOF() {
+        guard self.phase == .bridging, !self.targetDone, let context = self.context else { return }
+        // Everything read before the EOF goes out first.
+        self.targetDone = true
+        var message = context.channel.allocator.buffer(capacity: 8)
+        RouterFrameCodec.encodeControl(.goaway, into: &message)
+        context.writeAndFlush(Self.wrapOutboundOut(.data(.init(data: .byteBuffer(message)))), promise: nil)
+        if !self.clientDone {
+            // Jumpstarter's peers may never end the RPC after GOAWAY: wait a bounded time.
+            self.lingerTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.environment.linger) {
+                self.logger.debug("client did not end the RPC within the linger time")
+                self.finish(.ok)
+            }
+        }
+        self.finishIfDone()
+    }
+
+    func targetClosed(error: (any Error)?) {
+        self.targetGone = true
+        self.target = nil
+        self.targetHandler = nil
+        guard self.phase == .bridging else { return }
+        if let error {
+            self.fail(GRPCStatus(.unavailable, "route '\(self.routeName)': target connection failed: \(describeSocketError(error))"))
+        } else {
+            // A clean close is the target's EOF (NIO reports no separate EOF when our side was
+            // already shut down). Data the client sends after this fails the stream.
+            self.targetReachedEOF()
+            self.finishIfDone()
+        }
+    }
+
+    func targetWritabilityChanged(isWritable: Bool) {
+        self.targetWritable = isWritable
+        if isWritable, self.readPending, self.phase == .bridging, let context = self.context {
+            self.readPending = false
+            context.read()
+        }
+    }
+
+    // MARK: - Ending
+
+    private func finishIfDone() {
+        if self.clientDone && self.targetDone { self.finish(.ok) }
+    }
+
+    /// Ends the RPC with OK once every byte accepted from the client has reached the target.
+    private func finish(_ status: GRPCStatus) {
+        guard self.phase != .finished, !self.finishing else { return }
+        if let last = self.lastTargetWrite, !self.targetGone {
+            self.finishing = true
+            last.assumeIsolated().whenComplete { result in
+                self.finishing = false
+                if case .success = result { self.complete(status) }
+            }
+        } else {
+            self.complete(status)
+        }
+    }
+
+    /// Ends the RPC at once with an error status.
+    private func fail(_ status: GRPCStatus) {
+        self.complete(status)
+    }
+
+    private func complete(_ status: GRPCStatus) {
+        guard self.phase != .finished, let context = self.context else { return }
+        self.phase = .finished
+        self.cancelTimers()
+        self.early = []
+        let headers = self.responseStarted ? GRPCResponseHeaders.trailers(status) : GRPCResponseHeaders.trailersOnly(status)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(Self.wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: promise)
+        // Once the trailers are out (closing earlier would drop queued DATA frames), a client that
+        // has not ended its side gets RST_STREAM(NO_ERROR), as gRPC servers do: any other code
+        // would make it report CANCELLED instead of the status just sent.
+        promise.futureResult.assumeIsolated().whenComplete { _ in
+            Self.resetIfOpen(context)
+        }
+        self.closeTarget()
+        self.record(status)
+    }
+
+    private static func resetIfOpen(_ context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        context.writeAndFlush(Self.wrapOutboundOut(.rstStream(.noError)), promise: nil)
+    }
+
+    private func closeTarget() {
+        if let target = self.target {
+            self.target = nil
+            target.close(promise: nil)
+        }
+    }
+
+    private func cancelTimers() {
+        self.deadline?.cancel()
+        self.deadline = nil
+        self.lingerTimer?.cancel()
+        self.lingerTimer = nil
+    }
+
+    private func record(_ status: GRPCStatus) {
+        let statistics = self.environment.statistics
+        if self.counted {
+            self.counted = false
+            statistics.activeStreams.subtract(1, ordering: .relaxed)
+        }
+        statistics.bytesToTargets.add(self.bytesToTarget, ordering: .relaxed)
+        statistics.bytesFromTargets.add(self.bytesFromTarget, ordering: .relaxed)
+        var metadata: Logger.Metadata = [
+            "status": "\(status.code.name)",
+            "bytes-to-target": "\(self.bytesToTarget)",
+            "bytes-from-target": "\(self.bytesFromTarget)",
+            "duration-ms": "\((NIODeadline.now() - self.started).nanoseconds / 1_000_000)",
+        ]
+        if !status.message.isEmpty { metadata["reason"] = "\(status.message)" }
+        switch status.code {
+        case .ok:
+            self.logger.info("stream finished", metadata: metadata)
+        case .cancelled:
+            self.logger.info("stream cancelled", metadata: metadata)
+        default:
+            statistics.failedStreams.add(1, ordering: .relaxed)
+            self.logger.warning("stream failed", metadata: metadata)
+        }
+    }
+
+    static func status(for error: any Error) -> GRPCStatus {
+        switch error {
+        case let status as GRPCStatus:
+            return status
+        case GRPCDeframingError.messageTooLarge(let length, let limit):
+            return GRPCStatus(.resourceExhausted, "message of \(length) bytes exceeds the limit of \(limit) bytes")
+        case GRPCDeframingError.compressedWithoutEncoding:
+            return GRPCStatus(.internal, "compressed message on a stream without grpc-encoding")
+        case GRPCDeframingError.truncated(let missing):
+            return GRPCStatus(.internal, "request ended inside a message (\(missing) bytes missing)")
+        case let error as RouterFrameDecodingError:
+            return GRPCStatus(.internal, "malformed StreamRequest: \(error.reason)")
+        default:
+            return GRPCStatus(.internal, "\(error)")
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import NIOHPACK
+
+/// Why a request's headers were refused before any message was read.
+public enum GRPCRequestRejection: Error, Hashable, Sendable {
+    /// Not a gRPC request at all: answer with this HTTP status and no gRPC status.
+    case http(status: Int, reason: String)
+    /// A gRPC request that fails with this status (sent as a trailers-only response).
+    case grpc(GRPCStatus)
+}
+
+/// The parts of a gRPC request's HEADERS frame that the bridge acts on.
+public struct GRPCRequestHead: Sendable {
+    /// The `:path`, e.g. `/jumpstarter.v1.RouterService/Stream`.
+    public var path: String
+    /// The deadline the client set with `grpc-timeout`, in nanoseconds.
+    public var timeoutNanoseconds: Int64?
+    /// The route the client asked for with `jmp-route`; nil selects the default route.
+    public var route: String?
+    /// The `authorization` value, if any (never logged).
+    public var authorization: String?
+    /// The `user-agent`, for logs.
+    public var userAgent: String?
+
+    /// Validates request headers as the gRPC over HTTP/2 protocol requires and extracts what the
+    /// bridge needs. Checks, in order: method POST, `content-type` application/grpc (else HTTP
+    /// 415), `:path` is the Stream method (else UNIMPLEMENTED), `grpc-encoding` identity (else
+    /// UNIMPLEMENTED), a well-formed `grpc-timeout`, and a well-formed `jmp-route` (else NOT_FOUND).
+    public static func parse(_ headers: HPACKHeaders) -> Result<GRPCRequestHead, GRPCRequestRejection> {
+        guard headers.first(name: ":method") == "POST" else {
+            return .failure(.http(status: 405, reason: "gRPC requires POST"))
+        }
+        guard let contentType = headers.first(name: "content-type"), Self.isGRPCContentType(contentType) else {
+            return .failure(.http(status: 415, reason: "content-type must be application/grpc"))
+        }
+        let path = headers.first(name: ":path") ?? ""
+        guard path == RouterService.streamPath else {
+            return .failure(.grpc(GRPCStatus(.unimplemented, "unknown method \(Self.printable(path))")))
+        }
+        if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
+            return .failure(
+                .grpc(GRPCStatus(.unimplemented, "grpc-encoding \(Self.printable(encoding)) is not supported (identity only)"))
+            )
+        }
+        var timeout: Int64?
+        if let value = headers.first(name: "grpc-timeout") {
+            guard let nanoseconds = Self.parseTimeout(value) else {
+                return .failure(.grpc(GRPCStatus(.invalidArgument, "malformed grpc-timeout \(Self.printable(value))")))
+            }
+            timeout = nanoseconds
+        }
+        var route: String?
+        let routes = headers[canonicalForm: RouterService.routeMetadataKey]
+        if routes.count > 1 {
+            return .failure(.grpc(GRPCStatus(.invalidArgument, "more than one jmp-route")))
+        }
+        if let name = routes.first {
+            guard RouterService.isValidRouteName(name) else {
+                return .failure(.grpc(GRPCStatus(.notFound, "invalid route name \(Self.printable(name))")))
+            }
+            route = String(name)
+        }
+        return .success(
+            GRPCRequestHead(
+                path: path,
+                timeoutNanoseconds: timeout,
+                route: route,
+                authorization: headers.first(name: RouterService.authorizationMetadataKey),
+                userAgent: headers.first(name: "user-agent")
+            )
+        )
+    }
+
+    /// `application/grpc`, optionally followed by `+proto` or `;params`.
+    static func isGRPCContentType(_ value: String) -> Bool {
+        let lower = value.lowercased()
+        guard lower.hasPrefix("application/grpc") else { return false }
+        let rest = lower.dropFirst("application/grpc".count)
+        return rest.isEmpty || rest.hasPrefix("+") || rest.hasPrefix(";")
+    }
+
+    /// Parses `grpc-timeout`: 1 to 8 ASCII digits and a unit (H, M, S, m, u, n).
+    public static func parseTimeout(_ value: String) -> Int64? {
+        let utf8 = Array(value.utf8)
+        guard utf8.count >= 2, utf8.count <= 9, let unit = utf8.last else { return nil }
+        var amount: Int64 = 0
+        for byte in utf8.dropLast() {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            amount = amount * 10 + Int64(byte - UInt8(ascii: "0"))
+        }
+        let (result, overflow): (Int64, Bool)
+        switch unit {
+        case UInt8(ascii: "H"): (result, overflow) = amount.multipliedReportingOverflow(by: 3_600_000_000_000)
+        case UInt8(ascii: "M"): (result, overflow) = amount.multipliedReportingOverflow(by: 60_000_000_000)
+        case UInt8(ascii: "S"): (result, overflow) = amount.multipliedReportingOverflow(by: 1_000_000_000)
+        case UInt8(ascii: "m"): (result, overflow) = amount.multipliedReportingOverflow(by: 1_000_000)
+        case UInt8(ascii: "u"): (result, overflow) = amount.multipliedReportingOverflow(by: 1_000)
+        case UInt8(ascii: "n"): (result, overflow) = (amount, false)
+        default: return nil
+        }
+        return overflow ? Int64.max : result
+    }
+
+    /// A header value shortened and stripped of control characters for messages and logs.
+    static func printable(_ value: some StringProtocol) -> String {
+        let cleaned = String(value.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })
+        return cleaned.count > 80 ? "\"\(cleaned.prefix(80))…\"" : "\"\(cleaned)\""
+    }
+}

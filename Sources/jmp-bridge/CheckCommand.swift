@@ -1,0 +1,30 @@
+import ArgumentParser
+import JMPBridgeCore
+
+/// `jmp-bridge check`: validates a configuration file without starting anything.
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Validate a configuration file.",
+        discussion: "Prints FILE:LINE: KEY: PROBLEM and exits 1 if the file is broken; exits 0 if it is fine."
+    )
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("The configuration file.", valueName: "file"))
+    var config: String = ConfigurationLoader.defaultPath
+
+    func run() throws {
+        do {
+            let configuration = try ConfigurationLoader.load(path: self.config)
+            try configuration.validate()
+            let routes = configuration.routes.keys.sorted().joined(separator: ", ")
+            print(
+                "\(self.config): OK: \(configuration.listeners.count) listener(s), "
+                    + "\(configuration.routes.count) route(s)\(routes.isEmpty ? "" : " (\(routes))")"
+                    + (configuration.defaultRoute.map { ", default route \($0)" } ?? "")
+            )
+        } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,17 @@
+import ArgumentParser
+
+/// The `jmp-bridge` command: the top of the command tree.
+@main
+struct JMPBridgeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jmp-bridge",
+        abstract: "Bridge Jumpstarter's gRPC RouterService.Stream to local Unix sockets.",
+        discussion: """
+            jmp-bridge terminates jumpstarter.v1.RouterService/Stream and connects every routed \
+            stream to a local target chosen by the jmp-route metadata (or the default route). \
+            See jmp-bridge(8) and jmp-bridge.yaml(5).
+            """,
+        version: BuildInfo.version,
+        subcommands: [ServeCommand.self, CheckCommand.self]
+    )
+}

@@ -1,0 +1,22 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import JMPProtocol
+
+/// Writes `jmp-bridge: error: MESSAGE` to standard error.
+func printError(_ message: String) {
+    var line = "jmp-bridge: error: \(message)\n"
+    line.withUTF8 { bytes in
+        _ = write(2, bytes.baseAddress, bytes.count)
+    }
+}
+
+/// Whether a file exists at `path`.
+func fileExists(_ path: String) -> Bool {
+    access(path, F_OK) == 0
+}
+
+/// Route-name rules shared with the protocol module.
+enum RouteNames {
+    static func isValid(_ name: String) -> Bool { RouterService.isValidRouteName(name) }
+}
