@@ -84,3 +84,10 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
     }
     return bytes
 }
+
+/// A counter shared between tasks.
+final class Counter: Sendable {
+    private let count = NIOLockedValueBox(0)
+    func add(_ amount: Int) { self.count.withLockedValue { $0 += amount } }
+    var value: Int { self.count.withLockedValue { $0 } }
+}
