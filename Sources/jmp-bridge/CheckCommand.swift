@@ -14,8 +14,8 @@ struct CheckCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let configuration = try ConfigurationLoader.load(path: self.config)
-            try configuration.validate()
+            var configuration = try ConfigurationLoader.load(path: self.config)
+            try configuration.finalize()
             let routes = configuration.routes.keys.sorted().joined(separator: ", ")
             print(
                 "\(self.config): OK: \(configuration.listeners.count) listener(s), "

@@ -34,13 +34,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("default-route"), help: ArgumentHelp("The route for streams without jmp-route.", valueName: "name"))
     var defaultRoute: String?
 
-    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("TLS certificate (PEM) for --listen tcp: addresses.", valueName: "file"))
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("TLS certificate (PEM) for the tcp: addresses given with --listen (not those in the file).", valueName: "file"))
     var tlsCert: String?
 
-    @Option(name: .customLong("tls-key"), help: ArgumentHelp("TLS private key (PEM) for --listen tcp: addresses.", valueName: "file"))
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("TLS private key (PEM) for the tcp: addresses given with --listen.", valueName: "file"))
     var tlsKey: String?
 
-    @Flag(name: .customLong("insecure"), help: "Allow --listen tcp: addresses without TLS.")
+    @Flag(name: .customLong("insecure"), help: "Serve the tcp: addresses given with --listen without TLS (when --tls-cert is not given).")
     var insecure = false
 
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
@@ -119,8 +119,14 @@ struct ServeCommand: AsyncParsableCommand {
             if case .tcp = address {
                 if let cert = self.tlsCert, let key = self.tlsKey {
                     listener.tls = TLSFiles(certificate: cert, key: key)
+                } else if self.insecure {
+                    listener.insecure = true
                 } else {
-                    listener.insecure = self.insecure
+                    throw ConfigurationError(
+                        file: "command line",
+                        key: "--listen",
+                        "\(address) needs --tls-cert and --tls-key, or --insecure for plain TCP"
+                    )
                 }
             }
             configuration.listeners.append(listener)
@@ -138,14 +144,11 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let name = self.defaultRoute {
             configuration.defaultRoute = name
-        } else if configuration.defaultRoute == nil, configuration.routes.count == 1 {
-            // One route and no default named: that route is the default.
-            configuration.defaultRoute = configuration.routes.keys.first
         }
         if self.config == nil && !self.listen.isEmpty {
             configuration.source = "command line"
         }
-        try configuration.validate()
+        try configuration.finalize()
         return configuration
     }
 }

@@ -11,8 +11,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var defaultRoute: String?
     /// Resource limits and protocol tuning.
     public var limits: Limits
-    /// How long to wait, after both sides have said GOAWAY or the target has finished, for a
-    /// client that never ends the RPC before the bridge ends it with status OK.
+    /// How long to wait, once the target has reached EOF and GOAWAY was sent, for a client that
+    /// never ends its side before the bridge ends the RPC with status OK.
     public var linger: TimeAmount
     /// The configuration file this came from, if any (for messages).
     public var source: String?
@@ -32,6 +32,15 @@ public struct BridgeConfiguration: Sendable, Equatable {
         self.limits = limits
         self.linger = linger
         self.source = source
+    }
+
+    /// Applies the rule that a configuration with exactly one route and no `default-route` uses
+    /// that route as the default, then validates. `serve` and `check` both go through this.
+    public mutating func finalize() throws(ConfigurationError) {
+        if self.defaultRoute == nil, self.routes.count == 1 {
+            self.defaultRoute = self.routes.keys.first
+        }
+        try self.validate()
     }
 
     /// Checks what only the merged configuration can tell: that there is something to serve, that
@@ -131,14 +140,22 @@ public enum RouteTarget: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses the command-line form `unix:PATH`.
     public static func parse(_ text: String) throws(ConfigurationError) -> RouteTarget {
-        if text.hasPrefix("unix:") {
-            let path = String(text.dropFirst(5))
-            guard !path.isEmpty else {
-                throw ConfigurationError(file: "command line", key: "--route", "'unix:' needs a socket path")
-            }
-            return .unix(path: path)
+        guard text.hasPrefix("unix:") else {
+            throw ConfigurationError(file: "command line", key: "--route", "unknown target '\(text)' (expected unix:PATH)")
         }
-        throw ConfigurationError(file: "command line", key: "--route", "unknown target '\(text)' (expected unix:PATH)")
+        let path = String(text.dropFirst(5))
+        if let problem = problemWithSocketPath(path) {
+            throw ConfigurationError(file: "command line", key: "--route", problem)
+        }
+        return .unix(path: path)
+    }
+
+    /// What is wrong with a `unix:` target path, if anything: it must be absolute and fit in
+    /// `sockaddr_un`.
+    static func problemWithSocketPath(_ path: String) -> String? {
+        if !path.hasPrefix("/") { return "'\(path)' must be an absolute path" }
+        if path.utf8.count >= 108 { return "socket path is longer than 107 bytes" }
+        return nil
     }
 }
 

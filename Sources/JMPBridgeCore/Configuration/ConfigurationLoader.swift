@@ -155,6 +155,15 @@ private struct Reader {
         return value
     }
 
+    func integer(_ node: Node, key: String, range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+        let text = try string(node, key: key)
+        guard let value = Int(text) else { throw error(node, key: key, "'\(text)' is not a whole number") }
+        guard range.contains(value) else {
+            throw error(node, key: key, "\(value) is out of range \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
     func duration(_ node: Node, key: String) throws(ConfigurationError) -> TimeAmount {
         let text = try string(node, key: key)
         guard let value = Units.parseDuration(text) else {
@@ -257,11 +266,8 @@ private struct Reader {
             switch kind {
             case "unix":
                 let path = try string(targetNode, key: "routes.\(name).unix")
-                guard path.hasPrefix("/") else {
-                    throw error(targetNode, key: "routes.\(name).unix", "'\(path)' must be an absolute path")
-                }
-                guard path.utf8.count < 108 else {
-                    throw error(targetNode, key: "routes.\(name).unix", "socket path is longer than 107 bytes")
+                if let problem = RouteTarget.problemWithSocketPath(path) {
+                    throw error(targetNode, key: "routes.\(name).unix", problem)
                 }
                 result[name] = RouteConfiguration(name: name, target: .unix(path: path))
             default:
@@ -283,7 +289,7 @@ private struct Reader {
             case "stream-window":
                 limits.streamWindow = try size(value, key: key, range: 65535...(8 << 20))
             case "max-streams-per-connection":
-                limits.maxStreamsPerConnection = try size(value, key: key, range: 1...100_000)
+                limits.maxStreamsPerConnection = try integer(value, key: key, range: 1...100_000)
             default:
                 break
             }
