@@ -64,7 +64,8 @@ public struct GRPCMessageDeframer: Sendable {
     public func finish() throws(GRPCDeframingError) {
         if let pending = self.pending, pending.readableBytes > 0 {
             let announced: Int
-            if pending.readableBytes >= 5, let length = pending.getInteger(at: pending.readerIndex + 1, as: UInt32.self) {
+            if pending.readableBytes >= 5, let length = pending.getInteger(at: pending.readerIndex + 1, as: UInt32.self)
+            {
                 announced = Int(length) + 5
             } else {
                 announced = 5

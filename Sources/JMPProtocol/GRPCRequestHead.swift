@@ -38,7 +38,12 @@ public struct GRPCRequestHead: Sendable {
         }
         if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
             return .failure(
-                .grpc(GRPCStatus(.unimplemented, "grpc-encoding \(Self.printable(encoding)) is not supported (identity only)"))
+                .grpc(
+                    GRPCStatus(
+                        .unimplemented,
+                        "grpc-encoding \(Self.printable(encoding)) is not supported (identity only)"
+                    )
+                )
             )
         }
         var timeout: Int64?

@@ -16,7 +16,10 @@ struct ServeCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("The configuration file (default \(ConfigurationLoader.defaultPath)).", valueName: "file"))
+    @Option(
+        name: .shortAndLong,
+        help: ArgumentHelp("The configuration file (default \(ConfigurationLoader.defaultPath)).", valueName: "file")
+    )
     var config: String?
 
     @Option(
@@ -31,27 +34,50 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var route: [String] = []
 
-    @Option(name: .customLong("default-route"), help: ArgumentHelp("The route for streams without jmp-route.", valueName: "name"))
+    @Option(
+        name: .customLong("default-route"),
+        help: ArgumentHelp("The route for streams without jmp-route.", valueName: "name")
+    )
     var defaultRoute: String?
 
-    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("TLS certificate (PEM) for the tcp: addresses given with --listen (not those in the file).", valueName: "file"))
+    @Option(
+        name: .customLong("tls-cert"),
+        help: ArgumentHelp(
+            "TLS certificate (PEM) for the tcp: addresses given with --listen (not those in the file).",
+            valueName: "file"
+        )
+    )
     var tlsCert: String?
 
-    @Option(name: .customLong("tls-key"), help: ArgumentHelp("TLS private key (PEM) for the tcp: addresses given with --listen.", valueName: "file"))
+    @Option(
+        name: .customLong("tls-key"),
+        help: ArgumentHelp("TLS private key (PEM) for the tcp: addresses given with --listen.", valueName: "file")
+    )
     var tlsKey: String?
 
-    @Flag(name: .customLong("insecure"), help: "Serve the tcp: addresses given with --listen without TLS (when --tls-cert is not given).")
+    @Flag(
+        name: .customLong("insecure"),
+        help: "Serve the tcp: addresses given with --listen without TLS (when --tls-cert is not given)."
+    )
     var insecure = false
 
-    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    @Option(
+        name: .customLong("log-level"),
+        help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level")
+    )
     var logLevel: String = "info"
 
-    @Option(name: .customLong("grace"), help: ArgumentHelp("Seconds open streams get to finish on shutdown.", valueName: "seconds"))
+    @Option(
+        name: .customLong("grace"),
+        help: ArgumentHelp("Seconds open streams get to finish on shutdown.", valueName: "seconds")
+    )
     var grace: Int = 30
 
     func validate() throws {
         guard Logger.Level(rawValue: self.logLevel) != nil else {
-            throw ValidationError("--log-level: '\(self.logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+            throw ValidationError(
+                "--log-level: '\(self.logLevel)' is not one of trace, debug, info, notice, warning, error, critical"
+            )
         }
         guard (self.tlsCert == nil) == (self.tlsKey == nil) else {
             throw ValidationError("--tls-cert and --tls-key go together")
@@ -113,7 +139,8 @@ struct ServeCommand: AsyncParsableCommand {
             let address: ListenAddress
             switch ListenAddress.parse(text) {
             case .success(let parsed): address = parsed
-            case .failure(let problem): throw ConfigurationError(file: "command line", key: "--listen", problem.description)
+            case .failure(let problem):
+                throw ConfigurationError(file: "command line", key: "--listen", problem.description)
             }
             var listener = ListenerConfiguration(address: address)
             if case .tcp = address {
@@ -137,7 +164,11 @@ struct ServeCommand: AsyncParsableCommand {
             }
             let name = String(text[..<equals])
             guard RouteNames.isValid(name) else {
-                throw ConfigurationError(file: "command line", key: "--route", "'\(name)' is not a valid route name ([A-Za-z0-9._-]{1,64})")
+                throw ConfigurationError(
+                    file: "command line",
+                    key: "--route",
+                    "'\(name)' is not a valid route name ([A-Za-z0-9._-]{1,64})"
+                )
             }
             let target = try RouteTarget.parse(String(text[text.index(after: equals)...]))
             configuration.routes[name] = RouteConfiguration(name: name, target: target)

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import JMPProtocol
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Writes `jmp-bridge: error: MESSAGE` to standard error.
 func printError(_ message: String) {

@@ -52,7 +52,10 @@ struct BridgeFailureTests {
             }
             failureDone.fire()
             let received = try await neighbour
-            #expect(received.bytes.elementsEqual(pseudoRandomBytes(count: 200_000, seed: 7)), "the neighbour stream lost bytes")
+            #expect(
+                received.bytes.elementsEqual(pseudoRandomBytes(count: 200_000, seed: 7)),
+                "the neighbour stream lost bytes"
+            )
             #expect(received.goaway)
             return outcome
         }
@@ -62,7 +65,9 @@ struct BridgeFailureTests {
     func unknownRoute() async throws {
         try await BridgeHarness.with { bridge in
             try await TargetServer.run(at: bridge.targetPath("echo"), handler: TargetServer.echo) {
-                let (code, message) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "nope"]) { _, ended in
+                let (code, message) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "nope"]) {
+                    _,
+                    ended in
                     await ended.wait()
                 }
                 #expect(code == .notFound)
@@ -75,7 +80,9 @@ struct BridgeFailureTests {
     func invalidRouteName() async throws {
         try await BridgeHarness.with { bridge in
             try await TargetServer.run(at: bridge.targetPath("echo"), handler: TargetServer.echo) {
-                let (code, _) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "../echo"]) { _, ended in
+                let (code, _) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "../echo"]) {
+                    _,
+                    ended in
                     await ended.wait()
                 }
                 #expect(code == .notFound)
@@ -104,7 +111,9 @@ struct BridgeFailureTests {
     func missingTarget() async throws {
         try await BridgeHarness.with(routes: ["echo": "echo", "gone": "gone"]) { bridge in
             try await TargetServer.run(at: bridge.targetPath("echo"), handler: TargetServer.echo) {
-                let (code, message) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "gone"]) { _, ended in
+                let (code, message) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "gone"]) {
+                    _,
+                    ended in
                     await ended.wait()
                 }
                 #expect(code == .unavailable)
@@ -164,7 +173,9 @@ struct BridgeFailureTests {
             }
             try await TargetServer.run(at: bridge.targetPath("quiet"), handler: handler) {
                 try await TargetServer.run(at: bridge.targetPath("echo"), handler: TargetServer.echo) {
-                    let (code, _) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "quiet"]) { writer, ended in
+                    let (code, _) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "quiet"]) {
+                        writer,
+                        ended in
                         try await writer.write(Router.frame(.goaway))
                         try await writer.write(Router.data([1]))
                         await ended.wait()
@@ -185,7 +196,9 @@ struct BridgeFailureTests {
             }
             try await TargetServer.run(at: bridge.targetPath("quiet"), handler: handler) {
                 try await TargetServer.run(at: bridge.targetPath("echo"), handler: TargetServer.echo) {
-                    let (code, _) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "quiet"]) { writer, ended in
+                    let (code, _) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "quiet"]) {
+                        writer,
+                        ended in
                         try await writer.write(Router.data([1, 2, 3]))
                         try await writer.write(Router.frame(.rstStream))
                         await ended.wait()
@@ -207,8 +220,13 @@ struct BridgeFailureTests {
                 try await TargetServer.run(at: bridge.targetPath("echo"), handler: TargetServer.echo) {
                     var options = CallOptions.defaults
                     options.timeout = .milliseconds(300)
-                    let (code, _) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "quiet"], options: options) {
-                        _, ended in await ended.wait()
+                    let (code, _) = try await statusWithHealthyNeighbour(
+                        bridge,
+                        metadata: ["jmp-route": "quiet"],
+                        options: options
+                    ) {
+                        _,
+                        ended in await ended.wait()
                     }
                     #expect(code == .deadlineExceeded)
                 }
@@ -221,13 +239,15 @@ struct BridgeFailureTests {
         try await BridgeHarness.with(routes: ["echo": "echo", "flaky": "flaky"]) { bridge in
             let handler: @Sendable (NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws -> Void = { connection in
                 // Take some bytes, then close the socket while the client is still sending.
-                var iterator = connection.inbound.makeAsyncIterator()
-                _ = try await iterator.next()
-                try await connection.channel.close()
+                try await connection.executeThenClose { inbound, _ in
+                    var iterator = inbound.makeAsyncIterator()
+                    _ = try await iterator.next()
+                }
             }
             try await TargetServer.run(at: bridge.targetPath("flaky"), handler: handler) {
                 try await TargetServer.run(at: bridge.targetPath("echo"), handler: TargetServer.echo) {
-                    let (code, message) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "flaky"]) { writer, _ in
+                    let (code, message) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "flaky"])
+                    { writer, _ in
                         for chunk in pseudoRandomBytes(count: 8 << 20, seed: 3).chunks(ofCount: 32 * 1024) {
                             try await writer.write(Router.data(Array(chunk)))
                         }

@@ -37,7 +37,10 @@ struct BridgeHarness {
             linger: linger
         )
         for (name, socket) in routes {
-            configuration.routes[name] = RouteConfiguration(name: name, target: .unix(path: "\(directory)/\(socket).sock"))
+            configuration.routes[name] = RouteConfiguration(
+                name: name,
+                target: .unix(path: "\(directory)/\(socket).sock")
+            )
         }
         var logger = Logger(label: "jmp-bridge-test")
         logger.logLevel = ProcessInfo.processInfo.environment["JMP_TEST_LOG"] != nil ? .debug : .critical
@@ -55,7 +58,9 @@ struct BridgeHarness {
     }
 
     /// Runs `body` with a grpc-swift-2 client connected to the bridge's Unix listener.
-    func withClient<T: Sendable>(_ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T) async throws -> T {
+    func withClient<T: Sendable>(_ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T)
+        async throws -> T
+    {
         let transport = try HTTP2ClientTransport.Posix(
             target: .unixDomainSocket(path: self.grpcSocket),
             transportSecurity: .plaintext

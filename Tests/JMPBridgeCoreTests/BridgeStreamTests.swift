@@ -150,7 +150,10 @@ struct BridgeStreamTests {
                                 try await withThrowingTaskGroup(of: Bool.self) { streams in
                                     for index in 0..<50 {
                                         streams.addTask {
-                                            let sent = pseudoRandomBytes(count: 20_000 + index * 97, seed: UInt64(connection * 1000 + index))
+                                            let sent = pseudoRandomBytes(
+                                                count: 20_000 + index * 97,
+                                                seed: UInt64(connection * 1000 + index)
+                                            )
                                             let received = try await Router.call(client) { writer in
                                                 for chunk in sent.chunks(ofCount: 4096) {
                                                     try await writer.write(Router.data(Array(chunk)))

@@ -90,7 +90,13 @@ public struct ListenerConfiguration: Sendable, Equatable {
     public var line: Int?
 
     /// Creates a listener configuration.
-    public init(address: ListenAddress, tls: TLSFiles? = nil, insecure: Bool = false, mode: UInt32? = nil, line: Int? = nil) {
+    public init(
+        address: ListenAddress,
+        tls: TLSFiles? = nil,
+        insecure: Bool = false,
+        mode: UInt32? = nil,
+        line: Int? = nil
+    ) {
         self.address = address
         self.tls = tls
         self.insecure = insecure
@@ -141,7 +147,11 @@ public enum RouteTarget: Sendable, Equatable, CustomStringConvertible {
     /// Parses the command-line form `unix:PATH`.
     public static func parse(_ text: String) throws(ConfigurationError) -> RouteTarget {
         guard text.hasPrefix("unix:") else {
-            throw ConfigurationError(file: "command line", key: "--route", "unknown target '\(text)' (expected unix:PATH)")
+            throw ConfigurationError(
+                file: "command line",
+                key: "--route",
+                "unknown target '\(text)' (expected unix:PATH)"
+            )
         }
         let path = String(text.dropFirst(5))
         if let problem = problemWithSocketPath(path) {

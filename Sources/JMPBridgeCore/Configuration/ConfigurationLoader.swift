@@ -21,7 +21,9 @@ public enum ConfigurationLoader {
     /// The target keys of a route.
     public static let routeKeys = ["unix"]
     /// The keys of `limits:`.
-    public static let limitKeys = ["max-message-size", "max-payload-size", "stream-window", "max-streams-per-connection"]
+    public static let limitKeys = [
+        "max-message-size", "max-payload-size", "stream-window", "max-streams-per-connection",
+    ]
 
     /// Loads and checks a configuration file.
     public static func load(path: String) throws(ConfigurationError) -> BridgeConfiguration {

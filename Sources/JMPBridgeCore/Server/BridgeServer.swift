@@ -6,7 +6,7 @@ import NIOPosix
 import ServiceLifecycle
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The gRPC side of the bridge: binds every configured listener and serves RouterService.Stream
@@ -111,13 +111,15 @@ public final class BridgeServer: Service, Sendable {
         do {
             switch listener.address {
             case .tcp(let host, let port):
-                return try await bootstrap
+                return
+                    try await bootstrap
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                     .bind(host: host, port: port)
                     .get()
             case .unix(let path):
-                let channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+                let channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+                    .get()
                 if let mode = listener.mode, chmod(path, mode_t(mode)) != 0 {
                     let reason = String(cString: strerror(errno))
                     try? await channel.close()

@@ -171,10 +171,15 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         switch GRPCRequestHead.parse(headers) {
         case .failure(.http(let status, let reason)):
             self.phase = .finished
-            self.logger.warning("refused a non-gRPC request", metadata: ["http-status": "\(status)", "reason": "\(reason)"])
+            self.logger.warning(
+                "refused a non-gRPC request",
+                metadata: ["http-status": "\(status)", "reason": "\(reason)"]
+            )
             let promise = context.eventLoop.makePromise(of: Void.self)
             context.writeAndFlush(
-                Self.wrapOutboundOut(.headers(.init(headers: GRPCResponseHeaders.httpError(status: status), endStream: true))),
+                Self.wrapOutboundOut(
+                    .headers(.init(headers: GRPCResponseHeaders.httpError(status: status), endStream: true))
+                ),
                 promise: promise
             )
             promise.futureResult.assumeIsolated().whenComplete { _ in Self.resetIfOpen(context) }
@@ -407,7 +412,12 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         self.targetHandler = nil
         guard self.phase == .bridging else { return }
         if let error {
-            self.fail(GRPCStatus(.unavailable, "route '\(self.routeName)': target connection failed: \(describeSocketError(error))"))
+            self.fail(
+                GRPCStatus(
+                    .unavailable,
+                    "route '\(self.routeName)': target connection failed: \(describeSocketError(error))"
+                )
+            )
         } else {
             // A clean close is the target's EOF (NIO reports no separate EOF when our side was
             // already shut down). Data the client sends after this fails the stream.
@@ -454,9 +464,13 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         self.phase = .finished
         self.cancelTimers()
         self.early = []
-        let headers = self.responseStarted ? GRPCResponseHeaders.trailers(status) : GRPCResponseHeaders.trailersOnly(status)
+        let headers =
+            self.responseStarted ? GRPCResponseHeaders.trailers(status) : GRPCResponseHeaders.trailersOnly(status)
         let promise = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(Self.wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: promise)
+        context.writeAndFlush(
+            Self.wrapOutboundOut(.headers(.init(headers: headers, endStream: true))),
+            promise: promise
+        )
         // Once the trailers are out (closing earlier would drop queued DATA frames), a client that
         // has not ended its side gets RST_STREAM(NO_ERROR), as gRPC servers do: any other code
         // would make it report CANCELLED instead of the status just sent.

@@ -8,7 +8,9 @@ enum TLSContextFactory {
         do {
             chain = try NIOSSLCertificate.fromPEMFile(files.certificate)
         } catch {
-            throw BridgeStartupError("\(listener): cannot load TLS certificate \(files.certificate): \(Self.describe(error))")
+            throw BridgeStartupError(
+                "\(listener): cannot load TLS certificate \(files.certificate): \(Self.describe(error))"
+            )
         }
         guard !chain.isEmpty else {
             throw BridgeStartupError("\(listener): \(files.certificate) holds no PEM certificate")
