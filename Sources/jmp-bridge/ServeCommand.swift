@@ -3,6 +3,7 @@ import JMPBridgeCore
 import Logging
 import NIOCore
 import ServiceLifecycle
+import UnixSignals
 
 /// `jmp-bridge serve`: runs the bridge until SIGTERM or SIGINT.
 struct ServeCommand: AsyncParsableCommand {
@@ -109,14 +110,6 @@ struct ServeCommand: AsyncParsableCommand {
             printError("\(error)")
             throw ExitCode(1)
         }
-        let routes = configuration.routes.values.sorted { $0.name < $1.name }.map { "\($0.name)=\($0.target)" }
-        logger.info(
-            "ready",
-            metadata: [
-                "routes": "\(routes.joined(separator: " "))",
-                "default-route": "\(configuration.defaultRoute ?? "none")",
-            ]
-        )
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: server)],
@@ -124,7 +117,18 @@ struct ServeCommand: AsyncParsableCommand {
                 logger: logger
             )
         )
-        try await group.run()
+        // Until reloading exists, a stray SIGHUP (e.g. `systemctl reload`) must not kill the
+        // daemon and every console with it.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                for await _ in hangups {
+                    logger.warning("SIGHUP ignored: reloading the configuration is not supported yet")
+                }
+            }
+            try await group.run()
+            tasks.cancelAll()
+        }
     }
 
     /// Merges the configuration file and the command line, then validates the result.

@@ -75,6 +75,16 @@ public final class BridgeServer: Service, Sendable {
         if self.state.get().isEmpty {
             try await self.start()
         }
+        // Logged here, once the service group has installed its signal handlers, so that a
+        // supervisor that signals as soon as it sees this line is heard.
+        let routes = self.configuration.routes.values.sorted { $0.name < $1.name }.map { "\($0.name)=\($0.target)" }
+        self.logger.info(
+            "ready",
+            metadata: [
+                "routes": "\(routes.joined(separator: " "))",
+                "default-route": "\(self.configuration.defaultRoute ?? "none")",
+            ]
+        )
         let promise = self.group.any().makePromise(of: Void.self)
         try await withGracefulShutdownHandler {
             try await promise.futureResult.get()
