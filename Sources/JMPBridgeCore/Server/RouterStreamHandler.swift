@@ -158,10 +158,10 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // After the stream has ended, errors are only echoes of its closing (e.g. StreamClosed).
+        guard self.phase != .finished else { return }
         self.logger.debug("HTTP/2 stream error", metadata: ["error": "\(error)"])
-        if self.phase != .finished {
-            self.fail(GRPCStatus(.internal, "HTTP/2 stream error: \(error)"))
-        }
+        self.fail(GRPCStatus(.internal, "HTTP/2 stream error: \(error)"))
     }
 
     // MARK: - Request
@@ -300,6 +300,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         target.write(payload, promise: promise)
         self.lastTargetWrite = promise.futureResult
         self.targetNeedsFlush = true
+        if self.lingerTimer != nil { self.armLinger() }
         let count = payload.readableBytes
         promise.futureResult.assumeIsolated().whenComplete { result in
             switch result {
@@ -396,14 +397,20 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         var message = context.channel.allocator.buffer(capacity: 8)
         RouterFrameCodec.encodeControl(.goaway, into: &message)
         context.writeAndFlush(Self.wrapOutboundOut(.data(.init(data: .byteBuffer(message)))), promise: nil)
-        if !self.clientDone {
-            // Jumpstarter's peers may never end the RPC after GOAWAY: wait a bounded time.
-            self.lingerTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.environment.linger) {
-                self.logger.debug("client did not end the RPC within the linger time")
-                self.finish(.ok)
-            }
-        }
+        self.armLinger()
         self.finishIfDone()
+    }
+
+    /// Jumpstarter's peers may never end the RPC after GOAWAY: once the target is done, a client
+    /// that stays silent for the linger time gets status OK. Every payload from the client
+    /// starts the wait again, so a client still sending is never cut short.
+    private func armLinger() {
+        guard self.targetDone, !self.clientDone, self.phase == .bridging, let context = self.context else { return }
+        self.lingerTimer?.cancel()
+        self.lingerTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.environment.linger) {
+            self.logger.debug("client did not end the RPC within the linger time after GOAWAY")
+            self.finish(.ok)
+        }
     }
 
     func targetClosed(error: (any Error)?) {
@@ -447,7 +454,12 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
             self.finishing = true
             last.assumeIsolated().whenComplete { result in
                 self.finishing = false
-                if case .success = result { self.complete(status) }
+                guard case .success = result else { return }  // the failure already failed the stream
+                if self.lastTargetWrite === last {
+                    self.complete(status)
+                } else {
+                    self.finish(status)  // more was written meanwhile: wait for that too
+                }
             }
         } else {
             self.complete(status)
