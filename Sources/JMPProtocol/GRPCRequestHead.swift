@@ -54,7 +54,8 @@ public struct GRPCRequestHead: Sendable {
             timeout = nanoseconds
         }
         var route: String?
-        let routes = headers[canonicalForm: RouterService.routeMetadataKey]
+        // Whole values, not comma-split ones: an empty or odd value must be refused, not skipped.
+        let routes = headers[RouterService.routeMetadataKey]
         if routes.count > 1 {
             return .failure(.grpc(GRPCStatus(.invalidArgument, "more than one jmp-route")))
         }

@@ -147,21 +147,31 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if self.phase != .finished {
-            // The client reset the stream or the connection went away.
-            self.phase = .finished
-            self.cancelTimers()
-            self.closeTarget()
-            self.record(GRPCStatus(.cancelled, "client cancelled the stream"))
-        }
+        self.clientWentAway()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // After the stream has ended, errors are only echoes of its closing (e.g. StreamClosed).
+        // After the stream has ended, errors are only echoes of its closing.
         guard self.phase != .finished else { return }
+        if error is NIOHTTP2Errors.StreamClosed {
+            // The client reset the stream (NIO reports this before the channel goes inactive).
+            self.clientWentAway()
+            return
+        }
         self.logger.debug("HTTP/2 stream error", metadata: ["error": "\(error)"])
         self.fail(GRPCStatus(.internal, "HTTP/2 stream error: \(error)"))
+    }
+
+    /// The client reset the stream or its connection went away: nothing can be sent back, so
+    /// close the target at once and record the stream as cancelled.
+    private func clientWentAway() {
+        guard self.phase != .finished else { return }
+        self.phase = .finished
+        self.cancelTimers()
+        self.early = []
+        self.closeTarget()
+        self.record(GRPCStatus(.cancelled, "the client cancelled the stream"))
     }
 
     // MARK: - Request

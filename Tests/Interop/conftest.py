@@ -1,0 +1,361 @@
+"""Fixtures for the interop tests: jmp-bridge against the real jumpstarter 0.9.0 packages.
+
+* ``tls`` makes a throwaway self-signed certificate for 127.0.0.1/localhost (openssl CLI).
+* ``start_bridge`` runs ``jmp-bridge serve`` as a subprocess on ``tcp:127.0.0.1:0`` with TLS,
+  waits for its ``listening``/``ready`` log lines, and always stops it with SIGTERM and checks
+  that it exits 0. Its log is attached to the report of a failing test.
+* ``unix_server`` runs small threaded Unix-socket services (echo, digest, ...) as route targets.
+* ``sockdir`` is a short directory under /tmp for sockets (sun_path is limited to 108 bytes).
+
+The binary is ``$JMP_BRIDGE`` (``scripts/test`` sets it), else ``.build/debug/jmp-bridge``.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import inspect
+import os
+import re
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from anyio.from_thread import start_blocking_portal
+
+REPO = Path(__file__).resolve().parents[2]
+BRIDGE_BINARY = Path(os.environ.get("JMP_BRIDGE") or REPO / ".build" / "debug" / "jmp-bridge").absolute()
+
+#: How long to wait for the bridge to start, a log line to appear, or the bridge to exit.
+STARTUP_TIMEOUT = 20.0
+EXIT_TIMEOUT = 20.0
+
+_bridges_key = pytest.StashKey[list]()
+
+
+# --------------------------------------------------------------------------------------------
+# pytest plumbing
+
+
+@pytest.fixture(scope="session", autouse=True)
+def event_loop_portal():
+    """One asyncio event loop, in its own thread, for every grpc.aio object of the session.
+
+    grpc.aio delivers completions through one process-wide poller that remembers each call's
+    event loop; a completion arriving after its loop was closed (a fresh loop per test, as
+    pytest's async plugins make) raises "Event loop is closed" inside whichever loop is running.
+    One loop for the session avoids that. Async tests run on it (see pytest_pyfunc_call), and
+    the exporter tests' jumpstarter clients use it as their BlockingPortal.
+    """
+    with start_blocking_portal(backend="asyncio") as portal:
+        yield portal
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    portal = pyfuncitem.funcargs["event_loop_portal"]
+    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    portal.call(functools.partial(pyfuncitem.obj, **kwargs))
+    return True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        for bridge in item.stash.get(_bridges_key, []):
+            report.sections.append((f"jmp-bridge log (pid {bridge.pid}, {report.when})", bridge.log()))
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# temporary files
+
+
+@pytest.fixture
+def sockdir():
+    """A short directory for Unix sockets (pytest's tmp_path can exceed sun_path's limit)."""
+    path = Path(tempfile.mkdtemp(prefix="jbt-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    cert: Path
+    key: Path
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.read_bytes()
+
+    @property
+    def ca_base64(self) -> str:
+        """The certificate as jumpstarter's ``TLSConfigV1Alpha1(ca=...)`` wants it."""
+        return base64.b64encode(self.cert_pem).decode()
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory) -> TLSFiles:
+    """A throwaway self-signed certificate valid for IP 127.0.0.1 and DNS localhost."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "2", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return TLSFiles(cert=cert, key=key)
+
+
+# --------------------------------------------------------------------------------------------
+# the bridge process
+
+
+class Bridge:
+    """A running ``jmp-bridge serve``; its combined stdout/stderr is collected line by line."""
+
+    def __init__(self, args: list[str], cwd: Path):
+        if not os.access(BRIDGE_BINARY, os.X_OK):
+            pytest.fail(f"jmp-bridge binary not found at {BRIDGE_BINARY} (run `swift build` or set JMP_BRIDGE)")
+        self.args = [str(BRIDGE_BINARY), "serve", *args]
+        self._lines: list[str] = []
+        self._cond = threading.Condition()
+        self._eof = False
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        self.pid = self.proc.pid
+        self._reader = threading.Thread(target=self._read, name=f"jmp-bridge-{self.pid}-log", daemon=True)
+        self._reader.start()
+        self.ports: list[int] = []
+        self.port: int | None = None
+
+    def _read(self):
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self._lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    # -- log access
+
+    def lines(self) -> list[str]:
+        with self._cond:
+            return list(self._lines)
+
+    def log(self) -> str:
+        return "\n".join(["$ " + " ".join(self.args), *self.lines()])
+
+    def wait_for_line(self, pattern: str, *, timeout: float = STARTUP_TIMEOUT, count: int = 1) -> list[str]:
+        """Waits until ``count`` log lines match the regular expression ``pattern``; returns them."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                matches = [line for line in self._lines if regex.search(line)]
+                if len(matches) >= count:
+                    return matches
+                if self._eof:
+                    raise AssertionError(
+                        f"jmp-bridge exited (status {self.proc.poll()}) before logging {count} line(s) "
+                        f"matching {pattern!r}:\n{self.log()}"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"timed out after {timeout}s waiting for {count} jmp-bridge log line(s) matching "
+                        f"{pattern!r} (found {len(matches)}):\n{self.log()}"
+                    )
+                self._cond.wait(remaining)
+
+    def stream_lines(self, *, count: int, timeout: float = 15.0) -> list[str]:
+        """The per-stream end lines (``status=...``), once ``count`` of them were logged."""
+        return self.wait_for_line(r"\bstatus=\S+", count=count, timeout=timeout)
+
+    # -- lifecycle
+
+    def wait_ready(self):
+        listening = self.wait_for_line(r"\blistening\b")
+        self.wait_for_line(r"\bready\b")
+        self.ports = [int(m.group(1)) for line in listening if (m := re.search(r"address=tcp:127\.0\.0\.1:(\d+)", line))]
+        assert self.ports, f"no tcp listener in the log:\n{self.log()}"
+        self.port = self.ports[0]
+
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:PORT``, as jumpstarter's router_endpoint."""
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        """Signals the bridge (SIGTERM by default) and returns its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            status = self.proc.wait(timeout=EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"jmp-bridge did not exit within {EXIT_TIMEOUT}s of {sig!r}:\n{self.log()}")
+        self._reader.join(timeout=5)
+        return status
+
+
+@pytest.fixture
+def start_bridge(request, tls, sockdir):
+    """``start_bridge(routes={name: path}, default_route=None, config=None, extra_args=())``.
+
+    Starts jmp-bridge with TLS on tcp:127.0.0.1:0 (or with ``config``, a YAML text written to a
+    file and passed as --config; then the listeners come from it) and waits until it is ready.
+    Every bridge is stopped with SIGTERM at teardown and must exit 0.
+    """
+    bridges: list[Bridge] = []
+    request.node.stash[_bridges_key] = bridges
+
+    def start(routes: dict[str, str | Path] | None = None, *, default_route: str | None = None,
+              config: str | None = None, extra_args=()) -> Bridge:
+        args: list[str] = []
+        if config is not None:
+            path = sockdir / f"bridge-{len(bridges)}.yaml"
+            path.write_text(config)
+            args += ["--config", str(path)]
+        else:
+            args += ["--listen", "tcp:127.0.0.1:0", "--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
+        for name, target in (routes or {}).items():
+            args += ["--route", f"{name}=unix:{target}"]
+        if default_route is not None:
+            args += ["--default-route", default_route]
+        args += list(extra_args)
+        bridge = Bridge(args, cwd=sockdir)
+        bridges.append(bridge)
+        bridge.wait_ready()
+        return bridge
+
+    yield start
+
+    problems = []
+    for bridge in bridges:
+        status = bridge.stop()
+        if status != 0:
+            problems.append(f"jmp-bridge (pid {bridge.pid}) exited with status {status} after SIGTERM")
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+# --------------------------------------------------------------------------------------------
+# Unix-socket services used as route targets
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.server.connections.append(self.request)  # type: ignore[attr-defined]
+        self.server.behaviour(self.request)  # type: ignore[attr-defined]
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256
+
+
+class UnixServer:
+    """A threaded Unix-socket server; ``behaviour(conn)`` runs in its own thread per connection."""
+
+    def __init__(self, path: Path, behaviour):
+        self.path = path
+        self.server = _Server(str(path), _Handler)
+        self.server.behaviour = behaviour
+        self.server.connections = []
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def connections(self) -> list[socket.socket]:
+        return self.server.connections
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        for conn in list(self.server.connections):
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def unix_server(sockdir):
+    """``unix_server(name, behaviour) -> UnixServer`` listening on ``sockdir/name``."""
+    servers: list[UnixServer] = []
+
+    def start(name: str, behaviour) -> UnixServer:
+        server = UnixServer(sockdir / name, behaviour)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+# Behaviours -----------------------------------------------------------------------------------
+
+CHUNK = 256 * 1024
+
+
+def echo(conn: socket.socket):
+    """Echoes until EOF, then half-closes its own side (so EOF travels back)."""
+    while data := conn.recv(CHUNK):
+        conn.sendall(data)
+    conn.shutdown(socket.SHUT_WR)
+    conn.close()
+
+
+def upper_echo(conn: socket.socket):
+    """Like :func:`echo`, upper-cased: proves which route a stream took."""
+    while data := conn.recv(CHUNK):
+        conn.sendall(data.upper())
+    conn.shutdown(socket.SHUT_WR)
+    conn.close()
+
+
+def digest_after_eof(conn: socket.socket):
+    """Reads until EOF, then replies ``<length> <sha256>\\n`` and closes: a reply that can only
+    exist if the client's half-close arrived as EOF while the way back stayed open."""
+    digest, length = hashlib.sha256(), 0
+    while data := conn.recv(CHUNK):
+        digest.update(data)
+        length += len(data)
+    conn.sendall(f"{length} {digest.hexdigest()}\n".encode())
+    conn.close()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,621 @@
+"""jumpstarter 0.9.0's own router-stream client against jmp-bridge over TLS.
+
+The client side is jumpstarter's: ``connect_router_stream`` (exactly what a jumpstarter client or
+exporter does with a router endpoint and token) or ``RouterStream`` over a ``grpc.aio`` secure
+channel with the ``jumpstarter_protocol`` stubs where a test needs the ``jmp-route`` metadata or
+the call's status. The targets are small Unix-socket services run by the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import queue
+import random
+import re
+import signal
+import socket
+import time
+from contextlib import asynccontextmanager
+
+import anyio
+import grpc
+import pytest
+from anyio import EndOfStream, fail_after, to_thread
+from jumpstarter.common.streams import connect_router_stream
+from jumpstarter.config.tls import TLSConfigV1Alpha1
+from jumpstarter.streams.common import create_memory_stream
+from jumpstarter.streams.router import RouterStream
+from jumpstarter_protocol import router_pb2, router_pb2_grpc
+
+from conftest import digest_after_eof, echo, sha256_hex, upper_echo
+
+TOKEN = "interop-test-token"
+TIMEOUT = 30
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def credentials(tls, token=TOKEN) -> grpc.ChannelCredentials:
+    """What connect_router_stream builds: TLS with our CA plus the bearer token."""
+    return grpc.composite_channel_credentials(
+        grpc.ssl_channel_credentials(root_certificates=tls.cert_pem),
+        grpc.access_token_call_credentials(token),
+    )
+
+
+@asynccontextmanager
+async def open_channel(bridge, tls, **options):
+    # A local subchannel pool gives each channel its own HTTP/2 connection.
+    opts = [("grpc.use_local_subchannel_pool", 1), *options.items()]
+    async with grpc.aio.secure_channel(bridge.endpoint, credentials(tls), options=opts) as channel:
+        yield channel
+
+
+def start_call(channel, route: str | None = None) -> grpc.aio.StreamStreamCall:
+    stub = router_pb2_grpc.RouterServiceStub(channel)
+    return stub.Stream(metadata=(("jmp-route", route),) if route is not None else ())
+
+
+@asynccontextmanager
+async def router_stream(bridge, tls, route: str | None = None):
+    """A jumpstarter RouterStream on its own channel; yields (stream, call)."""
+    async with open_channel(bridge, tls) as channel:
+        call = start_call(channel, route)
+        async with RouterStream(context=call) as stream:
+            yield stream, call
+
+
+async def receive_all(stream) -> bytes:
+    """Everything until the peer's end of stream (GOAWAY / EOF)."""
+    chunks = []
+    while True:
+        try:
+            chunks.append(await stream.receive())
+        except EndOfStream:
+            return b"".join(chunks)
+
+
+async def receive_exactly(stream, count: int) -> bytes:
+    data = bytearray()
+    while len(data) < count:
+        data += await stream.receive()
+    assert len(data) == count, f"received {len(data)} bytes, expected {count}"
+    return bytes(data)
+
+
+def field(line: str, name: str) -> str:
+    match = re.search(rf"(?:^|\s){re.escape(name)}=(\S+)", line)
+    assert match, f"no {name}= in log line: {line}"
+    return match.group(1)
+
+
+def _config(tls, routes: dict, *, default_route: str | None = None, linger: str | None = None,
+            limits: dict | None = None) -> str:
+    lines = [
+        "listen:",
+        "  - address: tcp:127.0.0.1:0",
+        f"    tls: {{cert: {tls.cert}, key: {tls.key}}}",
+    ]
+    if default_route:
+        lines.append(f"default-route: {default_route}")
+    lines.append("routes:")
+    for name, path in routes.items():
+        lines.append(f"  {name}: {{unix: {path}}}")
+    if linger:
+        lines.append(f"linger: {linger}")
+    if limits:
+        lines.append("limits:")
+        lines += [f"  {key}: {value}" for key, value in limits.items()]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# round trips
+
+
+@pytest.mark.parametrize("tls_mode", ["ca", "insecure"])
+async def test_round_trip_with_connect_router_stream(start_bridge, unix_server, tls, tls_mode):
+    """jumpstarter's connect_router_stream (no jmp-route ⇒ the default route) echoes a line, and
+    the local EOF comes back as the end of the stream. ``insecure`` is jumpstarter's
+    ``tls: insecure: true`` mode, which fetches the server certificate first."""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path})
+    tls_config = TLSConfigV1Alpha1(ca=tls.ca_base64) if tls_mode == "ca" else TLSConfigV1Alpha1(insecure=True)
+    message = b"hello through jmp-bridge\n"
+
+    local, remote = create_memory_stream()
+    with fail_after(TIMEOUT):
+        async with connect_router_stream(bridge.endpoint, TOKEN, remote, tls_config, {}):
+            await local.send(message)
+            assert await receive_exactly(local, len(message)) == message
+            await local.send_eof()
+            assert await receive_all(local) == b""
+
+    [line] = bridge.stream_lines(count=1)
+    assert field(line, "status") == "OK"
+    assert field(line, "route") == "echo"
+    assert field(line, "bytes-to-target") == str(len(message))
+    assert field(line, "bytes-from-target") == str(len(message))
+
+
+async def test_jmp_route_metadata_selects_the_route(start_bridge, unix_server, tls):
+    """``jmp-route`` picks a named route; without it the default route is used."""
+    plain = unix_server("plain.sock", echo)
+    upper = unix_server("upper.sock", upper_echo)
+    bridge = start_bridge({"plain": plain.path, "upper": upper.path}, default_route="plain")
+
+    results = {}
+    with fail_after(TIMEOUT):
+        for route in (None, "plain", "upper"):
+            async with router_stream(bridge, tls, route) as (stream, call):
+                await stream.send(b"mixed Case")
+                await stream.send_eof()
+                results[route] = await receive_all(stream)
+                assert await call.code() == grpc.StatusCode.OK
+
+    assert results == {None: b"mixed Case", "plain": b"mixed Case", "upper": b"MIXED CASE"}
+    routes = [field(line, "route") for line in bridge.stream_lines(count=3)]
+    assert sorted(routes) == ["plain", "plain", "upper"]
+    assert len(plain.connections) == 2 and len(upper.connections) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# half-close
+
+
+async def test_client_half_close_reaches_target_which_still_replies(start_bridge, unix_server, tls):
+    """Client GOAWAY ⇒ the target reads EOF; the target's reply, written only after that EOF,
+    still reaches the client; then the RPC ends with OK."""
+    target = unix_server("digest.sock", digest_after_eof)
+    bridge = start_bridge({"digest": target.path})
+    parts = [b"first part\n", os.urandom(100_000), b"last part\n"]
+
+    with fail_after(TIMEOUT):
+        async with router_stream(bridge, tls) as (stream, call):
+            for part in parts:
+                await stream.send(part)
+            await stream.send_eof()
+            reply = await receive_all(stream)
+            assert await call.code() == grpc.StatusCode.OK
+
+    payload = b"".join(parts)
+    assert reply == f"{len(payload)} {sha256_hex(payload)}\n".encode()
+    [line] = bridge.stream_lines(count=1)
+    assert field(line, "status") == "OK"
+
+
+async def test_target_half_close_reaches_client_which_can_still_send(start_bridge, unix_server, tls):
+    """Target shutdown(SHUT_WR) ⇒ the client sees the end of the stream, yet what it sends
+    afterwards still reaches the target; the RPC ends with OK once the client is done too."""
+    received: queue.Queue[bytes] = queue.Queue()
+
+    def greet_then_listen(conn: socket.socket):
+        conn.sendall(b"hello from the target\n")
+        conn.shutdown(socket.SHUT_WR)
+        data = bytearray()
+        while chunk := conn.recv(65536):
+            data += chunk
+        received.put(bytes(data))
+        conn.close()
+
+    target = unix_server("greeter.sock", greet_then_listen)
+    bridge = start_bridge({"greeter": target.path})
+    after_eof = [b"sent after the target's EOF\n", os.urandom(200_000)]
+
+    with fail_after(TIMEOUT):
+        async with router_stream(bridge, tls) as (stream, call):
+            assert await receive_all(stream) == b"hello from the target\n"
+            for part in after_eof:
+                await stream.send(part)
+            await stream.send_eof()
+            assert await call.code() == grpc.StatusCode.OK
+        got = await to_thread.run_sync(received.get, True, TIMEOUT)
+
+    assert got == b"".join(after_eof)
+    [line] = bridge.stream_lines(count=1)
+    assert field(line, "status") == "OK"
+    assert field(line, "bytes-to-target") == str(len(b"".join(after_eof)))
+
+
+async def test_linger_does_not_cut_a_client_that_is_still_sending(start_bridge, unix_server, tls):
+    """After the target's EOF the client direction stays open: a client still sending after the
+    linger time (1 s here) loses nothing and the RPC ends with OK."""
+    received: queue.Queue[bytes] = queue.Queue()
+
+    def close_write_then_listen(conn: socket.socket):
+        conn.shutdown(socket.SHUT_WR)
+        data = bytearray()
+        while chunk := conn.recv(65536):
+            data += chunk
+        received.put(bytes(data))
+        conn.close()
+
+    target = unix_server("sink.sock", close_write_then_listen)
+    bridge = start_bridge(config=_config(tls, {"sink": target.path}, linger="1s"))
+    parts = [f"part {i}\n".encode() for i in range(10)]
+
+    with fail_after(TIMEOUT):
+        async with router_stream(bridge, tls) as (stream, call):
+            assert await receive_all(stream) == b""
+            for part in parts:
+                await stream.send(part)
+                await anyio.sleep(0.25)  # pacing: the upload outlasts the linger time
+            await stream.send_eof()
+            assert await call.code() == grpc.StatusCode.OK
+        got = await to_thread.run_sync(received.get, True, TIMEOUT)
+
+    assert got == b"".join(parts)
+
+
+async def test_linger_ends_rpc_when_client_never_ends_its_side(start_bridge, unix_server, tls):
+    """A peer that never ends its side after the target closed: the bridge still ends the RPC
+    with OK after the linger time instead of holding it forever."""
+
+    def say_bye(conn: socket.socket):
+        # Read what the client sent first: closing with unread data would reset the connection.
+        assert conn.recv(100) == b"hi"
+        conn.sendall(b"bye\n")
+        conn.close()
+
+    target = unix_server("bye.sock", say_bye)
+    bridge = start_bridge(config=_config(tls, {"bye": target.path}, linger="1s"))
+
+    with fail_after(TIMEOUT):
+        async with open_channel(bridge, tls) as channel:
+            call = start_call(channel)
+            await call.write(router_pb2.StreamRequest(payload=b"hi"))
+            frames, goaway_at = [], None
+            while (frame := await call.read()) != grpc.aio.EOF:
+                frames.append(frame)
+                if frame.frame_type == router_pb2.FRAME_TYPE_GOAWAY:
+                    goaway_at = time.monotonic()
+            ended_at = time.monotonic()
+            assert await call.code() == grpc.StatusCode.OK
+
+    assert goaway_at is not None, frames
+    # The client could still have sent for the linger time; then the RPC ended without it.
+    assert 0.5 < ended_at - goaway_at < 10, f"RPC ended {ended_at - goaway_at:.2f} s after GOAWAY (linger 1 s)"
+
+    assert b"".join(f.payload for f in frames if f.frame_type == router_pb2.FRAME_TYPE_DATA) == b"bye\n"
+    assert frames[-1].frame_type == router_pb2.FRAME_TYPE_GOAWAY
+    [line] = bridge.stream_lines(count=1)
+    assert field(line, "status") == "OK"
+
+
+# --------------------------------------------------------------------------------------------
+# bulk
+
+
+async def test_large_transfer_sha256(start_bridge, unix_server, tls):
+    """64 MiB echoed through the bridge in messages of mixed sizes (up to 1 MiB), both
+    directions at once, verified by SHA-256 and by the bridge's byte counts."""
+    total = 64 * 1024 * 1024
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path})
+    data = random.Random(1).randbytes(total)
+    sent_digest = hashlib.sha256(data).hexdigest()
+    rng = random.Random(2)
+
+    received_digest = hashlib.sha256()
+    received = 0
+
+    async def sender(stream):
+        view = memoryview(data)
+        offset = 0
+        while offset < total:
+            size = rng.choice((1, 100, 4096, 65536, 65537, 262144, 1 << 20))
+            await stream.send(bytes(view[offset:offset + size]))
+            offset += size
+        await stream.send_eof()
+
+    with fail_after(120):
+        async with router_stream(bridge, tls) as (stream, call):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sender, stream)
+                while True:
+                    try:
+                        chunk = await stream.receive()
+                    except EndOfStream:
+                        break
+                    assert len(chunk) <= 64 * 1024, "outgoing payloads stay <= 64 KiB by default"
+                    received_digest.update(chunk)
+                    received += len(chunk)
+            assert await call.code() == grpc.StatusCode.OK
+
+    assert received == total
+    assert received_digest.hexdigest() == sent_digest
+    [line] = bridge.stream_lines(count=1)
+    assert field(line, "status") == "OK"
+    assert field(line, "bytes-to-target") == str(total)
+    assert field(line, "bytes-from-target") == str(total)
+
+
+# --------------------------------------------------------------------------------------------
+# errors
+
+
+@pytest.mark.parametrize("route", ["no-such-route", "echo.sock", "../echo.sock", "ECHO"])
+async def test_unknown_route_is_not_found(start_bridge, unix_server, tls, route):
+    """Route names only ever name configured routes, never paths: ``echo.sock`` exists in the
+    bridge's working directory, yet only the route ``echo`` reaches it."""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path})
+
+    with fail_after(TIMEOUT):
+        async with open_channel(bridge, tls) as channel:
+            call = start_call(channel, route)
+            assert await call.code() == grpc.StatusCode.NOT_FOUND
+            assert route in await call.details()
+
+    [line] = bridge.stream_lines(count=1)
+    assert field(line, "status") == "NOT_FOUND"
+    assert target.connections == []
+
+
+@pytest.mark.parametrize("kind", ["missing", "refused"])
+async def test_unreachable_target_is_unavailable(start_bridge, tls, sockdir, kind):
+    """A route whose socket does not exist, or exists with nobody listening, fails with
+    UNAVAILABLE, as seen by jumpstarter's RouterStream too (BrokenResourceError)."""
+    path = sockdir / f"{kind}.sock"
+    bound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if kind == "refused":
+        bound.bind(str(path))  # bound, never listening: connect() is refused
+    bridge = start_bridge({"dead": path})
+
+    with fail_after(TIMEOUT):
+        async with open_channel(bridge, tls) as channel:
+            call = start_call(channel)
+            stream = RouterStream(context=call)
+            with pytest.raises(anyio.BrokenResourceError):
+                await stream.receive()
+            assert await call.code() == grpc.StatusCode.UNAVAILABLE
+            details = await call.details()
+            assert "dead" in details, details
+
+    [line] = bridge.stream_lines(count=1)
+    assert field(line, "status") == "UNAVAILABLE"
+    bound.close()
+
+
+async def test_oversized_message_fails_only_its_own_stream(start_bridge, unix_server, tls):
+    """A message over the 4 MiB default limit ⇒ RESOURCE_EXHAUSTED for that stream, while other
+    streams on the same connection (and failing ones next to them) lose nothing."""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path})
+    data = os.urandom(8 * 1024 * 1024)
+    results = {}
+
+    async def good_stream(channel):
+        stream = RouterStream(context=start_call(channel))
+        async with anyio.create_task_group() as tg:
+            async def send():
+                for offset in range(0, len(data), 65536):
+                    await stream.send(data[offset:offset + 65536])
+                await stream.send_eof()
+            tg.start_soon(send)
+            results["good"] = await receive_all(stream)
+
+    async def failing_call(channel, name, route, request):
+        call = start_call(channel, route)
+        if request is not None:
+            # The bridge may end the call before the whole message is written.
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await call.write(request)
+        results[name] = await call.code()
+
+    with fail_after(TIMEOUT):
+        async with open_channel(bridge, tls, **{"grpc.max_send_message_length": 16 << 20}) as channel:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(good_stream, channel)
+                tg.start_soon(failing_call, channel, "oversized", None,
+                              router_pb2.StreamRequest(payload=b"x" * (5 * 1024 * 1024)))
+                tg.start_soon(failing_call, channel, "unknown", "nope", None)
+
+    assert results["oversized"] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert results["unknown"] == grpc.StatusCode.NOT_FOUND
+    assert results["good"] == data
+    statuses = sorted(field(line, "status") for line in bridge.stream_lines(count=3))
+    assert statuses == ["NOT_FOUND", "OK", "RESOURCE_EXHAUSTED"]
+
+
+async def _cancel_after_first_bytes(start_bridge, unix_server, tls):
+    """Starts a stream, waits until the target has its first bytes, cancels the RPC; returns the
+    bridge and what the target read after the cancel (b"" is EOF)."""
+    got_data: queue.Queue[bytes] = queue.Queue()
+    closed: queue.Queue[bytes] = queue.Queue()
+
+    def watch(conn: socket.socket):
+        got_data.put(conn.recv(100))
+        try:
+            rest = conn.recv(100)
+        except ConnectionResetError:
+            rest = b""
+        closed.put(rest)
+        conn.close()
+
+    target = unix_server("watch.sock", watch)
+    bridge = start_bridge({"watch": target.path})
+
+    with fail_after(TIMEOUT):
+        async with open_channel(bridge, tls) as channel:
+            call = start_call(channel)
+            await call.write(router_pb2.StreamRequest(payload=b"ping"))
+            assert await to_thread.run_sync(got_data.get, True, TIMEOUT) == b"ping"
+            call.cancel()
+            after_cancel = await to_thread.run_sync(closed.get, True, 5)
+    return bridge, after_cancel
+
+
+async def test_client_cancel_closes_the_target_connection(start_bridge, unix_server, tls):
+    """Cancelling the RPC (HTTP/2 RST_STREAM) closes the local connection at once: the target
+    reads EOF within 5 s (instead of waiting for a linger or a deadline)."""
+    bridge, after_cancel = await _cancel_after_first_bytes(start_bridge, unix_server, tls)
+    assert after_cancel == b""
+    [line] = bridge.stream_lines(count=1)
+    assert field(line, "bytes-to-target") == "4"
+
+
+async def test_client_cancel_is_logged_as_cancelled(start_bridge, unix_server, tls):
+    bridge, _ = await _cancel_after_first_bytes(start_bridge, unix_server, tls)
+    [line] = bridge.stream_lines(count=1)
+    assert field(line, "status") == "CANCELLED"
+
+
+# --------------------------------------------------------------------------------------------
+# frames
+
+
+async def test_ping_unknown_and_empty_frames_are_ignored(start_bridge, unix_server, tls):
+    """PING, an unknown frame type and an empty DATA frame carry nothing and end nothing."""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path})
+
+    with fail_after(TIMEOUT):
+        async with open_channel(bridge, tls) as channel:
+            call = start_call(channel)
+            for request in (
+                router_pb2.StreamRequest(payload=b"one "),
+                router_pb2.StreamRequest(frame_type=router_pb2.FRAME_TYPE_PING),
+                router_pb2.StreamRequest(frame_type=5, payload=b"unknown frames carry nothing"),
+                router_pb2.StreamRequest(payload=b""),
+                router_pb2.StreamRequest(payload=b"two"),
+                router_pb2.StreamRequest(frame_type=router_pb2.FRAME_TYPE_GOAWAY),
+            ):
+                await call.write(request)
+            await call.done_writing()
+            received = await receive_all(RouterStream(context=call))
+            assert await call.code() == grpc.StatusCode.OK
+
+    assert received == b"one two"
+
+
+async def test_rst_stream_frame_aborts_both_directions(start_bridge, unix_server, tls):
+    """An RST_STREAM frame ends the RPC with CANCELLED and closes the target connection."""
+    got_data: queue.Queue[bytes] = queue.Queue()
+    closed: queue.Queue[bytes] = queue.Queue()
+
+    def watch(conn: socket.socket):
+        got_data.put(conn.recv(100))
+        data = bytearray()
+        try:
+            while chunk := conn.recv(100):
+                data += chunk
+        except ConnectionResetError:
+            pass
+        closed.put(bytes(data))
+        conn.close()
+
+    target = unix_server("watch.sock", watch)
+    bridge = start_bridge({"watch": target.path})
+
+    with fail_after(TIMEOUT):
+        async with open_channel(bridge, tls) as channel:
+            call = start_call(channel)
+            await call.write(router_pb2.StreamRequest(payload=b"before reset"))
+            assert await to_thread.run_sync(got_data.get, True, TIMEOUT) == b"before reset"
+            await call.write(router_pb2.StreamRequest(frame_type=router_pb2.FRAME_TYPE_RST_STREAM))
+            assert await call.code() == grpc.StatusCode.CANCELLED
+            assert await to_thread.run_sync(closed.get, True, 5) == b""
+
+    [line] = bridge.stream_lines(count=1)
+    assert field(line, "status") == "CANCELLED"
+
+
+# --------------------------------------------------------------------------------------------
+# concurrency and connection behaviour
+
+
+async def test_concurrent_streams_keep_their_data_apart(start_bridge, unix_server, tls):
+    """3 connections × 8 streams at once, each with its own data, each gets exactly its own back."""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path})
+    rng = random.Random(3)
+    payloads = {(c, s): rng.randbytes(rng.randint(1, 512 * 1024)) for c in range(3) for s in range(8)}
+    results = {}
+
+    async def one_stream(channel, key):
+        stream = RouterStream(context=start_call(channel))
+        data = payloads[key]
+
+        async def send():
+            for offset in range(0, len(data), 32768):
+                await stream.send(data[offset:offset + 32768])
+            await stream.send_eof()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send)
+            results[key] = await receive_all(stream)
+
+    async def one_connection(c):
+        async with open_channel(bridge, tls) as channel:
+            async with anyio.create_task_group() as tg:
+                for s in range(8):
+                    tg.start_soon(one_stream, channel, (c, s))
+
+    with fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for c in range(3):
+                tg.start_soon(one_connection, c)
+
+    for key, data in payloads.items():
+        assert results[key] == data, f"stream {key}: {len(results[key])} bytes back, {len(data)} sent"
+    lines = bridge.stream_lines(count=24)
+    assert [field(line, "status") for line in lines] == ["OK"] * 24
+    assert len(target.connections) == 24
+
+
+async def test_idle_keepalive_pings_are_accepted(start_bridge, unix_server, tls):
+    """jumpstarter clients ping without calls in flight (every 20 s; every 0.5 s here): the bridge
+    must not answer with GOAWAY (too_many_pings), so the connection stays READY and usable.
+    (A grpcio server with its default policy sends that GOAWAY after about 3.5 s of this.)"""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path})
+    options = {
+        "grpc.keepalive_time_ms": 500,
+        "grpc.keepalive_timeout_ms": 5000,
+        "grpc.http2.max_pings_without_data": 0,
+        "grpc.keepalive_permit_without_calls": 1,
+    }
+
+    with fail_after(TIMEOUT):
+        async with open_channel(bridge, tls, **options) as channel:
+            for round_trip in range(2):
+                stream = RouterStream(context=start_call(channel))
+                await stream.send(b"ping?")
+                await stream.send_eof()
+                assert await receive_all(stream) == b"ping?"
+                if round_trip == 0:
+                    await anyio.sleep(5)  # idle: the client sends its keepalive pings
+                    assert channel.get_state(try_to_connect=False) == grpc.ChannelConnectivity.READY
+            assert channel.get_state(try_to_connect=False) == grpc.ChannelConnectivity.READY
+    assert len(target.connections) == 2
+
+
+async def test_sigterm_lets_open_streams_finish(start_bridge, unix_server, tls):
+    """SIGTERM: the bridge stops accepting new connections, an open stream keeps working to its
+    end, and then the bridge exits 0."""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path})
+
+    with fail_after(TIMEOUT):
+        async with router_stream(bridge, tls) as (stream, call):
+            await stream.send(b"before SIGTERM;")
+            assert await receive_exactly(stream, 15) == b"before SIGTERM;"
+            bridge.proc.send_signal(signal.SIGTERM)
+            await to_thread.run_sync(bridge.wait_for_line, r"shutting down")
+            # No new connections now.
+            async with open_channel(bridge, tls) as other:
+                new_call = start_call(other)
+                assert await new_call.code() == grpc.StatusCode.UNAVAILABLE
+            await stream.send(b" after SIGTERM")
+            assert await receive_exactly(stream, 14) == b" after SIGTERM"
+            assert bridge.proc.poll() is None, "the bridge exited with a stream still open"
+            await stream.send_eof()
+            assert await receive_all(stream) == b""
+            assert await call.code() == grpc.StatusCode.OK
+        assert await to_thread.run_sync(bridge.stop) == 0
