@@ -19,7 +19,9 @@ public enum ConfigurationLoader {
     /// The keys of `listen[].tls`.
     public static let tlsKeys = ["cert", "key"]
     /// The target keys of a route.
-    public static let routeKeys = ["unix"]
+    public static let routeKeys = ["unix", "pty"]
+    /// The keys of a `pty:` target.
+    public static let ptyKeys = ["link", "mode", "group", "scrollback", "lag-limit"]
     /// The keys of `limits:`.
     public static let limitKeys = [
         "max-message-size", "max-payload-size", "stream-window", "max-streams-per-connection",
@@ -42,12 +44,13 @@ public enum ConfigurationLoader {
         do {
             root = try Yams.compose(yaml: yaml)
         } catch let error as YamlError {
-            throw Self.syntaxError(error, file: file)
+            throw Self.syntaxError(error, yaml: yaml, file: file)
         } catch {
             throw ConfigurationError(file: file, "not valid YAML: \(error)")
         }
         var configuration = BridgeConfiguration(source: file)
-        guard let root else { return configuration }
+        // No document, or an empty one (`---` and nothing else): nothing configured.
+        guard let root, root.null == nil else { return configuration }
         let reader = Reader(file: file)
         let top = try reader.mapping(root, key: nil, allowed: topLevelKeys)
         for (key, value) in top {
@@ -78,21 +81,73 @@ public enum ConfigurationLoader {
         return configuration
     }
 
-    static func syntaxError(_ error: YamlError, file: String) -> ConfigurationError {
+    static func syntaxError(_ error: YamlError, yaml: String, file: String) -> ConfigurationError {
         switch error {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
             .composer(_, let problem, let mark, _):
             return ConfigurationError(file: file, line: mark.line, "YAML syntax error: \(problem)")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return ConfigurationError(
-                file: file,
-                line: context.mark.line,
-                key: duplicates.first,
-                "key appears more than once"
-            )
+            return duplicateKeyError(yaml: yaml, file: file, key: duplicates.first, first: context.mark)
         default:
             return ConfigurationError(file: file, "YAML syntax error: \(error)")
         }
+    }
+
+    /// Yams refuses a repeated key while composing and names only the bare key and its *first*
+    /// occurrence. Point at the repetition instead, with the key's full path like every other
+    /// error: the shortest prefix of whole lines that Yams refuses for a repeated key ends on the
+    /// line of the repetition, and the lines before it still hold the first occurrence.
+    static func duplicateKeyError(yaml: String, file: String, key: String?, first: Mark) -> ConfigurationError {
+        // Split at "\n" bytes: as Characters, "\r\n" is one grapheme that is not "\n".
+        let lines = yaml.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+            .map { String(decoding: $0, as: UTF8.self) }
+        guard first.line >= 1, first.line <= lines.count else {
+            // Lines not broken by "\n" (libyaml also counts a lone "\r"): keep what Yams said.
+            return ConfigurationError(file: file, line: first.line, key: key, "key appears more than once")
+        }
+        var line = first.line
+        var name = key
+        var firstMark = first
+        search: for end in first.line...lines.count {
+            do {
+                _ = try Yams.compose(yaml: lines[..<end].joined(separator: "\n"))
+            } catch YamlError.duplicatedKeysInMapping(let duplicates, let context) {
+                (line, name, firstMark) = (end, duplicates.first, context.mark)
+                break search
+            } catch {
+                continue
+            }
+        }
+        var path = name
+        if let name, line > 1,
+            let before = try? Yams.compose(yaml: lines[..<(line - 1)].joined(separator: "\n"))
+        {
+            path = keyPath(of: name, at: firstMark, in: before, path: nil) ?? name
+        }
+        return ConfigurationError(file: file, line: line, key: path, "key appears more than once")
+    }
+
+    /// The dotted path (`routes.session.unix`, `listen[1].address`) of the key `name` at `mark`.
+    static func keyPath(of name: String, at mark: Mark, in node: Node, path: String?) -> String? {
+        switch node {
+        case .mapping(let mapping):
+            for (keyNode, value) in mapping {
+                let here = path.map { "\($0).\(keyNode.string ?? "")" } ?? (keyNode.string ?? "")
+                if keyNode.string == name, keyNode.mark?.line == mark.line, keyNode.mark?.column == mark.column {
+                    return here
+                }
+                if let found = keyPath(of: name, at: mark, in: value, path: here) { return found }
+            }
+        case .sequence(let sequence):
+            for (index, item) in sequence.enumerated() {
+                if let found = keyPath(of: name, at: mark, in: item, path: "\(path ?? "")[\(index)]") {
+                    return found
+                }
+            }
+        default:
+            break
+        }
+        return nil
     }
 
     static func reason(_ error: any Error) -> String {
@@ -263,7 +318,10 @@ private struct Reader {
             }
             let fields = try mapping(value, key: "routes.\(name)", allowed: ConfigurationLoader.routeKeys)
             guard let (kind, targetNode) = fields.first else {
-                throw error(value, key: "routes.\(name)", "missing target (expected 'unix: PATH')")
+                throw error(value, key: "routes.\(name)", "missing target (expected 'unix: PATH' or 'pty: {link: PATH}')")
+            }
+            guard fields.count == 1 else {
+                throw error(value, key: "routes.\(name)", "a route has exactly one target")
             }
             switch kind {
             case "unix":
@@ -272,11 +330,42 @@ private struct Reader {
                     throw error(targetNode, key: "routes.\(name).unix", problem)
                 }
                 result[name] = RouteConfiguration(name: name, target: .unix(path: path))
+            case "pty":
+                result[name] = RouteConfiguration(name: name, target: .pty(try pty(targetNode, key: "routes.\(name).pty")))
             default:
                 break
             }
         }
         return result
+    }
+
+    func pty(_ node: Node, key: String) throws(ConfigurationError) -> PtyConfiguration {
+        let fields = try mapping(node, key: key, allowed: ConfigurationLoader.ptyKeys)
+        guard let linkNode = fields.first(where: { $0.0 == "link" })?.1 else {
+            throw error(node, key: key, "missing 'link' (the path exporter processes open)")
+        }
+        let link = try string(linkNode, key: "\(key).link")
+        guard link.hasPrefix("/") else { throw error(linkNode, key: "\(key).link", "'\(link)' must be an absolute path") }
+        var pty = PtyConfiguration(link: link)
+        for (name, value) in fields {
+            switch name {
+            case "mode":
+                let text = try string(value, key: "\(key).mode")
+                guard let mode = UInt32(text, radix: 8), mode <= 0o777 else {
+                    throw error(value, key: "\(key).mode", "'\(text)' is not an octal file mode such as \"0660\"")
+                }
+                pty.mode = mode
+            case "group":
+                pty.group = try string(value, key: "\(key).group")
+            case "scrollback":
+                pty.scrollback = try size(value, key: "\(key).scrollback", range: 0...(64 << 20))
+            case "lag-limit":
+                pty.lagLimit = try size(value, key: "\(key).lag-limit", range: 4096...(256 << 20))
+            default:
+                break
+            }
+        }
+        return pty
     }
 
     func limits(_ node: Node) throws(ConfigurationError) -> Limits {
