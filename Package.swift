@@ -31,10 +31,13 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
+        // C wrappers for system interfaces Swift cannot call directly (ioctl, pty functions).
+        .target(name: "CJMPSystem"),
         // Local endpoints a routed stream is bridged to.
         .target(
             name: "JMPTargets",
             dependencies: [
+                "CJMPSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

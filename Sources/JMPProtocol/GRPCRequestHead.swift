@@ -20,6 +20,8 @@ public struct GRPCRequestHead: Sendable {
     public var authorization: String?
     /// The `user-agent`, for logs.
     public var userAgent: String?
+    /// `jmp-attach: ro`: a console attachment that only watches.
+    public var readOnly = false
 
     /// Validates request headers as the gRPC over HTTP/2 protocol requires and extracts what the
     /// bridge needs. Checks, in order: method POST, `content-type` application/grpc (else HTTP
@@ -65,13 +67,25 @@ public struct GRPCRequestHead: Sendable {
             }
             route = String(name)
         }
+        var readOnly = false
+        if let attach = headers.first(name: RouterService.attachMetadataKey) {
+            switch attach {
+            case "ro": readOnly = true
+            case "rw": readOnly = false
+            default:
+                return .failure(
+                    .grpc(GRPCStatus(.invalidArgument, "jmp-attach must be ro or rw, not \(Self.printable(attach))"))
+                )
+            }
+        }
         return .success(
             GRPCRequestHead(
                 path: path,
                 timeoutNanoseconds: timeout,
                 route: route,
                 authorization: headers.first(name: RouterService.authorizationMetadataKey),
-                userAgent: headers.first(name: "user-agent")
+                userAgent: headers.first(name: "user-agent"),
+                readOnly: readOnly
             )
         )
     }

@@ -4,6 +4,8 @@ public enum RouterService {
     public static let streamPath = "/jumpstarter.v1.RouterService/Stream"
     /// Metadata key that selects a route; absent means the default route.
     public static let routeMetadataKey = "jmp-route"
+    /// Metadata key that asks for a read-only console attachment (`ro`) or the default (`rw`).
+    public static let attachMetadataKey = "jmp-attach"
     /// Metadata key that carries `Bearer <token>`.
     public static let authorizationMetadataKey = "authorization"
 

@@ -137,20 +137,30 @@ public struct RouteConfiguration: Sendable, Equatable {
 public enum RouteTarget: Sendable, Equatable, CustomStringConvertible {
     /// A Unix domain stream socket, connected afresh for every stream.
     case unix(path: String)
+    /// A pty the bridge owns, shared by every stream attached to the route.
+    case pty(PtyConfiguration)
 
     public var description: String {
         switch self {
         case .unix(let path): return "unix:\(path)"
+        case .pty(let pty): return "pty:\(pty.link)"
         }
     }
 
-    /// Parses the command-line form `unix:PATH`.
+    /// Parses the command-line forms `unix:PATH` and `pty:LINK`.
     public static func parse(_ text: String) throws(ConfigurationError) -> RouteTarget {
+        if text.hasPrefix("pty:") {
+            let link = String(text.dropFirst(4))
+            guard link.hasPrefix("/") else {
+                throw ConfigurationError(file: "command line", key: "--route", "'\(link)' must be an absolute path")
+            }
+            return .pty(PtyConfiguration(link: link))
+        }
         guard text.hasPrefix("unix:") else {
             throw ConfigurationError(
                 file: "command line",
                 key: "--route",
-                "unknown target '\(text)' (expected unix:PATH)"
+                "unknown target '\(text)' (expected unix:PATH or pty:LINK)"
             )
         }
         let path = String(text.dropFirst(5))
@@ -166,6 +176,27 @@ public enum RouteTarget: Sendable, Equatable, CustomStringConvertible {
         if !path.hasPrefix("/") { return "'\(path)' must be an absolute path" }
         if path.utf8.count >= 108 { return "socket path is longer than 107 bytes" }
         return nil
+    }
+}
+
+/// A `pty:` route: a pty allocated at start, reachable through a symlink to its slave.
+public struct PtyConfiguration: Sendable, Equatable {
+    /// The symlink to the slave device that exporter processes open.
+    public var link: String
+    /// File mode of the slave device (default: left as the system sets it, 0620).
+    public var mode: UInt32?
+    /// Group of the slave device.
+    public var group: String?
+    /// Output bytes kept and replayed to each new attachment.
+    public var scrollback: Int = 64 * 1024
+    /// Output bytes an attachment may fall behind before it is cut.
+    public var lagLimit: Int = 1024 * 1024
+
+    /// Creates a pty route configuration.
+    public init(link: String, mode: UInt32? = nil, group: String? = nil) {
+        self.link = link
+        self.mode = mode
+        self.group = group
     }
 }
 

@@ -318,7 +318,11 @@ private struct Reader {
             }
             let fields = try mapping(value, key: "routes.\(name)", allowed: ConfigurationLoader.routeKeys)
             guard let (kind, targetNode) = fields.first else {
-                throw error(value, key: "routes.\(name)", "missing target (expected 'unix: PATH' or 'pty: {link: PATH}')")
+                throw error(
+                    value,
+                    key: "routes.\(name)",
+                    "missing target (expected 'unix: PATH' or 'pty: {link: PATH}')"
+                )
             }
             guard fields.count == 1 else {
                 throw error(value, key: "routes.\(name)", "a route has exactly one target")
@@ -331,7 +335,10 @@ private struct Reader {
                 }
                 result[name] = RouteConfiguration(name: name, target: .unix(path: path))
             case "pty":
-                result[name] = RouteConfiguration(name: name, target: .pty(try pty(targetNode, key: "routes.\(name).pty")))
+                result[name] = RouteConfiguration(
+                    name: name,
+                    target: .pty(try pty(targetNode, key: "routes.\(name).pty"))
+                )
             default:
                 break
             }
@@ -345,7 +352,9 @@ private struct Reader {
             throw error(node, key: key, "missing 'link' (the path exporter processes open)")
         }
         let link = try string(linkNode, key: "\(key).link")
-        guard link.hasPrefix("/") else { throw error(linkNode, key: "\(key).link", "'\(link)' must be an absolute path") }
+        guard link.hasPrefix("/") else {
+            throw error(linkNode, key: "\(key).link", "'\(link)' must be an absolute path")
+        }
         var pty = PtyConfiguration(link: link)
         for (name, value) in fields {
             switch name {

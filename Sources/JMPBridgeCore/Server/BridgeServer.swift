@@ -1,3 +1,4 @@
+import JMPTargets
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -21,6 +22,7 @@ public final class BridgeServer: Service, Sendable {
     private let environment: StreamEnvironment
     private let quiescing: ServerQuiescingHelper
     private let state = NIOLockedValueBoxHolder()
+    private let ptys = NIOLockedValueBox<[(PseudoTerminal, String)]>([])
 
     /// How long open streams may take to finish after a graceful shutdown starts.
     public let graceTime: TimeAmount
@@ -52,6 +54,8 @@ public final class BridgeServer: Service, Sendable {
     public func start() async throws -> [ListenAddress] {
         var channels: [any Channel] = []
         var bound: [ListenAddress] = []
+        // Consoles first: a stream may arrive the moment a listener is bound.
+        try await self.openConsoles()
         do {
             for listener in self.configuration.listeners {
                 let channel = try await self.bind(listener)
@@ -60,6 +64,7 @@ public final class BridgeServer: Service, Sendable {
             }
         } catch {
             for channel in channels { try? await channel.close() }
+            await self.closeConsoles()
             throw error
         }
         self.state.set(channels)
@@ -92,6 +97,7 @@ public final class BridgeServer: Service, Sendable {
             self.logger.info("shutting down: no new connections; open streams may finish")
             self.quiescing.initiateShutdown(promise: promise)
         }
+        await self.closeConsoles()
         self.logger.info("stopped")
     }
 
@@ -100,6 +106,58 @@ public final class BridgeServer: Service, Sendable {
         let promise = self.group.any().makePromise(of: Void.self)
         self.quiescing.initiateShutdown(promise: promise)
         try await promise.futureResult.get()
+        await self.closeConsoles()
+    }
+
+    /// Allocates the pty of every `pty:` route, points its link at the slave and starts its hub.
+    private func openConsoles() async throws {
+        for route in self.configuration.routes.values.sorted(by: { $0.name < $1.name }) {
+            guard case .pty(let options) = route.target else { continue }
+            let pty: PseudoTerminal
+            do {
+                pty = try PseudoTerminal.open()
+                try ConsoleLink.install(
+                    link: options.link,
+                    target: pty.slavePath,
+                    mode: options.mode,
+                    group: options.group
+                )
+            } catch {
+                await self.closeConsoles()
+                throw BridgeStartupError("route '\(route.name)': \(error)")
+            }
+            let hub = try await ConsoleHub.start(
+                name: route.name,
+                master: pty.master,
+                on: self.group.next(),
+                scrollback: options.scrollback,
+                lagLimit: options.lagLimit,
+                logger: self.logger
+            ).get()
+            self.environment.consoles.withLockedValue { $0[route.name] = hub }
+            self.ptys.withLockedValue { $0.append((pty, options.link)) }
+            self.logger.info(
+                "console ready",
+                metadata: ["route": "\(route.name)", "link": "\(options.link)", "pty": "\(pty.slavePath)"]
+            )
+        }
+    }
+
+    /// Closes every console hub, removes its link and releases the slave.
+    private func closeConsoles() async {
+        let hubs = self.environment.consoles.withLockedValue { hubs in
+            defer { hubs = [:] }
+            return Array(hubs.values)
+        }
+        for hub in hubs { try? await hub.close().get() }
+        let ptys = self.ptys.withLockedValue { ptys in
+            defer { ptys = [] }
+            return ptys
+        }
+        for (pty, link) in ptys {
+            ConsoleLink.remove(link: link, target: pty.slavePath)
+            close(pty.slaveKeeper)
+        }
     }
 
     private func bind(_ listener: ListenerConfiguration) async throws -> any Channel {

@@ -43,8 +43,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     private var routeName = "-"
     /// Payloads received while the target connection is being made (bounded by the stream window).
     private var early: [ByteBuffer] = []
-    private var target: (any Channel)?
-    private var targetHandler: TargetChannelHandler?
+    private var target: (any StreamTarget)?
     private var targetWritable = true
     private var targetNeedsFlush = false
     private var lastTargetWrite: EventLoopFuture<Void>?
@@ -60,6 +59,8 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     /// The target's channel is closed.
     private var targetGone = false
     private var finishing = false
+    /// `jmp-attach: ro`: input from the client is refused.
+    private var readOnly = false
     /// The stream is counted in ``BridgeStatistics/activeStreams``.
     private var counted = false
 
@@ -141,7 +142,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            self.targetHandler?.resumeReading()
+            self.target?.resumeReading()
         }
         context.fireChannelWritabilityChanged()
     }
@@ -224,33 +225,41 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         }
 
         self.phase = .connecting
-        let handler = TargetChannelHandler(sink: self)
-        self.targetHandler = handler
+        self.readOnly = head.readOnly
         switch route.target {
         case .unix(let path):
+            let handler = TargetChannelHandler(sink: self)
             let connector = UnixSocketConnector(path: path, maxReadSize: self.environment.limits.maxPayloadSize)
             connector.connect(on: context.eventLoop, handler: handler).assumeIsolated().whenComplete { result in
-                self.connected(result, target: route.target)
+                self.connected(result.map { SocketStreamTarget(channel: $0, handler: handler) }, target: route.target)
+            }
+        case .pty:
+            guard let hub = self.environment.consoles.withLockedValue({ $0[route.name] }) else {
+                self.fail(GRPCStatus(.unavailable, "route '\(route.name)': the console is not open"))
+                return
+            }
+            ConsoleStreamTarget.attach(to: hub, sink: self, on: context.eventLoop).assumeIsolated().whenComplete {
+                result in
+                self.connected(result.map { $0 }, target: route.target)
             }
         }
     }
 
-    private func connected(_ result: Result<any Channel, any Error>, target description: RouteTarget) {
+    private func connected(_ result: Result<any StreamTarget, any Error>, target description: RouteTarget) {
         guard self.phase == .connecting, let context = self.context else {
-            if case .success(let channel) = result { channel.close(promise: nil) }
+            if case .success(let target) = result { target.close() }
             return
         }
         switch result {
         case .failure(let error):
-            self.targetHandler = nil
             self.fail(
                 GRPCStatus(
                     .unavailable,
                     "route '\(self.routeName)': cannot connect to \(description): \(describeSocketError(error))"
                 )
             )
-        case .success(let channel):
-            self.target = channel
+        case .success(let target):
+            self.target = target
             self.phase = .bridging
             self.logger.debug("stream bridged", metadata: ["target": "\(description)"])
             self.responseStarted = true
@@ -260,10 +269,10 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
             )
             let early = self.early
             self.early = []
-            for payload in early { self.writeToTarget(payload, on: channel) }
+            for payload in early { self.writeToTarget(payload, on: target) }
             if self.targetNeedsFlush {
                 self.targetNeedsFlush = false
-                channel.flush()
+                target.flush()
             }
             if self.clientDone { self.propagateClientEOF() }
             if self.readPending && self.targetWritable {
@@ -271,7 +280,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
                 context.read()
             }
             // The target's first read was held while the stream was still connecting.
-            self.targetHandler?.resumeReading()
+            target.resumeReading()
         }
     }
 
@@ -282,6 +291,12 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
             guard frame.payload.readableBytes > 0 else { return }
             guard !self.clientDone else {
                 throw GRPCStatus(.invalidArgument, "DATA frame after the client's GOAWAY")
+            }
+            guard !self.readOnly else {
+                throw GRPCStatus(
+                    .permissionDenied,
+                    "route '\(self.routeName)': this attachment is read-only (jmp-attach: ro)"
+                )
             }
             if self.phase == .connecting {
                 self.early.append(frame.payload)
@@ -305,8 +320,8 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         }
     }
 
-    private func writeToTarget(_ payload: ByteBuffer, on target: any Channel) {
-        let promise = target.eventLoop.makePromise(of: Void.self)
+    private func writeToTarget(_ payload: ByteBuffer, on target: any StreamTarget) {
+        guard let promise = self.context?.eventLoop.makePromise(of: Void.self) else { return }
         target.write(payload, promise: promise)
         self.lastTargetWrite = promise.futureResult
         self.targetNeedsFlush = true
@@ -351,16 +366,8 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
 
     private func shutdownTargetOutput() {
         guard let target = self.target, !self.targetGone else { return }
-        if self.targetNeedsFlush {
-            self.targetNeedsFlush = false
-            target.flush()
-        }
-        let shutdown = { target.close(mode: .output, promise: nil) }
-        if let last = self.lastTargetWrite {
-            last.assumeIsolated().whenComplete { _ in shutdown() }
-        } else {
-            shutdown()
-        }
+        self.targetNeedsFlush = false
+        target.finishInput(after: self.lastTargetWrite)
     }
 
     // MARK: - Target events
@@ -426,9 +433,10 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     func targetClosed(error: (any Error)?) {
         self.targetGone = true
         self.target = nil
-        self.targetHandler = nil
         guard self.phase == .bridging else { return }
-        if let error {
+        if let error = error as? ConsoleUnavailable {
+            self.fail(GRPCStatus(error.lagged ? .resourceExhausted : .unavailable, error.reason))
+        } else if let error {
             self.fail(
                 GRPCStatus(
                     .unavailable,
@@ -511,7 +519,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     private func closeTarget() {
         if let target = self.target {
             self.target = nil
-            target.close(promise: nil)
+            target.close()
         }
     }
 

@@ -1,3 +1,4 @@
+import JMPTargets
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -14,6 +15,8 @@ public struct StreamEnvironment: Sendable {
     public let statistics: BridgeStatistics
     /// The bridge's logger.
     public let logger: Logger
+    /// The open consoles of `pty:` routes, by route name.
+    public let consoles: NIOLockedValueBox<[String: ConsoleHub]>
 
     /// Creates an environment.
     public init(routes: RouteTable, limits: Limits, linger: TimeAmount, statistics: BridgeStatistics, logger: Logger) {
@@ -22,5 +25,6 @@ public struct StreamEnvironment: Sendable {
         self.linger = linger
         self.statistics = statistics
         self.logger = logger
+        self.consoles = NIOLockedValueBox([:])
     }
 }

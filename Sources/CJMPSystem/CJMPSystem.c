@@ -1,0 +1,30 @@
+#define _GNU_SOURCE
+#include "CJMPSystem.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+#include <errno.h>
+
+int jmp_open_pty_master(char *slave_path, size_t slave_path_size) {
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (master < 0) return -1;
+    if (grantpt(master) != 0 || unlockpt(master) != 0 || ptsname_r(master, slave_path, slave_path_size) != 0) {
+        int saved = errno;
+        close(master);
+        errno = saved;
+        return -1;
+    }
+    return master;
+}
+
+int jmp_set_exclusive(int fd) { return ioctl(fd, TIOCEXCL); }
+
+int jmp_output_queue(int fd) {
+    int count = 0;
+    if (ioctl(fd, TIOCOUTQ, &count) != 0) return -1;
+    return count;
+}

@@ -1,0 +1,18 @@
+// Small wrappers for C interfaces Swift cannot call directly (variadic ioctl, feature-gated
+// pty functions).
+#ifndef CJMPSYSTEM_H
+#define CJMPSYSTEM_H
+
+#include <stddef.h>
+
+/// Opens a new pty master (non-blocking, close-on-exec), unlocks its slave and writes the slave's
+/// path into `slave_path`. Returns the master descriptor, or -1 with errno set.
+int jmp_open_pty_master(char *slave_path, size_t slave_path_size);
+
+/// ioctl(fd, TIOCEXCL): no further opens of this tty except by root. Returns 0 or -1/errno.
+int jmp_set_exclusive(int fd);
+
+/// Bytes waiting in the tty's output queue (TIOCOUTQ), or -1/errno.
+int jmp_output_queue(int fd);
+
+#endif

@@ -1,0 +1,45 @@
+import CJMPSystem
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A pty the bridge allocates for a `pty:` route: it keeps the master for its whole life and,
+/// so that the master never sees EIO or hang-up while no process has the slave open, one
+/// descriptor of the slave as well.
+public struct PseudoTerminal: Sendable {
+    /// The master side, non-blocking, close-on-exec.
+    public let master: CInt
+    /// The bridge's own descriptor of the slave (kept open, never read).
+    public let slaveKeeper: CInt
+    /// The slave device, e.g. `/dev/pts/3`.
+    public let slavePath: String
+
+    /// Why a pty could not be set up.
+    public struct SetupError: Error, CustomStringConvertible, Sendable {
+        /// What failed, with the system's reason.
+        public let description: String
+    }
+
+    /// Allocates a pty and puts its slave in raw mode (no echo, no line discipline, 8 bits).
+    public static func open() throws(SetupError) -> PseudoTerminal {
+        var name = [CChar](repeating: 0, count: 128)
+        let master = jmp_open_pty_master(&name, name.count)
+        guard master >= 0 else { throw SetupError(description: "allocating a pty: \(Self.errnoText())") }
+        let slavePath = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let slave = Glibc.open(slavePath, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        guard slave >= 0 else {
+            let reason = Self.errnoText()
+            close(master)
+            throw SetupError(description: "opening \(slavePath): \(reason)")
+        }
+        var attributes = termios()
+        if tcgetattr(slave, &attributes) == 0 {
+            cfmakeraw(&attributes)
+            _ = tcsetattr(slave, TCSANOW, &attributes)
+        }
+        return PseudoTerminal(master: master, slaveKeeper: slave, slavePath: slavePath)
+    }
+
+    static func errnoText() -> String { String(cString: strerror(errno)) }
+}
