@@ -63,6 +63,8 @@ final class Box<Value: Sendable>: Sendable {
         self.signal.fire()
     }
 
+    var isSet: Bool { self.signal.isFired }
+
     func get() async -> Value? {
         await self.signal.wait()
         return self.value.withLockedValue { $0 }

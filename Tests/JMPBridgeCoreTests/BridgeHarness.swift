@@ -25,6 +25,7 @@ struct BridgeHarness {
         defaultRoute: String? = "echo",
         limits: Limits = Limits(),
         linger: TimeAmount = .seconds(5),
+        targets: [String: (String) -> RouteTarget] = [:],
         _ body: (BridgeHarness) async throws -> T
     ) async throws -> T {
         let directory = try makeTemporaryDirectory()
@@ -42,6 +43,9 @@ struct BridgeHarness {
                 target: .unix(path: "\(directory)/\(socket).sock")
             )
         }
+        for (name, target) in targets {
+            configuration.routes[name] = RouteConfiguration(name: name, target: target(directory))
+        }
         var logger = Logger(label: "jmp-bridge-test")
         logger.logLevel = ProcessInfo.processInfo.environment["JMP_TEST_LOG"] != nil ? .debug : .critical
         let server = BridgeServer(configuration: configuration, graceTime: .seconds(1), logger: logger)
@@ -58,12 +62,16 @@ struct BridgeHarness {
     }
 
     /// Runs `body` with a grpc-swift-2 client connected to the bridge's Unix listener.
-    func withClient<T: Sendable>(_ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T)
-        async throws -> T
-    {
+    func withClient<T: Sendable>(
+        windowSize: Int? = nil,
+        _ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T
+    ) async throws -> T {
+        var config = HTTP2ClientTransport.Posix.Config.defaults
+        if let windowSize { config.http2.targetWindowSize = windowSize }
         let transport = try HTTP2ClientTransport.Posix(
             target: .unixDomainSocket(path: self.grpcSocket),
-            transportSecurity: .plaintext
+            transportSecurity: .plaintext,
+            config: config
         )
         return try await withGRPCClient(transport: transport) { client in
             try await body(client)
@@ -112,6 +120,32 @@ enum Router {
         var bytes: [UInt8] = []
         var goaway = false
         var dataAfterGoaway = false
+    }
+
+    /// Runs one Stream call and returns as soon as what was received satisfies `until` (which
+    /// cancels the call), or when the call ends.
+    static func call(
+        _ client: GRPCClient<HTTP2ClientTransport.Posix>,
+        metadata: Metadata = [:],
+        producer: @escaping @Sendable (RPCWriter<[UInt8]>) async throws -> Void,
+        until: @escaping @Sendable (Received) -> Bool
+    ) async throws -> Received {
+        try await client.bidirectionalStreaming(
+            request: StreamingClientRequest(metadata: metadata, producer: producer),
+            descriptor: Self.stream,
+            serializer: RawMessageSerializer(),
+            deserializer: RawMessageSerializer(),
+            options: .defaults
+        ) { response in
+            var received = Received()
+            for try await message in response.messages {
+                let frame = try Self.decode(message)
+                if frame.frameType == .goaway { received.goaway = true }
+                received.bytes += frame.payload
+                if until(received) { break }
+            }
+            return received
+        }
     }
 
     /// Runs one Stream call: `producer` writes requests (the client half-closes when it

@@ -121,34 +121,6 @@ struct BridgeStreamTests {
         }
     }
 
-    @Test("the linger never cuts a client that is still sending after the target's EOF")
-    func lingerRestartsOnClientData() async throws {
-        let targetGot = Box<Int>()
-        try await BridgeHarness.with(linger: .seconds(1)) { bridge in
-            let handler: @Sendable (NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws -> Void = { connection in
-                try await connection.executeThenClose { inbound, _ in
-                    try await TargetServer.halfClose(connection)
-                    var count = 0
-                    for try await buffer in inbound { count += buffer.readableBytes }
-                    targetGot.set(count)
-                }
-            }
-            try await TargetServer.run(at: bridge.targetPath("echo"), handler: handler) {
-                let received = try await bridge.withClient { client in
-                    try await Router.call(client) { writer in
-                        // Paced sends (the pacing is the scenario): 20 × 100 ms outlasts the 1 s linger.
-                        for _ in 0..<20 {
-                            try await writer.write(Router.data([UInt8](repeating: 7, count: 1000)))
-                            try await Task.sleep(for: .milliseconds(100))
-                        }
-                    }
-                }
-                #expect(received.goaway)
-            }
-        }
-        #expect(await targetGot.get() == 20_000)
-    }
-
     @Test("PING and unknown frame types are ignored")
     func pingAndUnknownIgnored() async throws {
         try await BridgeHarness.with { bridge in
