@@ -23,3 +23,7 @@ protos:
 
 clean:
 	rm -rf .build .venv
+
+.PHONY: bench
+bench:
+	scripts/bench
