@@ -168,10 +168,7 @@ struct BridgeFailureTests {
     @Test("DATA after the client's GOAWAY is INVALID_ARGUMENT")
     func dataAfterGoaway() async throws {
         try await BridgeHarness.with(routes: ["echo": "echo", "quiet": "quiet"]) { bridge in
-            let handler: @Sendable (NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws -> Void = { connection in
-                try await connection.executeThenClose { inbound, _ in for try await _ in inbound {} }
-            }
-            try await TargetServer.run(at: bridge.targetPath("quiet"), handler: handler) {
+            try await TargetServer.run(at: bridge.targetPath("quiet"), handler: TargetServer.sink) {
                 try await TargetServer.run(at: bridge.targetPath("echo"), handler: TargetServer.echo) {
                     let (code, _) = try await statusWithHealthyNeighbour(bridge, metadata: ["jmp-route": "quiet"]) {
                         writer,
@@ -213,10 +210,7 @@ struct BridgeFailureTests {
     @Test("the client's deadline ends the stream with DEADLINE_EXCEEDED")
     func deadline() async throws {
         try await BridgeHarness.with(routes: ["echo": "echo", "quiet": "quiet"]) { bridge in
-            let handler: @Sendable (NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws -> Void = { connection in
-                try await connection.executeThenClose { inbound, _ in for try await _ in inbound {} }
-            }
-            try await TargetServer.run(at: bridge.targetPath("quiet"), handler: handler) {
+            try await TargetServer.run(at: bridge.targetPath("quiet"), handler: TargetServer.sink) {
                 try await TargetServer.run(at: bridge.targetPath("echo"), handler: TargetServer.echo) {
                     var options = CallOptions.defaults
                     options.timeout = .milliseconds(300)

@@ -130,31 +130,18 @@ enum Router {
         producer: @escaping @Sendable (RPCWriter<[UInt8]>) async throws -> Void,
         until: @escaping @Sendable (Received) -> Bool
     ) async throws -> Received {
-        try await client.bidirectionalStreaming(
-            request: StreamingClientRequest(metadata: metadata, producer: producer),
-            descriptor: Self.stream,
-            serializer: RawMessageSerializer(),
-            deserializer: RawMessageSerializer(),
-            options: .defaults
-        ) { response in
-            var received = Received()
-            for try await message in response.messages {
-                let frame = try Self.decode(message)
-                if frame.frameType == .goaway { received.goaway = true }
-                received.bytes += frame.payload
-                if until(received) { break }
-            }
-            return received
-        }
+        try await Self.call(client, metadata: metadata, until: until, producer: producer)
     }
 
     /// Runs one Stream call: `producer` writes requests (the client half-closes when it
-    /// returns); the responses are collected. Throws the RPCError of a non-OK status.
+    /// returns); the responses are collected until the call ends, or until `until` is satisfied
+    /// (which cancels the call). Throws the RPCError of a non-OK status.
     static func call(
         _ client: GRPCClient<HTTP2ClientTransport.Posix>,
         metadata: Metadata = [:],
         options: CallOptions = .defaults,
         responseEnded: Signal? = nil,
+        until: (@Sendable (Received) -> Bool)? = nil,
         producer: @escaping @Sendable (RPCWriter<[UInt8]>) async throws -> Void
     ) async throws -> Received {
         try await client.bidirectionalStreaming(
@@ -179,6 +166,7 @@ enum Router {
                 default:
                     break
                 }
+                if let until, until(received) { break }
             }
             return received
         }
@@ -232,6 +220,11 @@ struct TargetServer {
             }
             try await halfClose(connection)
         }
+    }
+
+    /// Reads and discards everything; never answers.
+    static let sink: @Sendable (NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws -> Void = { connection in
+        try await connection.executeThenClose { inbound, _ in for try await _ in inbound {} }
     }
 
     /// Writes and waits until the bytes are in the socket. (NIOAsyncChannel's writer only queues,

@@ -116,26 +116,34 @@ public final class BridgeServer: Service, Sendable {
             let pty: PseudoTerminal
             do {
                 pty = try PseudoTerminal.open()
+            } catch {
+                await self.closeConsoles()
+                throw BridgeStartupError("route '\(route.name)': \(error)")
+            }
+            // Tracked at once, so that every failure below releases it.
+            self.ptys.withLockedValue { $0.append((pty, options.link)) }
+            let hub: ConsoleHub
+            do {
                 try ConsoleLink.install(
                     link: options.link,
                     target: pty.slavePath,
                     mode: options.mode,
                     group: options.group
                 )
+                hub = try await ConsoleHub.start(
+                    name: route.name,
+                    master: pty.master,
+                    on: self.group.next(),
+                    scrollback: options.scrollback,
+                    lagLimit: options.lagLimit,
+                    logger: self.logger
+                ).get()
             } catch {
+                close(pty.master)  // NIO owns the master only once the hub has started
                 await self.closeConsoles()
                 throw BridgeStartupError("route '\(route.name)': \(error)")
             }
-            let hub = try await ConsoleHub.start(
-                name: route.name,
-                master: pty.master,
-                on: self.group.next(),
-                scrollback: options.scrollback,
-                lagLimit: options.lagLimit,
-                logger: self.logger
-            ).get()
             self.environment.consoles.withLockedValue { $0[route.name] = hub }
-            self.ptys.withLockedValue { $0.append((pty, options.link)) }
             self.logger.info(
                 "console ready",
                 metadata: ["route": "\(route.name)", "link": "\(options.link)", "pty": "\(pty.slavePath)"]
