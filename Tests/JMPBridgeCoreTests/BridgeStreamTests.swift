@@ -110,7 +110,7 @@ struct BridgeStreamTests {
             }
             try await TargetServer.run(at: bridge.targetPath("echo"), handler: handler) {
                 let ended = Signal()
-                let received = try await withTimeout(10, "the linger to end the RPC") {
+                let received = try await withTimeout(30, "the linger to end the RPC") {
                     try await bridge.withClient { client in
                         try await Router.call(client, responseEnded: ended) { _ in await ended.wait() }
                     }
