@@ -1,0 +1,593 @@
+#!/usr/bin/env python3
+"""Runs the jmp-bridge benchmark on loopback and prints/saves a markdown table.
+
+Called by scripts/bench after it has built everything; see bench/README.md. Standard library only.
+Every process it starts is stopped again (by its own pid) when it ends, fails or is signalled.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+KIB = 1024
+MIB = 1024 * 1024
+GIB = 1024 * 1024 * 1024
+
+children: list[subprocess.Popen] = []
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            proc.terminate()
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        except ProcessLookupError:
+            pass
+    if proc in children:
+        children.remove(proc)
+
+
+def stop_all() -> None:
+    for proc in list(children):
+        stop(proc)
+
+
+def on_signal(signum, _frame):
+    raise SystemExit(f"interrupted by signal {signum}")
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+class Bridge:
+    """A running bridge process (jmp-bridge or the reference) with its port and log."""
+
+    def __init__(self, kind: str, args, work: str, routes: dict[str, str], tag: str):
+        self.kind = kind
+        self.log_path = os.path.join(work, f"{kind}-{tag}.log")
+        if kind == "sink":
+            cmd = [args.client, "--addr", "127.0.0.1:0", "--mode", "sink"]
+        elif kind == "jmp-bridge":
+            cmd = [args.bridge, "serve", "--listen", "tcp:127.0.0.1:0", "--insecure"]
+            for name, path in routes.items():
+                cmd += ["--route", f"{name}=unix:{path}"]
+            cmd += ["--default-route", next(iter(routes))]
+        else:
+            cmd = [args.python, args.reference, "--listen", "127.0.0.1:0"]
+            for name, path in routes.items():
+                cmd += ["--route", f"{name}={path}"]
+        self.log_file = open(self.log_path, "w")
+        t0 = time.perf_counter()
+        # The sink reports on stdout, the bridges on stderr.
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE if kind == "sink" else self.log_file,
+                                     stderr=self.log_file if kind == "sink" else subprocess.PIPE,
+                                     text=True, bufsize=1)
+        self.out = self.proc.stdout if kind == "sink" else self.proc.stderr
+        children.append(self.proc)
+        self.port = None
+        self.ready_s = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.out.readline()
+            if not line:
+                break
+            self.log_file.write(line)
+            m = re.search(r"address=tcp:127\.0\.0\.1:(\d+)", line)
+            if m and self.port is None:
+                self.port = int(m.group(1))
+            if re.search(r"\bready\b", line):
+                self.ready_s = time.perf_counter() - t0
+                break
+        if self.ready_s is None or self.port is None:
+            stop(self.proc)
+            self.log_file.close()
+            raise RuntimeError(f"{kind} did not become ready; see {self.log_path}:\n"
+                               + open(self.log_path).read()[-2000:])
+        self.drain = threading.Thread(target=self._drain, daemon=True)
+        self.drain.start()
+
+    def _drain(self):
+        for line in self.out:
+            self.log_file.write(line)
+        self.log_file.flush()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self):
+        stop(self.proc)
+        self.drain.join(timeout=3)
+        self.log_file.close()
+
+    def problems(self) -> list[str]:
+        """Log lines at warning level or above (jmp-bridge) / any traceback (reference)."""
+        out = []
+        with open(self.log_path) as f:
+            for line in f:
+                if self.kind == "jmp-bridge":
+                    if re.search(r"\b(warning|error|critical)\b", line):
+                        out.append(line.rstrip())
+                elif re.search(r"Traceback|ERROR|Error", line):
+                    out.append(line.rstrip())
+        return out
+
+
+def proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def client(args, bridge: Bridge, *opts, timeout=300, target_pid=None) -> dict:
+    cmd = [args.client, "--addr", bridge.addr, "--pid", str(bridge.pid), *map(str, opts)]
+    target_cpu0 = proc_cpu(target_pid) if target_pid else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    children.append(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        return {"ok": False, "error": f"client timed out after {timeout}s", "cmd": " ".join(cmd)}
+    children.remove(proc)
+    try:
+        result = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        result = {"ok": False, "error": f"no result (exit {proc.returncode}): {err.strip()[-500:]}"}
+    result["cmd"] = " ".join(cmd)
+    if target_pid:
+        result["target_cpu_s"] = proc_cpu(target_pid) - target_cpu0
+    if err.strip():
+        result["stderr"] = err.strip()[-500:]
+    return result
+
+
+def machine_header(args) -> str:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.strip().splitlines()
+    swift = swift[0] if swift else "unknown"
+    jmp = subprocess.run([args.python, "-c", "import importlib.metadata as m; print(m.version('jumpstarter'), "
+                          "m.version('grpcio'))"], capture_output=True, text=True).stdout.split()
+    bridge_version = subprocess.run([args.bridge, "--version"], capture_output=True, text=True).stdout.strip()
+    grpcpp = subprocess.run(["pkg-config", "--modversion", "grpc++"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "-C", args.repo, "describe", "--always", "--dirty"], capture_output=True,
+                            text=True).stdout.strip()
+    load = open("/proc/loadavg").read().split()[:3]
+    lines = [
+        f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- machine: {os.cpu_count()} CPUs (nproc), {cpu}, {mem_kib / 1024 / 1024:.1f} GiB RAM, "
+        f"kernel {platform.release()}",
+        f"- load average when starting: {' '.join(load)}",
+        f"- jmp-bridge: {bridge_version or '?'} ({args.bridge_origin or f'release build of this checkout, git {commit}'}), "
+        f"{swift}",
+        f"- reference: jumpstarter {jmp[0] if jmp else '?'} (grpcio {jmp[1] if len(jmp) > 1 else '?'}, "
+        f"Python {subprocess.run([args.python, '--version'], capture_output=True, text=True).stdout.split()[-1]})",
+        f"- load client: bench/loadclient.cc, grpc C++ {grpcpp} (Debian), plaintext HTTP/2 over 127.0.0.1",
+    ]
+    return "\n".join(lines)
+
+
+def fmt_rate(bps):
+    return f"{bps / 1e6:,.0f} MB/s" if bps >= 1e7 else f"{bps / 1e6:,.1f} MB/s"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--repo", required=True)
+    p.add_argument("--bridge", required=True)
+    p.add_argument("--bridge-origin", default="", help="where the jmp-bridge binary comes from, for the header")
+    p.add_argument("--client", required=True)
+    p.add_argument("--targets", required=True)
+    p.add_argument("--python", required=True)
+    p.add_argument("--reference", required=True)
+    p.add_argument("--results", required=True, help="directory for the .md result")
+    p.add_argument("--seconds", type=float, default=2.0, help="length of each throughput run")
+    p.add_argument("--sizes", default="1024,16384,65536,262144")
+    p.add_argument("--batch", type=int, default=32,
+                   help="client sets gRPC's buffer hint on all but every Nth write (1: none)")
+    p.add_argument("--iters", type=int, default=5000, help="1-byte round trips per run")
+    p.add_argument("--repeat", type=int, default=3, help="runs per throughput and latency measurement")
+    p.add_argument("--streams", type=int, default=1000)
+    p.add_argument("--slow-bytes", type=int, default=GIB)
+    p.add_argument("--slow-rate", type=float, default=10e6, help="slow target, bytes/s")
+    p.add_argument("--startup-runs", type=int, default=7)
+    args = p.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    work = tempfile.mkdtemp(prefix="jmp-bench.")
+    started = time.monotonic()
+    header = machine_header(args)
+    kinds = ["jmp-bridge", "reference"]
+    res: dict = {k: {} for k in kinds}
+    problems: dict = {k: [] for k in kinds}
+    try:
+        socks, target_pids = {}, {}
+        for mode in ("discard", "echo", "slow"):
+            socks[mode] = os.path.join(work, f"{mode}.sock")
+            cmd = [args.targets, mode, socks[mode]] + ([str(int(args.slow_rate))] if mode == "slow" else [])
+            t = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+            children.append(t)
+            target_pids[mode] = t.pid
+            if t.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"target {mode} did not start")
+        routes = {"echo": socks["echo"], "discard": socks["discard"]}
+
+        # Startup: exec to the "ready" log line (jmp-bridge logs it once it serves; the reference
+        # once grpc.aio's server has started), then idle RSS of a fresh process.
+        for kind in kinds:
+            runs = args.startup_runs if kind == "jmp-bridge" else max(3, args.startup_runs // 2)
+            times = []
+            for i in range(runs):
+                b = Bridge(kind, args, work, routes, f"start{i}")
+                times.append(b.ready_s)
+                b.close()
+            res[kind]["ready_ms"] = statistics.median(times) * 1000
+            res[kind]["ready_all_ms"] = [round(t * 1000, 1) for t in times]
+            log(f"{kind}: exec->ready median {res[kind]['ready_ms']:.1f} ms {res[kind]['ready_all_ms']}")
+
+        bridges = {k: Bridge(k, args, work, routes, "main") for k in kinds}
+        time.sleep(1.0)
+        for kind, b in bridges.items():
+            res[kind]["idle_rss_kib"] = rss_kib(b.pid)
+            log(f"{kind}: idle RSS {res[kind]['idle_rss_kib']} KiB")
+
+        # 1,000 concurrent streams on one HTTP/2 connection, each echoing 64 bytes.
+        for kind, b in bridges.items():
+            r = client(args, b, "--mode", "streams", "--count", args.streams, "--size", 64, "--route", "echo",
+                       "--timeout", 30)
+            expected = "0" if kind == "jmp-bridge" else "10"
+            if set(r.get("statuses", {})) - {expected}:
+                r["ok"] = False
+                r["error"] = (f"streams ended with statuses {r['statuses']} (expected {expected}); "
+                              f"progress 5 s into closing: {r.get('stalled_5s')}")
+            res[kind]["streams"] = r
+            log(f"{kind}: {args.streams} streams: {json.dumps({k: r.get(k) for k in ('ok', 'echo_all_s', 'close_all_s', 'rss_before_kib', 'rss_open_kib', 'per_stream_kib', 'statuses', 'error')})}")
+
+        # 1-byte round trips: --repeat runs per bridge, alternating; each percentile is the median
+        # over the runs.
+        lat_runs = {k: [] for k in kinds}
+        for rep in range(args.repeat):
+            for kind, b in bridges.items():
+                lat_runs[kind].append(client(args, b, "--mode", "latency", "--iters", args.iters, "--route", "echo",
+                                             "--timeout", 120))
+        for kind in kinds:
+            runs = lat_runs[kind]
+            r = {"ok": all(x.get("ok") for x in runs), "iters": args.iters, "runs": runs}
+            for q in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"):
+                vals = [x[q] for x in runs if x.get("ok") and q in x]
+                r[q] = statistics.median(vals) if vals else None
+            errors = [x.get("error") or x.get("message") for x in runs if not x.get("ok")]
+            if errors:
+                r["error"] = "; ".join(map(str, errors))
+            res[kind]["latency"] = r
+            log(f"{kind}: RTT p50 {r.get('p50_us')} p99 {r.get('p99_us')} p99.9 {r.get('p999_us')} us "
+                f"(runs p99: {[x.get('p99_us') for x in runs]})")
+
+        # Throughput: one stream, one-way into the discard target and echo, per frame size; --repeat
+        # runs alternating between the bridges; the median run's throughput is reported and CPU per GiB
+        # is summed over all runs.
+        for mode in ("oneway", "echo"):
+            for size in sizes:
+                runs = {k: [] for k in kinds}
+                route = "discard" if mode == "oneway" else "echo"
+                for rep in range(args.repeat):
+                    for kind, b in bridges.items():
+                        runs[kind].append(client(args, b, "--mode", mode, "--size", size, "--seconds", args.seconds,
+                                                 "--batch", args.batch, "--route", route,
+                                                 "--timeout", args.seconds + 120, target_pid=target_pids[route]))
+                for kind in kinds:
+                    rs = runs[kind]
+                    good = sorted((x for x in rs if "bytes_per_s" in x), key=lambda x: x["bytes_per_s"])
+                    r = dict(good[len(good) // 2]) if good else dict(rs[0])
+                    r["ok"] = all(x.get("ok") for x in rs)
+                    r["runs_bytes_per_s"] = [x.get("bytes_per_s") for x in rs]
+                    moved = sum(x.get("moved", 0) for x in good)
+                    cpu = sum(x.get("bridge_cpu_s", 0) for x in good)
+                    r["cpu_per_gib"] = cpu / (moved / GIB) if moved else None
+                    r["all_moved"], r["all_bridge_cpu_s"] = moved, cpu
+                    r["all_seconds"] = sum(x.get("seconds", 0) for x in good)
+                    r["all_client_cpu_s"] = sum(x.get("client_cpu_s", 0) for x in good)
+                    r["all_target_cpu_s"] = sum(x.get("target_cpu_s", 0) for x in good)
+                    errors = [x.get("error") or f"status {x.get('status')} {x.get('message', '')}"
+                              for x in rs if not x.get("ok")]
+                    if errors:
+                        r["error"] = "; ".join(map(str, errors))
+                    res[kind][f"{mode}-{size}"] = r
+                    log(f"{kind}: {mode} {size // KIB} KiB: {fmt_rate(r.get('bytes_per_s', 0))} "
+                        f"(runs {[round(v / 1e6) if v else v for v in r['runs_bytes_per_s']]} MB/s), "
+                        f"{r['cpu_per_gib'] or 0:.2f} CPU s/GiB, ok={r['ok']}"
+                        + (f" error={r.get('error')}" if r.get("error") else ""))
+
+        for kind, b in bridges.items():
+            b.close()
+            problems[kind] += b.problems()
+
+        # Context: the same client against a grpc C++ server for the method (no bridge, no Unix
+        # socket), one run each: what the client and gRPC reach on this machine by themselves.
+        sink = Bridge("sink", args, work, {}, "ctx")
+        res["sink"] = {}
+        for mode in ("oneway", "echo"):
+            for size in sizes:
+                r = client(args, sink, "--mode", mode, "--size", size, "--seconds", args.seconds,
+                           "--batch", args.batch, "--route", "discard" if mode == "oneway" else "echo",
+                           "--timeout", args.seconds + 120)
+                res["sink"][f"{mode}-{size}"] = r
+                log(f"grpc C++ sink: {mode} {size // KIB} KiB: {fmt_rate(r.get('bytes_per_s', 0))}, "
+                    f"server CPU {r.get('bridge_cpu_s')} s, client CPU {r.get('client_cpu_s')} s")
+        res["sink"]["latency"] = client(args, sink, "--mode", "latency", "--iters", args.iters, "--route", "echo",
+                                        "--timeout", 120)
+        log(f"grpc C++ sink: RTT p50 {res['sink']['latency'].get('p50_us')} p99 {res['sink']['latency'].get('p99_us')}")
+        sink.close()
+
+        # Slow target: push --slow-bytes through each bridge (both at once, fresh processes) into a
+        # target that reads at --slow-rate; sample the bridge's RSS every 100 ms.
+        slow_bridges = {k: Bridge(k, args, work, {"slow": socks["slow"]}, "slow") for k in kinds}
+        time.sleep(0.5)
+        out = {}
+
+        def run_slow(kind, b):
+            out[kind] = client(args, b, "--mode", "oneway", "--size", 65536, "--bytes", args.slow_bytes,
+                               "--rss-sample-ms", 100, "--route", "slow",
+                               "--timeout", args.slow_bytes / args.slow_rate * 2 + 120,
+                               timeout=args.slow_bytes / args.slow_rate * 2 + 180)
+
+        threads = [threading.Thread(target=run_slow, args=(k, b)) for k, b in slow_bridges.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for kind, b in slow_bridges.items():
+            res[kind]["slow"] = out[kind]
+            b.close()
+            problems[kind] += b.problems()
+            log(f"{kind}: slow target: max RSS {out[kind].get('rss_max_kib')} KiB, "
+                f"{fmt_rate(out[kind].get('bytes_per_s', 0))}, ok={out[kind].get('ok')}")
+    finally:
+        stop_all()
+
+    elapsed = time.monotonic() - started
+    md = render(args, header, res, problems, sizes, elapsed)
+    os.makedirs(args.results, exist_ok=True)
+    name = datetime.datetime.now().strftime("%Y-%m-%d-%H%M") + ".md"
+    path = os.path.join(args.results, name)
+    with open(path + ".tmp", "w") as f:
+        f.write(md)
+    os.replace(path + ".tmp", path)
+    with open(os.path.join(args.results, name[:-3] + ".json"), "w") as f:
+        json.dump({"results": res, "problems": problems}, f, indent=1, default=str)
+    print(md)
+    if any(problems.values()) or "⚠" in md:
+        log(f"saved {os.path.relpath(path, args.repo)} ({elapsed:.0f} s); problems seen, logs kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        log(f"saved {os.path.relpath(path, args.repo)} ({elapsed:.0f} s)")
+    return 0
+
+
+def render(args, header, res, problems, sizes, elapsed) -> str:
+    J, R = res["jmp-bridge"], res["reference"]
+    rows = []
+
+    def ratio(a, b, invert=False):
+        if a in (None, 0) or b in (None, 0):
+            return "–"
+        return f"{(b / a if invert else a / b):.2f}×"
+
+    def verdict(ok):
+        return "met" if ok else "**missed**"
+
+    def g(d, *keys):
+        for k in keys:
+            if not isinstance(d, dict) or k not in d:
+                return None
+            d = d[k]
+        return d
+
+    def flag(r):
+        return "" if r is None or r.get("ok") else " ⚠"
+
+    goals_tp = {("oneway", 65536): (3, 1.5e9), ("oneway", 1024): (6, None), ("echo", 1024): (8, None)}
+    for mode in ("oneway", "echo"):
+        for size in sizes:
+            key = f"{mode}-{size}"
+            a, b = g(J, key, "bytes_per_s"), g(R, key, "bytes_per_s")
+            goal = goals_tp.get((mode, size))
+            gtext, gmet = "", ""
+            if goal and a and b:
+                x, floor = goal
+                ok = a >= x * b and (floor is None or a >= floor)
+                gtext = f"≥ {x}×" + (f" and ≥ {floor / 1e9:g} GB/s" if floor else "")
+                gmet = verdict(ok)
+            label = "one-way" if mode == "oneway" else "echo"
+            rows.append((f"{label} {size // KIB} KiB frames", (fmt_rate(a) if a else "failed") + flag(g(J, key)),
+                         (fmt_rate(b) if b else "failed") + flag(g(R, key)), ratio(a, b), gtext, gmet))
+
+    for mode in ("oneway", "echo"):
+        key = f"{mode}-65536"
+        a, b = g(J, key, "cpu_per_gib"), g(R, key, "cpu_per_gib")
+        label = "one-way" if mode == "oneway" else "echo"
+        ok = a is not None and b is not None and a <= b / 3
+        rows.append((f"bridge CPU per GiB moved, {label} 64 KiB", f"{a:.2f} s" if a else "–",
+                     f"{b:.2f} s" if b else "–", ratio(a, b, invert=True) + " less" if a and b else "–",
+                     "≤ ⅓ of reference", verdict(ok)))
+    for mode in ("oneway", "echo"):
+        key = f"{mode}-1024"
+        a, b = g(J, key, "cpu_per_gib"), g(R, key, "cpu_per_gib")
+        label = "one-way" if mode == "oneway" else "echo"
+        rows.append((f"bridge CPU per GiB moved, {label} 1 KiB", f"{a:.2f} s" if a else "–",
+                     f"{b:.2f} s" if b else "–", ratio(a, b, invert=True) + " less" if a and b else "–", "", ""))
+
+    for q, label in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")):
+        a, b = g(J, "latency", q), g(R, "latency", q)
+        gtext, gmet = "", ""
+        if q == "p99_us" and a and b:
+            gtext, gmet = "≤ ½ reference and ≤ 200 µs", verdict(a <= b / 2 and a <= 200)
+        rows.append((f"1-byte round trip {label}", f"{a:.0f} µs" if a else "failed",
+                     f"{b:.0f} µs" if b else "failed", ratio(a, b, invert=True) + " faster" if a and b else "–",
+                     gtext, gmet))
+
+    n = args.streams
+    sa, sb = J.get("streams", {}), R.get("streams", {})
+    rows.append((f"{n} streams: RSS before → open", f"{sa.get('rss_before_kib', 0) / KIB:.1f} → "
+                 f"{sa.get('rss_open_kib', 0) / KIB:.1f} MiB" + flag(sa),
+                 f"{sb.get('rss_before_kib', 0) / KIB:.1f} → {sb.get('rss_open_kib', 0) / KIB:.1f} MiB" + flag(sb),
+                 "", "", ""))
+    a, b = sa.get("per_stream_kib"), sb.get("per_stream_kib")
+    rows.append((f"{n} streams: RSS per open stream", f"{a:.1f} KiB" if a is not None else "–",
+                 f"{b:.1f} KiB" if b is not None else "–", ratio(a, b, invert=True) + " less" if a and b else "–",
+                 "≤ 32 KiB", verdict(a is not None and a <= 32)))
+    a, b = sa.get("echo_all_s"), sb.get("echo_all_s")
+    rows.append((f"{n} streams: open all and echo 64 B on each", f"{a * 1000:.0f} ms" if a else "–",
+                 f"{b * 1000:.0f} ms" if b else "–", ratio(a, b, invert=True) + " faster" if a and b else "–", "", ""))
+    a, b = sa.get("close_all_s"), sb.get("close_all_s")
+    rows.append((f"{n} streams: half-close all until every status arrives", (f"{a * 1000:.0f} ms" if a else "–") + flag(sa),
+                 (f"{b * 1000:.0f} ms" if b else "–") + flag(sb),
+                 ratio(a, b, invert=True) + " faster" if a and b else "–", "", ""))
+    rows.append((f"{n} streams: RSS after all closed", f"{sa.get('rss_closed_kib', 0) / KIB:.1f} MiB",
+                 f"{sb.get('rss_closed_kib', 0) / KIB:.1f} MiB", "", "", ""))
+
+    a, b = J.get("ready_ms"), R.get("ready_ms")
+    rows.append(("exec → ready (median)", f"{a:.1f} ms", f"{b:.0f} ms", ratio(a, b, invert=True) + " faster",
+                 "≤ 50 ms", verdict(a <= 50)))
+    a, b = J.get("idle_rss_kib"), R.get("idle_rss_kib")
+    rows.append(("idle RSS", f"{a / KIB:.1f} MiB", f"{b / KIB:.1f} MiB", ratio(a, b, invert=True) + " less",
+                 "≤ 25 MiB", verdict(a <= 25 * KIB)))
+    sa, sb = J.get("slow", {}), R.get("slow", {})
+    a, b = sa.get("rss_max_kib"), sb.get("rss_max_kib")
+    slow_label = (f"{args.slow_bytes / GIB:g} GiB" if args.slow_bytes >= GIB else f"{args.slow_bytes / MIB:g} MiB")
+    rows.append((f"max RSS pushing {slow_label} into a {args.slow_rate / 1e6:g} MB/s target",
+                 (f"{a / KIB:.1f} MiB" if a else "–") + flag(sa), (f"{b / KIB:.1f} MiB" if b else "–") + flag(sb),
+                 ratio(a, b, invert=True) + " less" if a and b else "–", "≤ 64 MiB", verdict(a is not None and a <= 64 * KIB)))
+    for label in ("local door vs systemd-socket-proxyd", "local door vs socat", "local door vs direct Unix socket"):
+        rows.append((label, "not implemented yet", "–", "–",
+                     "≥ 0.9× proxyd, ≥ 3× socat" if "proxyd" in label else "", ""))
+
+    out = [f"# jmp-bridge benchmark, {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}", "", header,
+           f"- run time: {elapsed:.0f} s; each throughput figure is the median of {args.repeat} runs of "
+           f"{args.seconds:g} s on one stream, each latency percentile the median of {args.repeat} runs of "
+           f"{args.iters} round trips; runs alternate between the two bridges", "",
+           "| measurement | jmp-bridge | reference (jumpstarter 0.9.0) | jmp-bridge vs reference | goal | |",
+           "|---|---:|---:|---:|---|---|"]
+    out += [f"| {' | '.join(r)} |" for r in rows]
+
+    out += ["", "Throughput details (CPU = bridge process utime+stime over the run; GiB moved counts payload in "
+            "both directions for echo; client and target CPU = their utime+stime as a share of one core, "
+            f"{os.cpu_count()} cores in all):", "",
+            "| run | bridge | MB/s per run | payload moved (all runs) | seconds | bridge CPU s | CPU s/GiB "
+            "| client CPU | target CPU | last status | ok |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for mode in ("oneway", "echo"):
+        for size in sizes:
+            for kind in ("jmp-bridge", "reference"):
+                r = res[kind].get(f"{mode}-{size}", {})
+                if "seconds" not in r:
+                    out.append(f"| {mode} {size // KIB} KiB | {kind} | – | – | – | – | – | – | – | {r.get('error', '')} | no |")
+                    continue
+                cpg = r.get("cpu_per_gib")
+                secs_all = r["all_seconds"] or 1
+                runs_txt = ", ".join(f"{v / 1e6:,.0f}" if v else "–" for v in r["runs_bytes_per_s"])
+                out.append(f"| {mode} {size // KIB} KiB | {kind} | {runs_txt} | {r['all_moved'] / MIB:,.0f} MiB "
+                           f"| {r['all_seconds']:.2f} | {r['all_bridge_cpu_s']:.2f} | {cpg:.2f} "
+                           f"| {100 * r['all_client_cpu_s'] / secs_all:.0f}% "
+                           f"| {100 * r['all_target_cpu_s'] / secs_all:.0f}% "
+                           f"| {r['status']} {r.get('message', '')} | {'yes' if r.get('ok') else '**no**'} |")
+
+    S = res.get("sink", {})
+    if S:
+        out += ["", "Context — the same client against a grpc C++ (sync API) server for the method, no bridge and no "
+                "Unix socket, one run each: what the client and gRPC reach on this machine by themselves (the server "
+                "echoes message by message, so small-frame echo is not a ceiling for a bridge that coalesces):", "",
+                "| run | throughput | server CPU | client CPU |", "|---|---:|---:|---:|"]
+        for mode in ("oneway", "echo"):
+            for size in sizes:
+                r = S.get(f"{mode}-{size}", {})
+                if "seconds" in r:
+                    out.append(f"| {mode} {size // KIB} KiB | {fmt_rate(r['bytes_per_s'])} "
+                               f"| {100 * r['bridge_cpu_s'] / r['seconds']:.0f}% "
+                               f"| {100 * r['client_cpu_s'] / r['seconds']:.0f}% |")
+        r = S.get("latency", {})
+        if r.get("p50_us"):
+            out.append(f"| 1-byte round trip p50 / p99 / p99.9 | {r['p50_us']:.0f} / {r['p99_us']:.0f} / "
+                       f"{r['p999_us']:.0f} µs | | |")
+
+    notes = [
+        "",
+        "Notes:",
+        "- Every run uses the same C++ load client and the same C targets (thread per connection, blocking I/O); "
+        "each bridge routes to the same Unix sockets. Only 127.0.0.1 and Unix sockets are used.",
+        "- The reference bridge is bench/reference_bridge.py: a grpc.aio server whose Stream handler is "
+        "`RouterStream(context=context)` + `forward_stream` to an anyio `connect_unix`, as jumpstarter's exporter "
+        "bridges; it ends each stream with status ABORTED (10, `RouterStream.aclose`), jmp-bridge with OK (0).",
+        "- Throughput = payload bytes one way / time from the first write until the bridge's GOAWAY arrives "
+        "(the target has read or echoed everything). "
+        f"The client marks {args.batch - 1} of every {args.batch} writes with gRPC's buffer hint (`--batch {args.batch}`) so that small frames are not limited by its per-message cost; several "
+        "gRPC messages may then share an HTTP/2 DATA frame; it serializes its one request message once and "
+        "writes it by reference (no user-space payload copy). The streams test puts all streams on one HTTP/2 connection.",
+        "- jmp-bridge runs with its default log level (info).",
+        f"- Latency: {args.repeat} runs of {args.iters} round trips after 500 warm-up each; p99 per run "
+        f"{[x.get('p99_us') for x in g(J, 'latency', 'runs') or []]} µs (jmp-bridge), "
+        f"{[x.get('p99_us') for x in g(R, 'latency', 'runs') or []]} µs (reference); median max "
+        f"{g(J, 'latency', 'max_us')} / {g(R, 'latency', 'max_us')} µs.",
+        f"- exec → ready runs (ms): jmp-bridge {J.get('ready_all_ms')}, reference {R.get('ready_all_ms')}.",
+        "- The local-door rows wait for issue 5 item 1 (splice doors).",
+    ]
+    bad = []
+    for kind in ("jmp-bridge", "reference", "sink"):
+        for key, r in res.get(kind, {}).items():
+            if isinstance(r, dict) and not r.get("ok", True):
+                brief = {k: v for k, v in r.items() if k not in ("stderr", "runs", "cmd", "runs_bytes_per_s")}
+                bad.append(f"- ⚠ {kind} {key}: " + (r.get("error") or json.dumps(brief)) + f" (`{r.get('cmd', '')}`)")
+        for line in problems.get(kind, [])[:10]:
+            bad.append(f"- {kind} log: `{line[:300]}`")
+        if len(problems.get(kind, [])) > 10:
+            bad.append(f"- {kind} log: … {len(problems[kind]) - 10} more warning/error lines")
+    if bad:
+        notes += ["", "Problems seen during the run:", ""] + bad
+    return "\n".join(out + notes) + "\n"
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        stop_all()
