@@ -22,6 +22,14 @@ struct ConnectionPipeline: Sendable {
             HTTP2Setting(parameter: .maxFrameSize, value: 1 << 20),
             HTTP2Setting(parameter: .maxHeaderListSize, value: 16 * 1024),
         ]
+        // The bridge ends a stream (trailers, then RST_STREAM) as soon as both directions are
+        // done, often before the client's END_STREAM for it has arrived. NIO treats a frame on a
+        // closed stream it no longer remembers as a connection error, which would lose the frames
+        // of every other stream in the same read; remember as many resets as streams may be open.
+        connection.maximumRecentlyResetStreams = max(
+            32,  // NIO's default
+            2 * limits.maxStreamsPerConnection
+        )
         // The connection window covers every stream; give it room for several busy streams.
         connection.targetWindowSize = min(limits.streamWindow * 4, Int(Int32.max))
         var stream = NIOHTTP2Handler.StreamConfiguration()
