@@ -32,8 +32,6 @@ public final class ConsoleHub: Sendable {
         var scrollback: ScrollbackBuffer
         var subscribers: [UInt64: Subscriber] = [:]
         var nextID: UInt64 = 1
-        var lastInputWrite: EventLoopFuture<Void>?
-        var cuts = 0
 
         init(scrollback: Int) {
             self.scrollback = ScrollbackBuffer(capacity: scrollback)
@@ -117,15 +115,8 @@ public final class ConsoleHub: Sendable {
             guard let channel = self.state.value.channel else {
                 return self.eventLoop.makeFailedFuture(ConsoleUnavailable(reason: "console '\(self.name)' is closed"))
             }
-            let future = channel.writeAndFlush(bytes)
-            self.state.value.lastInputWrite = future
-            return future
+            return channel.writeAndFlush(bytes)
         }
-    }
-
-    /// Number of attachments and of attachments cut for lagging, for status reports.
-    public func counts() -> EventLoopFuture<(attached: Int, cut: Int)> {
-        self.eventLoop.submit { (self.state.value.subscribers.count, self.state.value.cuts) }
     }
 
     /// Closes the device and cuts every attachment.
@@ -152,7 +143,6 @@ public final class ConsoleHub: Sendable {
         for (id, var subscriber) in state.subscribers {
             if subscriber.unacknowledged + count > self.lagLimit {
                 state.subscribers[id] = nil
-                state.cuts += 1
                 self.logger.warning(
                     "console attachment cut: it lagged too far behind",
                     metadata: ["route": "\(self.name)", "lag-limit": "\(self.lagLimit)"]
