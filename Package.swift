@@ -33,6 +33,16 @@ let package = Package(
         ),
         // C wrappers for system interfaces Swift cannot call directly (ioctl, pty functions).
         .target(name: "CJMPSystem"),
+        // libsystemd (sd-daemon), the system's own library, found through pkg-config.
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // Talking to the service manager: passed sockets, sd_notify, watchdog, journal logs.
+        .target(
+            name: "JMPSystemd",
+            dependencies: [
+                "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Local endpoints a routed stream is bridged to.
         .target(
             name: "JMPTargets",
@@ -49,6 +59,7 @@ let package = Package(
             dependencies: [
                 "JMPProtocol",
                 "JMPTargets",
+                "JMPSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
@@ -64,6 +75,7 @@ let package = Package(
             name: "jmp-bridge",
             dependencies: [
                 "JMPBridgeCore",
+                "JMPSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -75,6 +87,13 @@ let package = Package(
             dependencies: [
                 "JMPProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .testTarget(
+            name: "JMPSystemdTests",
+            dependencies: [
+                "JMPSystemd",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -28,3 +28,11 @@ int jmp_output_queue(int fd) {
     if (ioctl(fd, TIOCOUTQ, &count) != 0) return -1;
     return count;
 }
+
+int jmp_adopt_pty_master(int master, char *slave_path, size_t slave_path_size) {
+    if (ptsname_r(master, slave_path, slave_path_size) != 0) return -1;
+    int flags = fcntl(master, F_GETFL);
+    if (flags < 0 || fcntl(master, F_SETFL, flags | O_NONBLOCK) != 0) return -1;
+    if (fcntl(master, F_SETFD, FD_CLOEXEC) != 0) return -1;
+    return 0;
+}

@@ -41,5 +41,21 @@ public struct PseudoTerminal: Sendable {
         return PseudoTerminal(master: master, slaveKeeper: slave, slavePath: slavePath)
     }
 
+    /// Takes back a pty master the bridge held before a restart (from the service manager's
+    /// file-descriptor store): finds its slave and opens a new keeper. The slave's termios are
+    /// left as they are, since a process may have the slave open and configured.
+    public static func adopt(master: CInt) throws(SetupError) -> PseudoTerminal {
+        var name = [CChar](repeating: 0, count: 128)
+        guard jmp_adopt_pty_master(master, &name, name.count) == 0 else {
+            throw SetupError(description: "descriptor \(master) is not a pty master: \(Self.errnoText())")
+        }
+        let slavePath = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let slave = Glibc.open(slavePath, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        guard slave >= 0 else {
+            throw SetupError(description: "opening \(slavePath): \(Self.errnoText())")
+        }
+        return PseudoTerminal(master: master, slaveKeeper: slave, slavePath: slavePath)
+    }
+
     static func errnoText() -> String { String(cString: strerror(errno)) }
 }

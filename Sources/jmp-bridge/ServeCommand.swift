@@ -1,5 +1,6 @@
 import ArgumentParser
 import JMPBridgeCore
+import JMPSystemd
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -13,7 +14,10 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             Reads the configuration file if one is given (or if the default file exists and no \
             --listen/--route is given), then adds the listeners and routes named on the command \
-            line. SIGTERM and SIGINT stop accepting and let open streams finish.
+            line. SIGTERM and SIGINT stop accepting and let open streams finish; SIGHUP re-reads the \
+            configuration file and applies route changes. Under systemd, sockets passed by socket \
+            activation serve as systemd:NAME listeners (every socket named grpc, or unnamed, when \
+            no listener is configured), and readiness, status and the watchdog go through sd_notify.
             """
     )
 
@@ -25,7 +29,10 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("listen"),
-        help: ArgumentHelp("Listen on tcp:HOST:PORT or unix:PATH (repeatable).", valueName: "address")
+        help: ArgumentHelp(
+            "Listen on tcp:HOST:PORT, unix:PATH or systemd:NAME (repeatable).",
+            valueName: "address"
+        )
     )
     var listen: [String] = []
 
@@ -74,6 +81,15 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var grace: Int = 30
 
+    @Option(
+        name: .customLong("exit-idle-time"),
+        help: ArgumentHelp(
+            "Exit after this many seconds without a client connection (for socket activation).",
+            valueName: "seconds"
+        )
+    )
+    var exitIdleTime: Int?
+
     func validate() throws {
         guard Logger.Level(rawValue: self.logLevel) != nil else {
             throw ValidationError(
@@ -84,46 +100,71 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--tls-cert and --tls-key go together")
         }
         guard self.grace >= 0 else { throw ValidationError("--grace must not be negative") }
+        if let seconds = self.exitIdleTime, seconds <= 0 {
+            throw ValidationError("--exit-idle-time must be a positive number of seconds")
+        }
     }
 
     func run() async throws {
         let level = Logger.Level(rawValue: self.logLevel) ?? .info
+        let journal = JournalLogHandler.isStandardErrorJournal()
         LoggingSystem.bootstrap { label in
+            if journal {
+                var handler = JournalLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
         let logger = Logger(label: "jmp-bridge")
-
-        let configuration: BridgeConfiguration
-        do {
-            configuration = try self.makeConfiguration()
-        } catch {
-            printError("\(error)")
-            throw ExitCode(1)
+        let notifier = ServiceNotifier(logger: logger)
+        /// Startup errors: on a terminal as `jmp-bridge: error: ...`; in the journal at error
+        /// priority, and as the unit's status.
+        func fail(_ error: any Error) -> ExitCode {
+            if journal {
+                logger.error("\(error)")
+            } else {
+                printError("\(error)")
+            }
+            notifier.status("failed: \(error)")
+            return ExitCode(1)
         }
 
-        let server = BridgeServer(configuration: configuration, graceTime: .seconds(Int64(self.grace)), logger: logger)
+        let configuration: BridgeConfiguration
+        let passed: PassedDescriptors
+        do {
+            passed = try PassedDescriptors.fromEnvironment()
+            configuration = try self.makeConfiguration(passed: passed)
+        } catch {
+            throw fail(error)
+        }
+
+        let server = BridgeServer(
+            configuration: configuration,
+            graceTime: .seconds(Int64(self.grace)),
+            passedDescriptors: passed,
+            notifier: notifier,
+            logger: logger
+        )
         do {
             try await server.start()
         } catch {
-            printError("\(error)")
-            throw ExitCode(1)
+            throw fail(error)
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server)],
+                services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
-        // Until reloading exists, a stray SIGHUP (e.g. `systemctl reload`) must not kill the
-        // daemon and every console with it.
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
                 for await _ in hangups {
-                    logger.warning("SIGHUP ignored: reloading the configuration is not supported yet")
+                    await self.reload(server, passed: passed, notifier: notifier, logger: logger)
                 }
             }
             try await group.run()
@@ -131,13 +172,60 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
+    /// SIGHUP: re-reads the configuration and applies it; a broken file leaves the running
+    /// configuration in place and says why, in the log and in the service manager's status.
+    func reload(
+        _ server: BridgeServer,
+        passed: PassedDescriptors,
+        notifier: ServiceNotifier,
+        logger: Logger
+    ) async {
+        notifier.reloading(status: "reloading the configuration")
+        logger.info("SIGHUP: reloading the configuration", metadata: ["file": "\(self.configurationFile ?? "none")"])
+        do {
+            let configuration = try self.makeConfiguration(
+                passed: passed,
+                currentListeners: server.configuration.listeners
+            )
+            let summary = try await server.reload(to: configuration)
+            if !summary.failures.isEmpty {
+                logger.error("configuration reloaded, but routes are down", metadata: ["changes": "\(summary)"])
+            } else if summary.needRestart.isEmpty {
+                logger.info("configuration reloaded", metadata: ["changes": "\(summary)"])
+            } else {
+                logger.warning(
+                    "configuration reloaded; some changes wait for a restart",
+                    metadata: ["changes": "\(summary)"]
+                )
+            }
+            notifier.ready(status: "reloaded (\(summary)); \(server.statusLine())")
+        } catch {
+            logger.error("reload failed; still serving the previous configuration", metadata: ["error": "\(error)"])
+            notifier.ready(status: "reload failed, previous configuration still in use: \(error)")
+        }
+    }
+
+    /// The configuration file `serve` reads, if any.
+    var configurationFile: String? {
+        if let path = self.config { return path }
+        if self.listen.isEmpty && self.route.isEmpty, fileExists(ConfigurationLoader.defaultPath) {
+            return ConfigurationLoader.defaultPath
+        }
+        return nil
+    }
+
     /// Merges the configuration file and the command line, then validates the result.
-    func makeConfiguration() throws(ConfigurationError) -> BridgeConfiguration {
+    ///
+    /// With no listener configured, every socket the service manager passed named `grpc` (or
+    /// unnamed) becomes a `systemd:` listener (SPEC §4). On reload the passed sockets are taken
+    /// already: a file without listeners keeps `currentListeners`.
+    func makeConfiguration(
+        passed: PassedDescriptors = PassedDescriptors(),
+        currentListeners: [ListenerConfiguration] = []
+    ) throws(ConfigurationError) -> BridgeConfiguration {
         var configuration = BridgeConfiguration()
-        if let path = self.config {
+        if let path = self.configurationFile {
             configuration = try ConfigurationLoader.load(path: path)
-        } else if self.listen.isEmpty && self.route.isEmpty, fileExists(ConfigurationLoader.defaultPath) {
-            configuration = try ConfigurationLoader.load(path: ConfigurationLoader.defaultPath)
         }
         for text in self.listen {
             let address: ListenAddress
@@ -182,6 +270,18 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if self.config == nil && !self.listen.isEmpty {
             configuration.source = "command line"
+        }
+        if let seconds = self.exitIdleTime {
+            configuration.exitIdleTime = .seconds(Int64(seconds))
+        }
+        if configuration.listeners.isEmpty {
+            if !currentListeners.isEmpty {
+                configuration.listeners = currentListeners
+            } else {
+                for name in ["grpc", "unknown"] where passed.contains(name: name) {
+                    configuration.listeners.append(ListenerConfiguration(address: .systemd(name: name)))
+                }
+            }
         }
         try configuration.finalize()
         return configuration

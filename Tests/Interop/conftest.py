@@ -133,10 +133,12 @@ def tls(tmp_path_factory) -> TLSFiles:
 class Bridge:
     """A running ``jmp-bridge serve``; its combined stdout/stderr is collected line by line."""
 
-    def __init__(self, args: list[str], cwd: Path):
+    def __init__(self, args: list[str], cwd: Path, *, launcher: list[str] = (), **popen_options):
+        """``launcher`` goes before the bridge's command line (e.g. systemd-socket-activate);
+        ``popen_options`` (pass_fds, preexec_fn, env) go to :class:`subprocess.Popen`."""
         if not os.access(BRIDGE_BINARY, os.X_OK):
             pytest.fail(f"jmp-bridge binary not found at {BRIDGE_BINARY} (run `swift build` or set JMP_BRIDGE)")
-        self.args = [str(BRIDGE_BINARY), "serve", *args]
+        self.args = [*launcher, str(BRIDGE_BINARY), "serve", *args]
         self._lines: list[str] = []
         self._cond = threading.Condition()
         self._eof = False
@@ -148,6 +150,7 @@ class Bridge:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
+            **popen_options,
         )
         self.pid = self.proc.pid
         self._reader = threading.Thread(target=self._read, name=f"jmp-bridge-{self.pid}-log", daemon=True)

@@ -275,11 +275,11 @@ struct ConfigurationTests {
             """
             listen:
               - unix:/run/a.sock
-            control: unix:/run/jmp-bridge/control.sock
+            lsiten: unix:/run/jmp-bridge/other.sock
             """,
             line: 3,
-            key: "control",
-            message: "unknown key (expected one of: listen, default-route, routes, limits, linger)"
+            key: "lsiten",
+            message: "unknown key (expected one of: listen, default-route, "
         )
     }
 
@@ -407,7 +407,7 @@ struct ConfigurationTests {
             """,
             line: 4,
             key: "listen[0].tls",
-            message: "TLS applies to tcp: listeners only"
+            message: "TLS applies to tcp: and systemd: listeners only"
         )
     }
 
@@ -435,7 +435,8 @@ struct ConfigurationTests {
             ("/run/a.sock", "unknown address"),
             ("\"unix:\"", "'unix:' needs a socket path"),
             ("unix:/\(String(repeating: "x", count: 120))", "longer than 107 bytes"),
-            ("systemd:grpc", "not supported yet"),
+            ("\"systemd:\"", "needs the socket's FileDescriptorName="),
+            ("\"systemd:a:b\"", "no ':'"),
         ]
         for (address, message) in addresses {
             expectError(
@@ -452,6 +453,38 @@ struct ConfigurationTests {
                 message: message
             )
         }
+    }
+
+    @Test("systemd: listeners, with TLS or insecure, and exit-idle-time")
+    func systemdListeners() throws {
+        let configuration = try ConfigurationLoader.parse(
+            yaml: """
+                listen:
+                  - systemd:grpc
+                  - address: systemd:grpc-tls
+                    tls: {cert: /a.crt, key: /a.key}
+                  - address: systemd:plain
+                    insecure: true
+                exit-idle-time: 90s
+                """,
+            file: file
+        )
+        #expect(
+            configuration.listeners.map(\.address) == [
+                .systemd(name: "grpc"), .systemd(name: "grpc-tls"), .systemd(name: "plain"),
+            ]
+        )
+        #expect(configuration.listeners[1].tls == TLSFiles(certificate: "/a.crt", key: "/a.key"))
+        #expect(configuration.listeners[2].insecure)
+        #expect(configuration.exitIdleTime == .seconds(90))
+        #expect(ListenAddress.systemd(name: "grpc").description == "systemd:grpc")
+        expectError(
+            "listen:\n  - address: systemd:grpc\n    mode: \"0660\"\n",
+            line: 3,
+            key: "listen[0].mode",
+            message: "set SocketMode= in the unit"
+        )
+        expectError("exit-idle-time: soon\n", line: 1, key: "exit-idle-time", message: "is not a duration")
     }
 
     @Test("a listener listed twice")

@@ -12,6 +12,11 @@ int jmp_open_pty_master(char *slave_path, size_t slave_path_size);
 /// ioctl(fd, TIOCEXCL): no further opens of this tty except by root. Returns 0 or -1/errno.
 int jmp_set_exclusive(int fd);
 
+/// Takes back a pty master handed over by the service manager's file-descriptor store: writes
+/// its slave's path into `slave_path` and makes it non-blocking and close-on-exec. Returns 0, or
+/// -1 with errno set (ENOTTY: not a pty master).
+int jmp_adopt_pty_master(int master, char *slave_path, size_t slave_path_size);
+
 /// Bytes waiting in the tty's output queue (TIOCOUTQ), or -1/errno.
 int jmp_output_queue(int fd);
 

@@ -16,6 +16,9 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var linger: TimeAmount
     /// The configuration file this came from, if any (for messages).
     public var source: String?
+    /// Exit (status 0) after this long without a single client connection; for socket-activated
+    /// bridges, which systemd starts again on the next connection. Nil: never.
+    public var exitIdleTime: TimeAmount?
 
     /// Creates a configuration.
     public init(

@@ -13,7 +13,7 @@ public enum ConfigurationLoader {
     public static let defaultPath = "/etc/jmp-bridge/bridge.yaml"
 
     /// The top-level keys, as documented in jmp-bridge.yaml(5).
-    public static let topLevelKeys = ["listen", "default-route", "routes", "limits", "linger"]
+    public static let topLevelKeys = ["listen", "default-route", "routes", "limits", "linger", "exit-idle-time"]
     /// The keys of one `listen:` entry.
     public static let listenerKeys = ["address", "tls", "insecure", "mode"]
     /// The keys of `listen[].tls`.
@@ -69,6 +69,8 @@ public enum ConfigurationLoader {
                 configuration.limits = try reader.limits(value)
             case "linger":
                 configuration.linger = try reader.duration(value, key: key)
+            case "exit-idle-time":
+                configuration.exitIdleTime = try reader.duration(value, key: key)
             default:
                 break
             }
@@ -267,8 +269,8 @@ private struct Reader {
                         certificate: try string(cert, key: "\(key).tls.cert"),
                         key: try string(keyFile, key: "\(key).tls.key")
                     )
-                    guard case .tcp = address else {
-                        throw error(value, key: "\(key).tls", "TLS applies to tcp: listeners only")
+                    if case .unix = address {
+                        throw error(value, key: "\(key).tls", "TLS applies to tcp: and systemd: listeners only")
                     }
                 case "insecure":
                     listener.insecure = try bool(value, key: "\(key).insecure")
@@ -278,7 +280,11 @@ private struct Reader {
                         throw error(value, key: "\(key).mode", "'\(text)' is not an octal file mode such as \"0660\"")
                     }
                     guard case .unix = address else {
-                        throw error(value, key: "\(key).mode", "mode applies to unix: listeners only")
+                        throw error(
+                            value,
+                            key: "\(key).mode",
+                            "mode applies to unix: listeners only (for systemd: sockets, set SocketMode= in the unit)"
+                        )
                     }
                     listener.mode = mode
                 default:

@@ -1,14 +1,20 @@
-/// A listener address: `tcp:HOST:PORT` (IPv6 as `tcp:[::1]:PORT`) or `unix:PATH`.
+import JMPSystemd
+
+/// A listener address: `tcp:HOST:PORT` (IPv6 as `tcp:[::1]:PORT`), `unix:PATH`, or `systemd:NAME`
+/// (the sockets the service manager passed under `FileDescriptorName=NAME`).
 public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
     /// A TCP socket.
     case tcp(host: String, port: Int)
     /// A Unix domain stream socket at a file-system path.
     case unix(path: String)
+    /// Every socket the service manager passed with this name (socket activation).
+    case systemd(name: String)
 
     public var description: String {
         switch self {
         case .tcp(let host, let port): return host.contains(":") ? "tcp:[\(host)]:\(port)" : "tcp:\(host):\(port)"
         case .unix(let path): return "unix:\(path)"
+        case .systemd(let name): return "systemd:\(name)"
         }
     }
 
@@ -46,9 +52,19 @@ public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
             return .success(.tcp(host: String(host), port: number))
         }
         if text.hasPrefix("systemd:") {
-            return .failure(AddressError("systemd: listeners are not supported yet"))
+            let name = String(text.dropFirst(8))
+            guard ServiceNotifier.isValidStoreName(name) else {
+                return .failure(
+                    AddressError(
+                        "'systemd:' needs the socket's FileDescriptorName= (1 to 255 printable characters, no ':')"
+                    )
+                )
+            }
+            return .success(.systemd(name: name))
         }
-        return .failure(AddressError("unknown address '\(text)' (expected tcp:HOST:PORT or unix:PATH)"))
+        return .failure(
+            AddressError("unknown address '\(text)' (expected tcp:HOST:PORT, unix:PATH or systemd:NAME)")
+        )
     }
 
     /// What is wrong with an address.

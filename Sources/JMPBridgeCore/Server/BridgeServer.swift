@@ -1,3 +1,4 @@
+import JMPSystemd
 import JMPTargets
 import Logging
 import NIOConcurrencyHelpers
@@ -5,6 +6,7 @@ import NIOCore
 import NIOExtras
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -12,33 +14,60 @@ import ServiceLifecycle
 
 /// The gRPC side of the bridge: binds every configured listener and serves RouterService.Stream
 /// on each, until a graceful shutdown closes the listeners and lets open streams finish.
+///
+/// Under systemd it also takes its sockets and consoles from the service manager (socket
+/// activation and the file-descriptor store), reports readiness, status and liveness, and
+/// applies a new configuration on ``reload(to:)``.
 public final class BridgeServer: Service, Sendable {
-    /// The configuration served.
-    public let configuration: BridgeConfiguration
+    /// The configuration served (the routes of the last successful reload).
+    public var configuration: BridgeConfiguration { self.current.withLockedValue { $0 } }
     /// Counters across all streams.
     public let statistics = BridgeStatistics()
+    /// How long open streams may take to finish after a graceful shutdown starts.
+    public let graceTime: TimeAmount
+
+    private let current: NIOLockedValueBox<BridgeConfiguration>
     private let group: any EventLoopGroup
     private let logger: Logger
     private let environment: StreamEnvironment
     private let quiescing: ServerQuiescingHelper
-    private let state = NIOLockedValueBoxHolder()
-    private let ptys = NIOLockedValueBox<[(PseudoTerminal, String)]>([])
+    private let channels = NIOLockedValueBox<[any Channel]>([])
+    private let consoles = NIOLockedValueBox<[String: OpenConsole]>([:])
+    private let passed: PassedDescriptors
+    private let notifier: ServiceNotifier
+    private let idleExit: IdleExitTimer?
+    private let shutdownStarted = Atomic<Bool>(false)
 
-    /// How long open streams may take to finish after a graceful shutdown starts.
-    public let graceTime: TimeAmount
+    /// A `pty:` route's console while it is open.
+    private struct OpenConsole: Sendable {
+        let pty: PseudoTerminal
+        let options: PtyConfiguration
+        /// The master is in the service manager's file-descriptor store, so the pty outlives
+        /// this process and its link must stay in place on exit.
+        let stored: Bool
+    }
 
     /// Creates a server; nothing is bound until ``start()`` or ``run()``.
+    ///
+    /// - Parameters:
+    ///   - passedDescriptors: sockets and stored consoles from the service manager.
+    ///   - notifier: how to reach the service manager (default: `NOTIFY_SOCKET`, if set).
     public init(
         configuration: BridgeConfiguration,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         graceTime: TimeAmount = .seconds(30),
+        passedDescriptors: PassedDescriptors = PassedDescriptors(),
+        notifier: ServiceNotifier? = nil,
         logger: Logger
     ) {
-        self.configuration = configuration
+        self.current = NIOLockedValueBox(configuration)
         self.group = group
         self.logger = logger
         self.graceTime = graceTime
+        self.passed = passedDescriptors
+        self.notifier = notifier ?? ServiceNotifier(logger: logger)
         self.quiescing = ServerQuiescingHelper(group: group)
+        self.idleExit = configuration.exitIdleTime.map { IdleExitTimer(idleTime: $0, eventLoop: group.next()) }
         self.environment = StreamEnvironment(
             routes: RouteTable(routes: configuration.routes, defaultRoute: configuration.defaultRoute),
             limits: configuration.limits,
@@ -48,54 +77,89 @@ public final class BridgeServer: Service, Sendable {
         )
     }
 
-    /// Binds every listener. If one fails, those already bound are closed again and the error
-    /// says which listener and why. Returns the bound addresses (a `tcp:` port 0 resolved).
+    /// Opens every console and binds every listener. If one fails, what was already opened is
+    /// closed again and the error says which listener or route and why. Sockets passed by the
+    /// service manager that the configuration does not use are an error too. Returns the bound
+    /// addresses (a `tcp:` port 0 resolved).
     @discardableResult
     public func start() async throws -> [ListenAddress] {
         var channels: [any Channel] = []
         var bound: [ListenAddress] = []
+        let configuration = self.configuration
         // Consoles first: a stream may arrive the moment a listener is bound.
-        try await self.openConsoles()
         do {
-            for listener in self.configuration.listeners {
-                let channel = try await self.bind(listener)
-                channels.append(channel)
-                bound.append(Self.boundAddress(of: channel, configured: listener.address))
+            for route in configuration.routes.values.sorted(by: { $0.name < $1.name }) {
+                try await self.openConsole(route)
             }
+            self.releaseStaleConsoles()
+            for listener in configuration.listeners {
+                for channel in try await self.bind(listener) {
+                    channels.append(channel)
+                    bound.append(Self.boundAddress(of: channel, configured: listener.address))
+                }
+            }
+            try self.checkEveryPassedSocketIsUsed()
         } catch {
             for channel in channels { try? await channel.close() }
             await self.closeConsoles()
             throw error
         }
-        self.state.set(channels)
+        self.channels.withLockedValue { $0 = channels }
         for address in bound {
             self.logger.info("listening", metadata: ["address": "\(address)"])
         }
         return bound
     }
 
-    /// Serves until a graceful shutdown (SIGTERM or SIGINT under a ServiceGroup), then stops
-    /// accepting and waits up to ``graceTime`` for open streams.
+    /// Serves until a graceful shutdown (SIGTERM or SIGINT under a ServiceGroup) or, with
+    /// `exit-idle-time`, until no client has been connected for that long; then stops accepting
+    /// and waits up to ``graceTime`` for open streams.
     public func run() async throws {
-        if self.state.get().isEmpty {
+        if self.channels.withLockedValue({ $0.isEmpty }) {
             try await self.start()
         }
-        // Logged here, once the service group has installed its signal handlers, so that a
-        // supervisor that signals as soon as it sees this line is heard.
-        let routes = self.configuration.routes.values.sorted { $0.name < $1.name }.map { "\($0.name)=\($0.target)" }
+        // Logged and notified here, once the service group has installed its signal handlers,
+        // so that a supervisor that signals as soon as it sees readiness is heard.
+        let configuration = self.configuration
+        let routes = configuration.routes.values.sorted { $0.name < $1.name }.map { "\($0.name)=\($0.target)" }
         self.logger.info(
             "ready",
             metadata: [
                 "routes": "\(routes.joined(separator: " "))",
-                "default-route": "\(self.configuration.defaultRoute ?? "none")",
+                "default-route": "\(configuration.defaultRoute ?? "none")",
             ]
         )
+        let readyStatus = self.statusLine()
+        self.notifier.ready(status: readyStatus)
         let promise = self.group.any().makePromise(of: Void.self)
-        try await withGracefulShutdownHandler {
-            try await promise.futureResult.get()
-        } onGracefulShutdown: {
-            self.logger.info("shutting down: no new connections; open streams may finish")
-            self.quiescing.initiateShutdown(promise: promise)
+        if let idleExit = self.idleExit, let idleTime = configuration.exitIdleTime {
+            idleExit.start {
+                self.logger.info("exiting: no client connected", metadata: ["exit-idle-time": "\(idleTime)"])
+                self.notifier.stopping(status: "exiting: idle")
+                self.beginShutdown(promise)
+            }
+        }
+        let reporter = ServiceManagerReporter(
+            notifier: self.notifier,
+            group: self.group,
+            statusInterval: .seconds(2),
+            initialStatus: readyStatus,
+            status: { [self] in self.statusLine() }
+        )
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { await reporter.run() }
+            try await withGracefulShutdownHandler {
+                try await promise.futureResult.get()
+            } onGracefulShutdown: {
+                let open = self.statistics.activeStreams.load(ordering: .relaxed)
+                self.notifier.stopping(status: "stopping: draining \(Self.count(open, "open stream"))")
+                self.logger.info(
+                    "shutting down: no new connections; open streams may finish",
+                    metadata: ["open-streams": "\(open)", "grace": "\(self.graceTime)"]
+                )
+                self.beginShutdown(promise)
+            }
+            tasks.cancelAll()
         }
         await self.closeConsoles()
         self.logger.info("stopped")
@@ -104,75 +168,242 @@ public final class BridgeServer: Service, Sendable {
     /// Stops accepting and closes every connection after the grace time.
     public func shutdown() async throws {
         let promise = self.group.any().makePromise(of: Void.self)
-        self.quiescing.initiateShutdown(promise: promise)
+        self.beginShutdown(promise)
         try await promise.futureResult.get()
         await self.closeConsoles()
     }
 
-    /// Allocates the pty of every `pty:` route, points its link at the slave and starts its hub.
-    private func openConsoles() async throws {
-        for route in self.configuration.routes.values.sorted(by: { $0.name < $1.name }) {
-            guard case .pty(let options) = route.target else { continue }
-            let pty: PseudoTerminal
+    /// Starts the drain once, whichever of a signal, idleness or ``shutdown()`` asks first.
+    private func beginShutdown(_ promise: EventLoopPromise<Void>) {
+        guard !self.shutdownStarted.exchange(true, ordering: .relaxed) else {
+            // A second request (a signal during an idle exit): wait for the first drain.
+            return
+        }
+        self.idleExit?.stop()
+        self.quiescing.initiateShutdown(promise: promise)
+    }
+
+    /// A one-line summary for `systemctl status` and the log.
+    public func statusLine() -> String {
+        let configuration = self.configuration
+        let statistics = self.statistics
+        let streams = statistics.activeStreams.load(ordering: .relaxed)
+        let connections = statistics.activeConnections.load(ordering: .relaxed)
+        let total = statistics.totalStreams.load(ordering: .relaxed)
+        let failed = statistics.failedStreams.load(ordering: .relaxed)
+        let routes = configuration.routes.keys.sorted().joined(separator: ", ")
+        return "\(Self.count(streams, "stream")) open on \(Self.count(connections, "connection")) "
+            + "(\(total) since start, \(failed) failed); routes: \(routes.isEmpty ? "none" : routes)"
+    }
+
+    /// "1 stream", "2 streams".
+    static func count(_ number: Int, _ noun: String) -> String { "\(number) \(noun)\(number == 1 ? "" : "s")" }
+
+    // MARK: - Reloading
+
+    /// Applies a new configuration without a restart: routes added, removed or changed take
+    /// effect at once; streams already open keep running (a stream on a `pty:` route that was
+    /// removed or changed is ended with UNAVAILABLE, as its console goes away). Listener, limit,
+    /// linger and exit-idle-time changes need a restart and are reported as such.
+    ///
+    /// Returns what changed, for the log and the status line. A new route whose console cannot
+    /// be opened makes the whole reload fail before anything is changed; a changed route whose
+    /// new console cannot be opened is down afterwards, listed in ``ReloadSummary/failures``.
+    @discardableResult
+    public func reload(to new: BridgeConfiguration) async throws -> ReloadSummary {
+        let old = self.configuration
+        var summary = ReloadSummary()
+        if old.listeners != new.listeners { summary.needRestart.append("listen") }
+        if old.limits != new.limits { summary.needRestart.append("limits") }
+        if old.linger != new.linger { summary.needRestart.append("linger") }
+        if old.exitIdleTime != new.exitIdleTime { summary.needRestart.append("exit-idle-time") }
+        for name in new.routes.keys.sorted() where old.routes[name] == nil {
+            summary.added.append(name)
+        }
+        for name in old.routes.keys.sorted() {
+            if new.routes[name] == nil {
+                summary.removed.append(name)
+            } else if new.routes[name] != old.routes[name] {
+                summary.changed.append(name)
+            }
+        }
+
+        // New consoles first: if one cannot be opened, nothing has changed yet.
+        var opened: [String] = []
+        for name in summary.added {
+            guard let route = new.routes[name] else { continue }
             do {
+                try await self.openConsole(route)
+                opened.append(name)
+            } catch {
+                for name in opened { await self.closeConsole(name, forget: true) }
+                throw error
+            }
+        }
+        // Changed consoles are replaced: the old pty goes away with the old route.
+        for name in summary.removed + summary.changed {
+            await self.closeConsole(name, forget: true)
+        }
+        var failures: [String] = []
+        for name in summary.changed {
+            guard let route = new.routes[name] else { continue }
+            do {
+                try await self.openConsole(route)
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+
+        var applied = old
+        applied.routes = new.routes
+        applied.defaultRoute = new.defaultRoute
+        applied.source = new.source
+        self.environment.routes.withLockedValue {
+            $0 = RouteTable(routes: applied.routes, defaultRoute: applied.defaultRoute)
+        }
+        self.current.withLockedValue { $0 = applied }
+        summary.failures = failures
+        return summary
+    }
+
+    /// What a reload changed.
+    public struct ReloadSummary: Sendable, Equatable, CustomStringConvertible {
+        /// Routes that are new.
+        public var added: [String] = []
+        /// Routes that are gone.
+        public var removed: [String] = []
+        /// Routes whose target changed.
+        public var changed: [String] = []
+        /// Top-level keys whose change is not applied until a restart.
+        public var needRestart: [String] = []
+        /// Changed routes that are down because their new console could not be opened.
+        public var failures: [String] = []
+
+        public var description: String {
+            var parts: [String] = []
+            if !self.added.isEmpty { parts.append("added \(self.added.joined(separator: ", "))") }
+            if !self.removed.isEmpty { parts.append("removed \(self.removed.joined(separator: ", "))") }
+            if !self.changed.isEmpty { parts.append("changed \(self.changed.joined(separator: ", "))") }
+            if parts.isEmpty { parts.append("routes unchanged") }
+            if !self.failures.isEmpty { parts.append("failed: \(self.failures.joined(separator: "; "))") }
+            if !self.needRestart.isEmpty {
+                parts.append("not applied until restart: \(self.needRestart.joined(separator: ", "))")
+            }
+            return parts.joined(separator: "; ")
+        }
+    }
+
+    // MARK: - Consoles
+
+    /// The name a route's pty master has in the service manager's file-descriptor store.
+    static func storeName(ofConsole route: String) -> String { "pty.\(route)" }
+
+    /// Opens the pty of a `pty:` route (taking back the one held before a restart, if the
+    /// service manager passed it), points its link at the slave and starts its hub.
+    private func openConsole(_ route: RouteConfiguration) async throws {
+        guard case .pty(let options) = route.target else { return }
+        let storeName = Self.storeName(ofConsole: route.name)
+        let pty: PseudoTerminal
+        var stored = false
+        let restored = self.passed.claim(name: storeName)
+        do {
+            if let first = restored.first {
+                for extra in restored.dropFirst() { close(extra.descriptor) }
+                do {
+                    pty = try PseudoTerminal.adopt(master: first.descriptor)
+                } catch {
+                    close(first.descriptor)
+                    self.notifier.removeStored(name: storeName)
+                    throw error
+                }
+                stored = true
+            } else {
                 pty = try PseudoTerminal.open()
-            } catch {
-                await self.closeConsoles()
-                throw BridgeStartupError("route '\(route.name)': \(error)")
+                stored = self.notifier.store(descriptor: pty.master, name: storeName)
             }
-            // Tracked at once, so that every failure below releases it.
-            self.ptys.withLockedValue { $0.append((pty, options.link)) }
-            let hub: ConsoleHub
-            do {
-                try ConsoleLink.install(
-                    link: options.link,
-                    target: pty.slavePath,
-                    mode: options.mode,
-                    group: options.group
-                )
-                hub = try await ConsoleHub.start(
-                    name: route.name,
-                    master: pty.master,
-                    on: self.group.next(),
-                    scrollback: options.scrollback,
-                    lagLimit: options.lagLimit,
-                    logger: self.logger
-                ).get()
-            } catch {
-                close(pty.master)  // NIO owns the master only once the hub has started
-                await self.closeConsoles()
-                throw BridgeStartupError("route '\(route.name)': \(error)")
-            }
-            self.environment.consoles.withLockedValue { $0[route.name] = hub }
-            self.logger.info(
-                "console ready",
-                metadata: ["route": "\(route.name)", "link": "\(options.link)", "pty": "\(pty.slavePath)"]
+        } catch {
+            throw BridgeStartupError("route '\(route.name)': \(error)")
+        }
+        let hub: ConsoleHub
+        do {
+            try ConsoleLink.install(link: options.link, target: pty.slavePath, mode: options.mode, group: options.group)
+            hub = try await ConsoleHub.start(
+                name: route.name,
+                master: pty.master,
+                on: self.group.next(),
+                scrollback: options.scrollback,
+                lagLimit: options.lagLimit,
+                logger: self.logger
+            ).get()
+        } catch {
+            close(pty.master)  // NIO owns the master only once the hub has started
+            close(pty.slaveKeeper)
+            throw BridgeStartupError("route '\(route.name)': \(error)")
+        }
+        self.consoles.withLockedValue { $0[route.name] = OpenConsole(pty: pty, options: options, stored: stored) }
+        self.environment.consoles.withLockedValue { $0[route.name] = hub }
+        self.logger.info(
+            restored.isEmpty ? "console ready" : "console taken back from the service manager",
+            metadata: ["route": "\(route.name)", "link": "\(options.link)", "pty": "\(pty.slavePath)"]
+        )
+    }
+
+    /// Closes one console. `forget`: the route is gone for good, so its link is removed and the
+    /// service manager drops its stored copy; otherwise (shutdown) a stored console keeps its
+    /// link for the next start.
+    private func closeConsole(_ name: String, forget: Bool) async {
+        let hub = self.environment.consoles.withLockedValue { $0.removeValue(forKey: name) }
+        try? await hub?.close().get()
+        guard let console = self.consoles.withLockedValue({ $0.removeValue(forKey: name) }) else { return }
+        if forget || !console.stored {
+            ConsoleLink.remove(link: console.options.link, target: console.pty.slavePath)
+        }
+        if forget && console.stored {
+            self.notifier.removeStored(name: Self.storeName(ofConsole: name))
+        }
+        close(console.pty.slaveKeeper)
+    }
+
+    /// Closes every console (on shutdown or a failed start).
+    private func closeConsoles() async {
+        let names = self.consoles.withLockedValue { Array($0.keys) }
+        for name in names { await self.closeConsole(name, forget: false) }
+    }
+
+    /// Stored consoles of routes that no longer exist: closed, and dropped from the store.
+    private func releaseStaleConsoles() {
+        for stale in self.passed.claim(prefix: Self.storeName(ofConsole: "")) {
+            close(stale.descriptor)
+            self.notifier.removeStored(name: stale.name)
+            self.logger.notice(
+                "released the stored console of a route that is no longer configured",
+                metadata: ["name": "\(stale.name)"]
             )
         }
     }
 
-    /// Closes every console hub, removes its link and releases the slave.
-    private func closeConsoles() async {
-        let hubs = self.environment.consoles.withLockedValue { hubs in
-            defer { hubs = [:] }
-            return Array(hubs.values)
-        }
-        for hub in hubs { try? await hub.close().get() }
-        let ptys = self.ptys.withLockedValue { ptys in
-            defer { ptys = [] }
-            return ptys
-        }
-        for (pty, link) in ptys {
-            ConsoleLink.remove(link: link, target: pty.slavePath)
-            close(pty.slaveKeeper)
-        }
+    // MARK: - Listeners
+
+    private func checkEveryPassedSocketIsUsed() throws {
+        let unused = self.passed.unclaimed
+        guard !unused.isEmpty else { return }
+        let names = unused.map { "'\($0.name)' (fd \($0.descriptor))" }.joined(separator: ", ")
+        throw BridgeStartupError(
+            "the service manager passed sockets the configuration does not use: \(names); "
+                + "add a listener 'systemd:NAME' for each, or remove them from the socket unit"
+        )
     }
 
-    private func bind(_ listener: ListenerConfiguration) async throws -> any Channel {
+    private func bind(_ listener: ListenerConfiguration) async throws -> [any Channel] {
         let tls = try listener.tls.map { files throws(BridgeStartupError) in
             try TLSContextFactory.makeContext(files, listener: "\(listener.address)")
         }
-        let pipeline = ConnectionPipeline(environment: self.environment, tls: tls, graceTime: self.graceTime)
+        let pipeline = ConnectionPipeline(
+            environment: self.environment,
+            tls: tls,
+            graceTime: self.graceTime,
+            idleExit: self.idleExit
+        )
         let quiescing = self.quiescing
         let bootstrap = ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 256)
@@ -187,12 +418,13 @@ public final class BridgeServer: Service, Sendable {
         do {
             switch listener.address {
             case .tcp(let host, let port):
-                return
+                return [
                     try await bootstrap
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .bind(host: host, port: port)
-                    .get()
+                        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                        .bind(host: host, port: port)
+                        .get()
+                ]
             case .unix(let path):
                 let channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
                     .get()
@@ -201,13 +433,58 @@ public final class BridgeServer: Service, Sendable {
                     try? await channel.close()
                     throw BridgeStartupError("cannot set mode \(String(mode, radix: 8)) on \(path): \(reason)")
                 }
-                return channel
+                return [channel]
+            case .systemd(let name):
+                return try await self.adopt(listener, name: name, tls: tls != nil, bootstrap: bootstrap)
             }
         } catch let error as BridgeStartupError {
             throw error
         } catch {
             throw BridgeStartupError("cannot listen on \(listener.address): \(Self.describe(error))")
         }
+    }
+
+    /// Serves every socket the service manager passed as `name`.
+    private func adopt(
+        _ listener: ListenerConfiguration,
+        name: String,
+        tls: Bool,
+        bootstrap: ServerBootstrap
+    ) async throws -> [any Channel] {
+        let sockets = self.passed.claim(name: name)
+        guard !sockets.isEmpty else {
+            let available = self.passed.unclaimedNames
+            throw BridgeStartupError(
+                "\(listener.address): the service manager passed no socket named '\(name)' ("
+                    + (available.isEmpty
+                        ? "none was passed: is the bridge started by its .socket unit?"
+                        : "passed: \(available.joined(separator: ", "))") + ")"
+            )
+        }
+        var channels: [any Channel] = []
+        do {
+            for socket in sockets {
+                guard socket.isListeningStreamSocket() else {
+                    throw BridgeStartupError(
+                        "\(listener.address): fd \(socket.descriptor) is not a listening stream socket "
+                            + "(use ListenStream= and Accept=no in the socket unit)"
+                    )
+                }
+                let family = socket.socketFamily
+                let isTCP = family == AF_INET || family == AF_INET6
+                if isTCP && !tls && !listener.insecure {
+                    throw BridgeStartupError(
+                        "\(listener.address) is a TCP socket: it needs 'tls: {cert, key}' or, for plain TCP, 'insecure: true'"
+                    )
+                }
+                let configured = isTCP ? bootstrap.childChannelOption(.socketOption(.tcp_nodelay), value: 1) : bootstrap
+                channels.append(try await configured.withBoundSocket(socket.descriptor).get())
+            }
+        } catch {
+            for channel in channels { try? await channel.close() }
+            throw error
+        }
+        return channels
     }
 
     static func describe(_ error: any Error) -> String {
@@ -221,11 +498,4 @@ public final class BridgeServer: Service, Sendable {
         }
         return configured
     }
-}
-
-/// The bound server channels, set once after binding.
-private final class NIOLockedValueBoxHolder: Sendable {
-    private let box = NIOLockedValueBox<[any Channel]>([])
-    func set(_ channels: [any Channel]) { self.box.withLockedValue { $0 = channels } }
-    func get() -> [any Channel] { self.box.withLockedValue { $0 } }
 }

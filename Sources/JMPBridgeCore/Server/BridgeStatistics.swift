@@ -2,6 +2,8 @@ import Synchronization
 
 /// Counters shared by every stream of a bridge, for status reports and logs.
 public final class BridgeStatistics: Sendable {
+    /// Client connections currently open.
+    public let activeConnections = Atomic<Int>(0)
     /// Streams currently open.
     public let activeStreams = Atomic<Int>(0)
     /// Streams accepted since start.

@@ -8,8 +8,16 @@ struct ConnectionPipeline: Sendable {
     let environment: StreamEnvironment
     let tls: NIOSSLContext?
     let graceTime: TimeAmount
+    let idleExit: IdleExitTimer?
 
     func configure(_ channel: any Channel) throws {
+        let statistics = self.environment.statistics
+        statistics.activeConnections.add(1, ordering: .relaxed)
+        self.idleExit?.connectionOpened()
+        channel.closeFuture.whenComplete { [idleExit] _ in
+            statistics.activeConnections.subtract(1, ordering: .relaxed)
+            idleExit?.connectionClosed()
+        }
         let sync = channel.pipeline.syncOperations
         if let tls = self.tls {
             try sync.addHandler(NIOSSLServerHandler(context: tls))

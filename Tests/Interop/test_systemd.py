@@ -1,0 +1,423 @@
+"""jmp-bridge as a systemd service: socket activation, sd_notify, watchdog, reload, drain and the
+file-descriptor store.
+
+Socket activation is tested with Debian's real ``systemd-socket-activate``. What needs a service
+manager (notifications, watchdog, the descriptor store across a restart) is tested against
+``service_manager.ServiceManager``, a stand-in that speaks the real protocol (NOTIFY_SOCKET
+datagrams with SCM_RIGHTS, LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES, WATCHDOG_USEC), since systemd
+itself cannot run here as PID 1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+from anyio import EndOfStream, fail_after, to_thread
+from jumpstarter.common.streams import connect_router_stream
+from jumpstarter.config.tls import TLSConfigV1Alpha1
+from jumpstarter.streams.common import create_memory_stream
+from jumpstarter.streams.router import RouterStream
+from jumpstarter_protocol import router_pb2_grpc
+
+from conftest import Bridge, _bridges_key, echo, upper_echo
+from service_manager import ServiceManager, listening_unix_socket
+
+TIMEOUT = 30
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+@pytest.fixture
+def manager(sockdir):
+    manager = ServiceManager(sockdir)
+    yield manager
+    manager.close()
+
+
+@pytest.fixture
+def launch(request, manager, sockdir):
+    """``launch(config_text, sockets, watchdog_usec=None) -> Bridge`` started by the stand-in
+    manager with ``sockets`` ([(socket, name)]) and the stored descriptors passed."""
+    bridges: list[Bridge] = []
+    request.node.stash[_bridges_key] = bridges
+
+    def start(config: str, sockets, *, watchdog_usec: int | None = None) -> Bridge:
+        path = sockdir / f"bridge-{len(bridges)}.yaml"
+        path.write_text(config)
+        options = manager.launch_options([(s.fileno(), name) for s, name in sockets], watchdog_usec=watchdog_usec)
+        # A short grace: grpc keeps the connections of closed channels open without answering
+        # the drain's PING, so a stop waits out the grace.
+        bridge = Bridge(["--config", str(path), "--grace", "3"], cwd=sockdir, **options)
+        bridge.config_path = path
+        bridges.append(bridge)
+        return bridge
+
+    yield start
+    for bridge in bridges:
+        if bridge.proc.poll() is None:
+            bridge.stop(signal.SIGKILL)
+
+
+async def wait_for(manager, key, value=None, **options):
+    """ServiceManager.wait_for without blocking the event loop the streams run on."""
+    return await to_thread.run_sync(lambda: manager.wait_for(key, value, **options))
+
+
+@asynccontextmanager
+async def unix_stream(path: Path, route: str | None = None):
+    """A jumpstarter RouterStream over a plain (no TLS) gRPC channel to a Unix socket."""
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    async with grpc.aio.insecure_channel(f"unix:{path}", options=options) as channel:
+        call = router_pb2_grpc.RouterServiceStub(channel).Stream(
+            metadata=(("jmp-route", route),) if route is not None else ()
+        )
+        async with RouterStream(context=call) as stream:
+            yield stream
+
+
+async def receive_exactly(stream, count: int) -> bytes:
+    data = bytearray()
+    while len(data) < count:
+        data += await stream.receive()
+    assert len(data) == count
+    return bytes(data)
+
+
+async def receive_until(stream, marker: bytes) -> bytes:
+    data = bytearray()
+    while marker not in data:
+        data += await stream.receive()
+    return bytes(data)
+
+
+async def receive_all(stream) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunks.append(await stream.receive())
+        except EndOfStream:
+            return b"".join(chunks)
+
+
+async def round_trip(stream, message: bytes, expected: bytes | None = None):
+    await stream.send(message)
+    assert await receive_exactly(stream, len(message)) == (expected if expected is not None else message)
+
+
+def config(listeners: list[str], routes: dict[str, str]) -> str:
+    lines = ["listen:"] + [f"  - {listener}" for listener in listeners] + ["routes:"]
+    lines += [f"  {name}: {target}" for name, target in routes.items()]
+    return "\n".join(lines) + "\n"
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def read_from_tty(fd: int, marker: bytes, timeout: float = 10.0) -> bytes:
+    """Reads the (non-blocking) tty descriptor until ``marker`` arrives."""
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    while marker not in data:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"timed out waiting for {marker!r} on the tty; got {bytes(data)!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            data += os.read(fd, 4096)
+    return bytes(data)
+
+
+# --------------------------------------------------------------------------------------------
+# socket activation with Debian's systemd-socket-activate
+
+
+async def test_systemd_socket_activate_unix_and_tcp(sockdir, unix_server, tls, request):
+    """systemd-socket-activate passes a named Unix socket and a named TCP socket; a stock
+    jumpstarter client (connect_router_stream, TLS) is served on the TCP one and a RouterStream on
+    the Unix one, both by the one activated bridge."""
+    target = unix_server("echo.sock", echo)
+    grpc_path = sockdir / "grpc.sock"
+    port = free_tcp_port()
+    path = sockdir / "bridge.yaml"
+    path.write_text(
+        config(
+            ["address: systemd:grpc", f"{{address: 'systemd:grpc-tls', tls: {{cert: {tls.cert}, key: {tls.key}}}}}"],
+            {"echo": f"{{unix: {target.path}}}"},
+        )
+    )
+    launcher = [
+        "systemd-socket-activate", "-l", str(grpc_path), "-l", f"127.0.0.1:{port}", "--fdname=grpc:grpc-tls",
+    ]
+    bridge = Bridge(["--config", str(path)], cwd=sockdir, launcher=launcher)
+    request.node.stash[_bridges_key] = [bridge]
+    try:
+        bridge.wait_for_line(rf"Listening on 127\.0\.0\.1:{port}")
+        message = b"through an activated socket\n"
+        local, remote = create_memory_stream()
+        with fail_after(TIMEOUT):
+            # The first connection makes systemd-socket-activate exec the bridge.
+            async with connect_router_stream(
+                f"127.0.0.1:{port}", "token", remote, TLSConfigV1Alpha1(ca=tls.ca_base64), {}
+            ):
+                await local.send(message)
+                assert await receive_exactly(local, len(message)) == message
+                await local.send_eof()
+                assert await receive_all(local) == b""
+            async with unix_stream(grpc_path) as stream:
+                await round_trip(stream, b"and through the unix one\n")
+        listening = bridge.wait_for_line(r"\blistening\b", count=2)
+        assert any("address=systemd:grpc " in line or line.endswith("address=systemd:grpc") for line in listening)
+        assert any("systemd:grpc-tls" in line for line in listening)
+    finally:
+        assert await to_thread.run_sync(bridge.stop) == 0
+
+
+def test_passed_socket_without_listener_is_a_startup_error(launch, manager, sockdir):
+    """A socket the unit passes but the configuration does not name fails the start, naming it."""
+    unused = listening_unix_socket(sockdir / "unused.sock")
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    bridge = launch(
+        config(["address: systemd:grpc"], {"echo": f"{{unix: {sockdir}/echo.sock}}"}),
+        [(grpc_socket, "grpc"), (unused, "extra")],
+    )
+    assert bridge.proc.wait(timeout=20) == 1
+    bridge.wait_for_line(r"passed sockets the configuration does not use: 'extra' \(fd 4\)")
+    _, note = manager.wait_for("STATUS")
+    assert "extra" in note["STATUS"]
+
+
+def test_missing_passed_socket_is_a_startup_error(launch, manager, sockdir):
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    bridge = launch(
+        config(["address: systemd:control-plane"], {"echo": f"{{unix: {sockdir}/echo.sock}}"}),
+        [(grpc_socket, "grpc")],
+    )
+    assert bridge.proc.wait(timeout=20) == 1
+    bridge.wait_for_line(r"no socket named 'control-plane' \(passed: grpc\)")
+
+
+# --------------------------------------------------------------------------------------------
+# sd_notify
+
+
+async def test_ready_status_and_watchdog(launch, manager, sockdir, unix_server):
+    """READY=1 comes once the listener is up (a stream works at once), with a STATUS naming the
+    routes; WATCHDOG=1 arrives at about half of WATCHDOG_USEC, never later than WATCHDOG_USEC; the
+    status line follows the open streams."""
+    target = unix_server("echo.sock", echo)
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    watchdog_usec = 1_000_000
+    launch(
+        config(["address: systemd:grpc"], {"echo": f"{{unix: {target.path}}}"}),
+        [(grpc_socket, "grpc")],
+        watchdog_usec=watchdog_usec,
+    )
+    with fail_after(TIMEOUT):
+        ready_index, ready = await wait_for(manager, "READY", "1")
+        assert "routes: echo" in ready["STATUS"]
+        assert re.search(r"\b0 streams open", ready["STATUS"]), ready["STATUS"]
+        async with unix_stream(sockdir / "grpc.sock") as stream:
+            await round_trip(stream, b"ready means ready\n")
+            await wait_for(manager, "STATUS", after=ready_index,
+                           predicate=lambda note: re.search(r"\b1 stream open", note["STATUS"]) is not None)
+        after = ready_index
+        pings = []
+        while len(pings) < 5:
+            after, note = await wait_for(manager, "WATCHDOG", "1", after=after)
+            pings.append(note.at)
+            after += 1
+    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    assert max(gaps) < watchdog_usec / 1e6, f"a watchdog ping came too late: {gaps}"
+    assert 0.3 < sum(gaps) / len(gaps) < 0.8, f"pings should come every ~0.5 s: {gaps}"
+
+
+async def test_sigterm_sends_stopping_and_drains_open_streams(launch, manager, sockdir, unix_server):
+    """SIGTERM: STOPPING=1 at once, the open stream keeps working until it ends, then exit 0."""
+    target = unix_server("echo.sock", echo)
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    bridge = launch(config(["address: systemd:grpc"], {"echo": f"{{unix: {target.path}}}"}), [(grpc_socket, "grpc")])
+    with fail_after(TIMEOUT):
+        await wait_for(manager, "READY", "1")
+        async with unix_stream(sockdir / "grpc.sock") as stream:
+            await round_trip(stream, b"before SIGTERM\n")
+            bridge.proc.send_signal(signal.SIGTERM)
+            _, stopping = await wait_for(manager, "STOPPING", "1")
+            assert "draining 1 open stream" in stopping["STATUS"]
+            await round_trip(stream, b"still served while draining\n")
+            assert bridge.proc.poll() is None, "the bridge exited with a stream open"
+            await stream.send_eof()
+            assert await receive_all(stream) == b""
+    assert await to_thread.run_sync(bridge.stop) == 0
+    bridge.wait_for_line(r"\bstopped\b")
+
+
+# --------------------------------------------------------------------------------------------
+# SIGHUP
+
+
+async def test_sighup_reload_keeps_streams_and_rejects_a_bad_file(launch, manager, sockdir, unix_server):
+    """SIGHUP: RELOADING=1 with MONOTONIC_USEC, then READY=1; a route added by the new file works,
+    a stream on an unchanged route survives; a broken file keeps the running configuration and
+    says why in STATUS= and the log."""
+    echo_target = unix_server("echo.sock", echo)
+    upper_target = unix_server("upper.sock", upper_echo)
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    listeners = ["address: systemd:grpc"]
+    bridge = launch(config(listeners, {"echo": f"{{unix: {echo_target.path}}}"}), [(grpc_socket, "grpc")])
+    with fail_after(TIMEOUT):
+        await wait_for(manager, "READY", "1")
+        async with unix_stream(sockdir / "grpc.sock", "echo") as kept:
+            await round_trip(kept, b"before the reload\n")
+
+            bridge.config_path.write_text(
+                config(listeners, {"echo": f"{{unix: {echo_target.path}}}", "upper": f"{{unix: {upper_target.path}}}"})
+            )
+            mark = manager.count()
+            bridge.proc.send_signal(signal.SIGHUP)
+            reloading_index, reloading = await wait_for(manager, "RELOADING", "1", after=mark)
+            assert abs(int(reloading["MONOTONIC_USEC"]) - time.monotonic() * 1e6) < 30e6
+            _, ready = await wait_for(manager, "READY", "1", after=reloading_index)
+            assert "added upper" in ready["STATUS"]
+
+            await round_trip(kept, b"after the reload\n")
+            async with unix_stream(sockdir / "grpc.sock", "upper") as added:
+                await round_trip(added, b"new route\n", b"NEW ROUTE\n")
+
+            bridge.config_path.write_text("routes:\n  echo: {unix: relative/path.sock}\n")
+            mark = manager.count()
+            bridge.proc.send_signal(signal.SIGHUP)
+            reloading_index, _ = await wait_for(manager, "RELOADING", "1", after=mark)
+            _, ready = await wait_for(manager, "READY", "1", after=reloading_index)
+            assert "reload failed" in ready["STATUS"]
+            assert f"{bridge.config_path}:2" in ready["STATUS"]
+            await to_thread.run_sync(lambda: bridge.wait_for_line(r"reload failed"))
+
+            await round_trip(kept, b"after the failed reload\n")
+            async with unix_stream(sockdir / "grpc.sock", "upper") as still:
+                await round_trip(still, b"old configuration\n", b"OLD CONFIGURATION\n")
+
+
+# --------------------------------------------------------------------------------------------
+# the file-descriptor store
+
+
+async def test_console_survives_a_restart_through_the_fd_store(launch, manager, sockdir):
+    """The pty master goes to the store (FDSTORE=1, FDNAME=pty.console); after SIGTERM and a new
+    start with the stored descriptor passed back, the link points at the same pty, the process
+    holding the slave never saw a hang-up, and what it wrote while no bridge ran arrives."""
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    link = sockdir / "console"
+    text = config(["address: systemd:grpc"], {"console": f"{{pty: {{link: {link}}}}}"})
+    first = launch(text, [(grpc_socket, "grpc")])
+    with fail_after(TIMEOUT):
+        await wait_for(manager, "READY", "1")
+    assert len(manager.store.get("pty.console", [])) == 1, manager.store
+    slave = os.readlink(link)
+    exporter = os.open(link, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        with fail_after(TIMEOUT):
+            async with unix_stream(sockdir / "grpc.sock", "console") as stream:
+                os.write(exporter, b"before the restart\n")
+                assert b"before the restart\n" in await receive_until(stream, b"restart\n")
+        assert await to_thread.run_sync(first.stop) == 0
+        assert os.readlink(link) == slave, "the link must survive the restart"
+
+        # No bridge runs: the exporter's writes are taken and kept by the pty, no hang-up.
+        assert os.write(exporter, b"written while no bridge ran\n") == len(b"written while no bridge ran\n")
+        poller = select.poll()
+        poller.register(exporter, select.POLLHUP | select.POLLERR)
+        assert poller.poll(0) == [], "the exporter's side of the pty saw a hang-up"
+
+        mark = manager.count()
+        second = launch(text, [(grpc_socket, "grpc")])
+        with fail_after(TIMEOUT):
+            await wait_for(manager, "READY", "1", after=mark)
+            await to_thread.run_sync(lambda: second.wait_for_line(r"console taken back from the service manager"))
+            assert os.readlink(link) == slave
+            async with unix_stream(sockdir / "grpc.sock", "console") as stream:
+                received = await receive_until(stream, b"no bridge ran\n")
+                assert b"written while no bridge ran\n" in received
+                await stream.send(b"typed after the restart\n")
+                assert b"typed after the restart\n" in await to_thread.run_sync(
+                    lambda: read_from_tty(exporter, b"restart\n")
+                )
+        assert poller.poll(0) == []
+        assert await to_thread.run_sync(second.stop) == 0
+    finally:
+        os.close(exporter)
+
+
+# --------------------------------------------------------------------------------------------
+# exit-idle-time and the journal
+
+
+async def test_exit_idle_time_exits_once_no_client_is_connected(launch, manager, sockdir, unix_server):
+    """With exit-idle-time the bridge stays while a client is connected, even with no stream in
+    flight, and exits 0 that long after the last one left (systemd starts it again on the next
+    connection)."""
+    target = unix_server("echo.sock", echo)
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    bridge = launch(
+        config(["address: systemd:grpc"], {"echo": f"{{unix: {target.path}}}"}) + "exit-idle-time: 1s\n",
+        [(grpc_socket, "grpc")],
+    )
+    with fail_after(TIMEOUT):
+        await wait_for(manager, "READY", "1")
+        # The client is a plain connection: grpc keeps its connections open after a channel
+        # is closed, until the process exits.
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(str(sockdir / "grpc.sock"))
+        await wait_for(manager, "STATUS", predicate=lambda note: "on 1 connection " in note["STATUS"])
+        await to_thread.run_sync(time.sleep, 2.0)  # twice the idle time, with a client connected
+        assert bridge.proc.poll() is None, "exited while a client was connected"
+        client.close()
+    _, note = await wait_for(manager, "STOPPING", "1", timeout=TIMEOUT)
+    assert "idle" in note["STATUS"]
+    bridge.wait_for_line(r"exiting: no client connected")
+    assert await to_thread.run_sync(lambda: bridge.proc.wait(timeout=20)) == 0
+
+
+def test_logs_carry_journal_priorities_when_stderr_is_the_journal(manager, sockdir, request):
+    """JOURNAL_STREAM naming the very stderr: lines start with the sd-daemon priority (<6> info,
+    <3> error) instead of a timestamp, which the journal adds itself; a failed start too."""
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    bridges: list[Bridge] = []
+    request.node.stash[_bridges_key] = bridges
+
+    def start(routes: dict[str, str]) -> Bridge:
+        path = sockdir / f"bridge-{len(bridges)}.yaml"
+        path.write_text(config(["address: systemd:grpc"], routes))
+        options = manager.launch_options([(grpc_socket.fileno(), "grpc")])
+        inner = options["preexec_fn"]
+
+        def in_child():
+            inner()
+            status = os.fstat(2)
+            os.environ["JOURNAL_STREAM"] = f"{status.st_dev}:{status.st_ino}"
+
+        bridge = Bridge(["--config", str(path)], cwd=sockdir, **(options | {"preexec_fn": in_child}))
+        bridges.append(bridge)
+        return bridge
+
+    good = start({"echo": f"{{unix: {sockdir}/echo.sock}}"})
+    good.wait_for_line(r"^<6>ready\b")
+    assert good.stop() == 0
+    lines = good.lines()
+    assert lines and all(re.match(r"<[0-7]>", line) for line in lines), lines
+
+    bad = start({"console": f"{{pty: {{link: {sockdir}/no/such/dir/console}}}}"})
+    assert bad.proc.wait(timeout=20) == 1
+    bad.wait_for_line(r"^<3>.*cannot create symlink")
