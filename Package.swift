@@ -53,6 +53,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Local doors: raw Unix-socket connections relayed to a route's target with splice(2).
+        .target(
+            name: "JMPDoors",
+            dependencies: [
+                "CJMPSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Configuration, listeners, the HTTP/2 server and the per-stream bridge.
         .target(
             name: "JMPBridgeCore",
@@ -60,6 +68,7 @@ let package = Package(
                 "JMPProtocol",
                 "JMPTargets",
                 "JMPSystemd",
+                "JMPDoors",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

@@ -43,6 +43,15 @@ struct ServeCommand: AsyncParsableCommand {
     var route: [String] = []
 
     @Option(
+        name: .customLong("local"),
+        help: ArgumentHelp(
+            "Give a unix: route a local door, e.g. session=unix:/run/jmp-bridge/session.door (repeatable).",
+            valueName: "name=address"
+        )
+    )
+    var local: [String] = []
+
+    @Option(
         name: .customLong("default-route"),
         help: ArgumentHelp("The route for streams without jmp-route.", valueName: "name")
     )
@@ -264,6 +273,23 @@ struct ServeCommand: AsyncParsableCommand {
             }
             let target = try RouteTarget.parse(String(text[text.index(after: equals)...]))
             configuration.routes[name] = RouteConfiguration(name: name, target: target)
+        }
+        for text in self.local {
+            guard let equals = text.firstIndex(of: "=") else {
+                throw ConfigurationError(file: "command line", key: "--local", "'\(text)' is not NAME=ADDRESS")
+            }
+            let name = String(text[..<equals])
+            guard case .unix = configuration.routes[name]?.target else {
+                throw ConfigurationError(file: "command line", key: "--local", "no unix: route named '\(name)'")
+            }
+            switch ListenAddress.parse(String(text[text.index(after: equals)...])) {
+            case .success(.tcp):
+                throw ConfigurationError(file: "command line", key: "--local", "a door is unix:PATH or systemd:NAME")
+            case .success(let address):
+                configuration.routes[name]?.local = LocalDoorConfiguration(address: address)
+            case .failure(let problem):
+                throw ConfigurationError(file: "command line", key: "--local", problem.description)
+            }
         }
         if let name = self.defaultRoute {
             configuration.defaultRoute = name

@@ -207,7 +207,7 @@ class Bridge:
 
     def wait_ready(self):
         listening = self.wait_for_line(r"\blistening\b")
-        self.wait_for_line(r"\bready\b")
+        self.wait_for_line(r"\] ready$")
         self.ports = [int(m.group(1)) for line in listening if (m := re.search(r"address=tcp:127\.0\.0\.1:(\d+)", line))]
         assert self.ports, f"no tcp listener in the log:\n{self.log()}"
         self.port = self.ports[0]

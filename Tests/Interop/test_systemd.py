@@ -421,3 +421,24 @@ def test_logs_carry_journal_priorities_when_stderr_is_the_journal(manager, sockd
     bad = start({"console": f"{{pty: {{link: {sockdir}/no/such/dir/console}}}}"})
     assert bad.proc.wait(timeout=20) == 1
     bad.wait_for_line(r"^<3>.*cannot create symlink")
+
+
+def test_socket_activated_local_door(launch, manager, sockdir, unix_server):
+    """A route's door can be a passed socket too (local: systemd:NAME)."""
+    target = unix_server("echo.sock", echo)
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    door_socket = listening_unix_socket(sockdir / "door.sock")
+    launch(
+        config(["address: systemd:grpc"], {"echo": f"{{unix: {target.path}, local: 'systemd:echo-door'}}"}),
+        [(grpc_socket, "grpc"), (door_socket, "echo-door")],
+    )
+    manager.wait_for("READY", "1")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(TIMEOUT)
+        client.connect(str(sockdir / "door.sock"))
+        client.sendall(b"through a passed door\n")
+        client.shutdown(socket.SHUT_WR)
+        received = b""
+        while data := client.recv(4096):
+            received += data
+    assert received == b"through a passed door\n"

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "CJMPRelay.h"
+
 /// Opens a new pty master (non-blocking, close-on-exec), unlocks its slave and writes the slave's
 /// path into `slave_path`. Returns the master descriptor, or -1 with errno set.
 int jmp_open_pty_master(char *slave_path, size_t slave_path_size);

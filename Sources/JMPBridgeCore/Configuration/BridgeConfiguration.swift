@@ -128,11 +128,32 @@ public struct RouteConfiguration: Sendable, Equatable {
     public var name: String
     /// Where its streams go.
     public var target: RouteTarget
+    /// A raw Unix-socket door to the same target, for local tools (no gRPC).
+    public var local: LocalDoorConfiguration?
 
     /// Creates a route.
-    public init(name: String, target: RouteTarget) {
+    public init(name: String, target: RouteTarget, local: LocalDoorConfiguration? = nil) {
         self.name = name
         self.target = target
+        self.local = local
+    }
+}
+
+/// A route's local door: a listening socket whose connections are relayed byte for byte to the
+/// route's target, with splice(2).
+public struct LocalDoorConfiguration: Sendable, Equatable {
+    /// `unix:PATH`, or `systemd:NAME` for a socket passed by the service manager.
+    public var address: ListenAddress
+    /// File mode of a `unix:` door's socket.
+    public var mode: UInt32?
+    /// Move bytes with splice(2); false forces read/write through a buffer.
+    public var splice: Bool = true
+
+    /// Creates a door configuration.
+    public init(address: ListenAddress, mode: UInt32? = nil, splice: Bool = true) {
+        self.address = address
+        self.mode = mode
+        self.splice = splice
     }
 }
 

@@ -19,7 +19,9 @@ public enum ConfigurationLoader {
     /// The keys of `listen[].tls`.
     public static let tlsKeys = ["cert", "key"]
     /// The target keys of a route.
-    public static let routeKeys = ["unix", "pty"]
+    public static let routeKeys = ["unix", "pty", "local"]
+    /// The keys of a route's `local:` door.
+    public static let doorKeys = ["address", "mode", "splice"]
     /// The keys of a `pty:` target.
     public static let ptyKeys = ["link", "mode", "group", "scrollback", "lag-limit"]
     /// The keys of `limits:`.
@@ -275,10 +277,7 @@ private struct Reader {
                 case "insecure":
                     listener.insecure = try bool(value, key: "\(key).insecure")
                 case "mode":
-                    let text = try string(value, key: "\(key).mode")
-                    guard let mode = UInt32(text, radix: 8), mode <= 0o777 else {
-                        throw error(value, key: "\(key).mode", "'\(text)' is not an octal file mode such as \"0660\"")
-                    }
+                    let mode = try fileMode(value, key: "\(key).mode")
                     guard case .unix = address else {
                         throw error(
                             value,
@@ -322,7 +321,12 @@ private struct Reader {
             guard result[name] == nil else {
                 throw error(nameNode, key: "routes.\(name)", "route defined more than once")
             }
-            let fields = try mapping(value, key: "routes.\(name)", allowed: ConfigurationLoader.routeKeys)
+            var fields = try mapping(value, key: "routes.\(name)", allowed: ConfigurationLoader.routeKeys)
+            var door: (LocalDoorConfiguration, Node)?
+            if let index = fields.firstIndex(where: { $0.0 == "local" }) {
+                door = (try self.door(fields[index].1, key: "routes.\(name).local"), fields[index].1)
+                fields.remove(at: index)
+            }
             guard let (kind, targetNode) = fields.first else {
                 throw error(
                     value,
@@ -348,8 +352,59 @@ private struct Reader {
             default:
                 break
             }
+            if let (local, node) = door {
+                guard case .unix = result[name]?.target else {
+                    throw error(node, key: "routes.\(name).local", "local doors are available on unix: routes only")
+                }
+                result[name]?.local = local
+            }
         }
         return result
+    }
+
+    /// A route's `local:` door: `unix:PATH` or `systemd:NAME`, or a mapping with `address`,
+    /// `mode` and `splice`.
+    func door(_ node: Node, key: String) throws(ConfigurationError) -> LocalDoorConfiguration {
+        let fields: [(String, Node)]
+        if case .scalar = node {
+            fields = [("address", node)]
+        } else {
+            fields = try mapping(node, key: key, allowed: ConfigurationLoader.doorKeys)
+        }
+        guard let addressNode = fields.first(where: { $0.0 == "address" })?.1 else {
+            throw error(node, key: key, "missing 'address' (unix:PATH or systemd:NAME)")
+        }
+        let text = try string(addressNode, key: "\(key).address")
+        let address: ListenAddress
+        switch ListenAddress.parse(text) {
+        case .success(.tcp): throw error(addressNode, key: "\(key).address", "a door is unix:PATH or systemd:NAME")
+        case .success(let parsed): address = parsed
+        case .failure(let problem): throw error(addressNode, key: "\(key).address", problem.description)
+        }
+        var door = LocalDoorConfiguration(address: address)
+        for (name, value) in fields {
+            switch name {
+            case "mode":
+                guard case .unix = address else {
+                    throw error(value, key: "\(key).mode", "mode applies to unix: doors only")
+                }
+                door.mode = try fileMode(value, key: "\(key).mode")
+            case "splice":
+                door.splice = try bool(value, key: "\(key).splice")
+            default:
+                break
+            }
+        }
+        return door
+    }
+
+    /// An octal file mode such as "0660".
+    func fileMode(_ node: Node, key: String) throws(ConfigurationError) -> UInt32 {
+        let text = try string(node, key: key)
+        guard let mode = UInt32(text, radix: 8), mode <= 0o777 else {
+            throw error(node, key: key, "'\(text)' is not an octal file mode such as \"0660\"")
+        }
+        return mode
     }
 
     func pty(_ node: Node, key: String) throws(ConfigurationError) -> PtyConfiguration {
@@ -365,11 +420,7 @@ private struct Reader {
         for (name, value) in fields {
             switch name {
             case "mode":
-                let text = try string(value, key: "\(key).mode")
-                guard let mode = UInt32(text, radix: 8), mode <= 0o777 else {
-                    throw error(value, key: "\(key).mode", "'\(text)' is not an octal file mode such as \"0660\"")
-                }
-                pty.mode = mode
+                pty.mode = try fileMode(value, key: "\(key).mode")
             case "group":
                 pty.group = try string(value, key: "\(key).group")
             case "scrollback":

@@ -1,3 +1,5 @@
+import CJMPSystem
+import JMPDoors
 import JMPSystemd
 import JMPTargets
 import Logging
@@ -37,6 +39,8 @@ public final class BridgeServer: Service, Sendable {
     private let notifier: ServiceNotifier
     private let idleExit: IdleExitTimer?
     private let shutdownStarted = Atomic<Bool>(false)
+    /// The local doors' event loop, started with the first door.
+    private let doorLoop = NIOLockedValueBox<DoorLoop?>(nil)
 
     /// A `pty:` route's console while it is open.
     private struct OpenConsole: Sendable {
@@ -92,6 +96,9 @@ public final class BridgeServer: Service, Sendable {
                 try await self.openConsole(route)
             }
             self.releaseStaleConsoles()
+            for route in configuration.routes.values.sorted(by: { $0.name < $1.name }) {
+                try self.openDoor(route)
+            }
             for listener in configuration.listeners {
                 for channel in try await self.bind(listener) {
                     channels.append(channel)
@@ -102,6 +109,7 @@ public final class BridgeServer: Service, Sendable {
         } catch {
             for channel in channels { try? await channel.close() }
             await self.closeConsoles()
+            self.stopDoors()
             throw error
         }
         self.channels.withLockedValue { $0 = channels }
@@ -162,6 +170,7 @@ public final class BridgeServer: Service, Sendable {
             tasks.cancelAll()
         }
         await self.closeConsoles()
+        self.stopDoors()
         self.logger.info("stopped")
     }
 
@@ -171,6 +180,7 @@ public final class BridgeServer: Service, Sendable {
         self.beginShutdown(promise)
         try await promise.futureResult.get()
         await self.closeConsoles()
+        self.stopDoors()
     }
 
     /// Starts the drain once, whichever of a signal, idleness or ``shutdown()`` asks first.
@@ -180,6 +190,9 @@ public final class BridgeServer: Service, Sendable {
             return
         }
         self.idleExit?.stop()
+        if let doors = self.doorLoop.withLockedValue({ $0 }) {
+            for route in self.configuration.routes.keys { doors.remove(route: route) }
+        }
         self.quiescing.initiateShutdown(promise: promise)
     }
 
@@ -240,15 +253,25 @@ public final class BridgeServer: Service, Sendable {
                 throw error
             }
         }
-        // Changed consoles are replaced: the old pty goes away with the old route.
+        // Changed consoles are replaced: the old pty goes away with the old route. So are
+        // doors (their open connections go on).
         for name in summary.removed + summary.changed {
             await self.closeConsole(name, forget: true)
+            self.doorLoop.withLockedValue { $0 }?.remove(route: name)
         }
         var failures: [String] = []
         for name in summary.changed {
             guard let route = new.routes[name] else { continue }
             do {
                 try await self.openConsole(route)
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        for name in summary.added + summary.changed {
+            guard let route = new.routes[name] else { continue }
+            do {
+                try self.openDoor(route)
             } catch {
                 failures.append("\(error)")
             }
@@ -380,6 +403,71 @@ public final class BridgeServer: Service, Sendable {
                 metadata: ["name": "\(stale.name)"]
             )
         }
+    }
+
+    // MARK: - Local doors
+
+    /// Opens a route's local door, if it has one, and hands it to the door loop.
+    private func openDoor(_ route: RouteConfiguration) throws {
+        guard let local = route.local, case .unix(let targetPath) = route.target else { return }
+        let listener: CInt
+        var socketFile: String?
+        switch local.address {
+        case .unix(let path):
+            listener = path.withCString { jmp_listen_unix($0, 256) }
+            guard listener >= 0 else {
+                throw BridgeStartupError(
+                    "route '\(route.name)': cannot listen on door \(local.address): \(String(cString: strerror(errno)))"
+                )
+            }
+            socketFile = path
+            if let mode = local.mode, chmod(path, mode_t(mode)) != 0 {
+                let reason = String(cString: strerror(errno))
+                close(listener)
+                unlink(path)
+                throw BridgeStartupError("route '\(route.name)': cannot set mode of door \(path): \(reason)")
+            }
+        case .systemd(let name):
+            let passed = self.passed.claim(name: name)
+            guard let socket = passed.first, passed.count == 1, socket.isListeningStreamSocket() else {
+                throw BridgeStartupError(
+                    "route '\(route.name)': door \(local.address) needs exactly one passed listening stream socket named '\(name)' (got \(passed.count))"
+                )
+            }
+            listener = socket.descriptor
+            _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
+        case .tcp:
+            return  // refused by the loader
+        }
+        let loop = try self.doorLoop.withLockedValue { loop throws in
+            if let loop { return loop }
+            let created = try DoorLoop(logger: self.logger)
+            loop = created
+            return created
+        }
+        loop.add(
+            Door(
+                route: route.name,
+                listener: listener,
+                address: "\(local.address)",
+                targetPath: targetPath,
+                splice: local.splice,
+                socketFile: socketFile
+            )
+        )
+        self.logger.info(
+            "door open",
+            metadata: ["route": "\(route.name)", "door": "\(local.address)", "splice": "\(local.splice)"]
+        )
+    }
+
+    /// Closes every door and door connection.
+    private func stopDoors() {
+        let loop = self.doorLoop.withLockedValue { loop in
+            defer { loop = nil }
+            return loop
+        }
+        loop?.stop()
     }
 
     // MARK: - Listeners

@@ -1,0 +1,255 @@
+import CJMPSystem
+import Foundation
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The event loop of the local doors: one thread waiting on epoll for every door's listening
+/// socket and every relayed connection, moving bytes with splice(2) as each side becomes ready
+/// (never a thread per connection, never a blocking call).
+///
+/// Doors are added and removed from any thread; the request is queued and the loop woken
+/// through an eventfd. Everything else lives on the loop's thread.
+public final class DoorLoop: @unchecked Sendable {
+    /// Connections relayed right now.
+    public var activeConnections: Int { self.active.load(ordering: .relaxed) }
+    /// Connections relayed since start.
+    public var totalConnections: Int { self.total.load(ordering: .relaxed) }
+
+    private let epoll: CInt
+    private let wakeup: CInt
+    private let logger: Logger
+    private let capacity: Int
+    private let requests = Mutex<[Request]>([])
+    private let active = Atomic<Int>(0)
+    private let total = Atomic<Int>(0)
+    private let finished = Mutex<Bool>(false)
+    private let finishedCondition = NSCondition()
+
+    // Loop-thread state.
+    private var doors: [UInt64: Door] = [:]
+    private var relays: [UInt64: SpliceRelay] = [:]
+    private var nextToken: UInt64 = 1
+    private var running = true
+
+    private enum Request {
+        case add(Door)
+        case remove(route: String)
+        case stop
+    }
+
+    /// Tokens of listening sockets have this bit set; relay tokens do not.
+    private static let doorBit: UInt64 = 1 << 63
+
+    /// Starts the loop's thread. `capacity`: bytes in flight per direction of a connection.
+    public init(logger: Logger, capacity: Int = 1 << 20) throws(DoorError) {
+        // A peer that closes while the relay writes must be an EPIPE to handle, not a signal.
+        signal(SIGPIPE, SIG_IGN)
+        self.logger = logger
+        self.capacity = capacity
+        let epoll = jmp_epoll_create()
+        guard epoll >= 0 else { throw DoorError("epoll_create1: \(String(cString: strerror(errno)))") }
+        let wakeup = jmp_eventfd()
+        guard wakeup >= 0, jmp_epoll_add(epoll, wakeup, JMP_EV_IN, 0) == 0 else {
+            close(epoll)
+            throw DoorError("eventfd: \(String(cString: strerror(errno)))")
+        }
+        self.epoll = epoll
+        self.wakeup = wakeup
+        let thread = Thread { [self] in self.run() }
+        thread.name = "jmp-bridge-doors"
+        thread.start()
+    }
+
+    /// Starts serving a door; the loop owns its listening socket from now on.
+    public func add(_ door: Door) {
+        self.submit(.add(door))
+    }
+
+    /// Stops accepting on a route's door (its open connections go on) and closes its socket.
+    public func remove(route: String) {
+        self.submit(.remove(route: route))
+    }
+
+    /// Closes every door and connection and ends the thread; returns once it has.
+    public func stop() {
+        self.submit(.stop)
+        self.finishedCondition.lock()
+        while !self.finished.withLock({ $0 }) { self.finishedCondition.wait() }
+        self.finishedCondition.unlock()
+    }
+
+    private func submit(_ request: Request) {
+        self.requests.withLock { $0.append(request) }
+        _ = jmp_eventfd_signal(self.wakeup)
+    }
+
+    // MARK: - The loop
+
+    private func run() {
+        var events = [jmp_event](repeating: jmp_event(), count: 64)
+        while self.running {
+            let count = jmp_epoll_wait(self.epoll, &events, CInt(events.count), -1)
+            if count < 0 {
+                if errno == EINTR { continue }
+                self.logger.critical(
+                    "door loop: epoll_wait failed",
+                    metadata: ["error": "\(String(cString: strerror(errno)))"]
+                )
+                break
+            }
+            for event in events.prefix(Int(count)) {
+                if event.token == 0 {
+                    jmp_eventfd_drain(self.wakeup)
+                    self.handleRequests()
+                } else if event.token & Self.doorBit != 0 {
+                    self.accept(on: event.token)
+                } else if let relay = self.relays[event.token] {
+                    self.pump(relay)
+                }
+            }
+        }
+        for token in Array(self.doors.keys) { self.closeDoor(token) }
+        for relay in self.relays.values { self.finish(relay, failure: "the bridge is stopping") }
+        close(self.epoll)
+        close(self.wakeup)
+        self.finishedCondition.lock()
+        self.finished.withLock { $0 = true }
+        self.finishedCondition.broadcast()
+        self.finishedCondition.unlock()
+    }
+
+    private func handleRequests() {
+        let requests = self.requests.withLock { requests in
+            defer { requests = [] }
+            return requests
+        }
+        for request in requests {
+            switch request {
+            case .add(let door):
+                let token = self.nextToken | Self.doorBit
+                self.nextToken += 1
+                guard jmp_epoll_add(self.epoll, door.listener, JMP_EV_IN, token) == 0 else {
+                    self.logger.error(
+                        "door: cannot watch the listening socket",
+                        metadata: ["route": "\(door.route)", "error": "\(String(cString: strerror(errno)))"]
+                    )
+                    close(door.listener)
+                    continue
+                }
+                self.doors[token] = door
+                self.accept(on: token)  // connections may be waiting already
+            case .remove(let route):
+                for (token, door) in self.doors where door.route == route { self.closeDoor(token) }
+            case .stop:
+                self.running = false
+            }
+        }
+    }
+
+    private func closeDoor(_ token: UInt64) {
+        guard let door = self.doors.removeValue(forKey: token) else { return }
+        _ = jmp_epoll_remove(self.epoll, door.listener)
+        close(door.listener)
+        if let file = door.socketFile { unlink(file) }
+    }
+
+    private func accept(on token: UInt64) {
+        guard let door = self.doors[token] else { return }
+        while true {
+            let client = jmp_accept(door.listener)
+            if client < 0 {
+                if errno == EAGAIN || errno == EINTR || errno == ECONNABORTED { return }
+                self.logger.error(
+                    "door: accept failed",
+                    metadata: ["route": "\(door.route)", "error": "\(String(cString: strerror(errno)))"]
+                )
+                return
+            }
+            let target = door.targetPath.withCString { jmp_connect_unix($0) }
+            guard target >= 0 else {
+                self.logger.warning(
+                    "door connection refused: the target is unreachable",
+                    metadata: [
+                        "route": "\(door.route)", "target": "unix:\(door.targetPath)",
+                        "error": "\(String(cString: strerror(errno)))",
+                    ]
+                )
+                close(client)
+                continue
+            }
+            let id = self.nextToken
+            self.nextToken += 1
+            let relay = SpliceRelay(
+                id: id,
+                route: door.route,
+                client: client,
+                target: target,
+                splice: door.splice,
+                capacity: self.capacity
+            )
+            let events = JMP_EV_IN | JMP_EV_OUT | JMP_EV_RDHUP
+            guard jmp_epoll_add(self.epoll, client, events, id) == 0,
+                jmp_epoll_add(self.epoll, target, events, id) == 0
+            else {
+                self.logger.error("door: cannot watch a connection", metadata: ["route": "\(door.route)"])
+                relay.close()
+                continue
+            }
+            self.relays[id] = relay
+            self.active.add(1, ordering: .relaxed)
+            self.total.add(1, ordering: .relaxed)
+            self.logger.debug(
+                "door connection relayed",
+                metadata: ["route": "\(door.route)", "door": "\(door.address)", "splice": "\(door.splice)"]
+            )
+            self.pump(relay)
+        }
+    }
+
+    private func pump(_ relay: SpliceRelay) {
+        do {
+            try relay.pump()
+            if relay.isFinished { self.finish(relay, failure: nil) }
+        } catch {
+            self.finish(relay, failure: "\(error)")
+        }
+    }
+
+    private static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    private func finish(_ relay: SpliceRelay, failure: String?) {
+        guard self.relays.removeValue(forKey: relay.id) != nil else { return }
+        _ = jmp_epoll_remove(self.epoll, relay.client)
+        _ = jmp_epoll_remove(self.epoll, relay.target)
+        relay.close()
+        self.active.subtract(1, ordering: .relaxed)
+        var metadata: Logger.Metadata = [
+            "route": "\(relay.route)",
+            "bytes-to-target": "\(relay.toTarget.moved)",
+            "bytes-from-target": "\(relay.fromTarget.moved)",
+            "splice": "\(relay.toTarget.usesSplice && relay.fromTarget.usesSplice)",
+            "duration-ms": "\(Self.milliseconds(ContinuousClock.now - relay.started))",
+        ]
+        if let failure {
+            metadata["reason"] = "\(failure)"
+            self.logger.notice("door connection aborted", metadata: metadata)
+        } else {
+            self.logger.info("door connection finished", metadata: metadata)
+        }
+    }
+}
+
+/// A door that cannot be set up.
+public struct DoorError: Error, Sendable, CustomStringConvertible {
+    /// What failed.
+    public let description: String
+
+    /// Creates the error.
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,145 @@
+"""Local doors: a route's raw Unix socket, relayed to the route's target with splice(2).
+
+The client is a plain Unix socket (what socat or a local tool uses); the targets are the small
+services of conftest. Every transfer is checked with SHA-256, both half-closes are exercised,
+and the read/write fallback (``splice: false``) is checked the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+
+import pytest
+
+from conftest import CHUNK, digest_after_eof, echo, sha256_hex
+
+TIMEOUT = 30
+SIZE = 64 * 1024 * 1024
+
+
+def door_config(tls, sockdir, target, *, splice: bool | None = None) -> str:
+    door = f"{{address: 'unix:{sockdir}/door.sock'"
+    if splice is not None:
+        door += f", splice: {'true' if splice else 'false'}"
+    door += ", mode: '0600'}"
+    return (
+        "listen:\n"
+        f"  - {{address: 'tcp:127.0.0.1:0', tls: {{cert: {tls.cert}, key: {tls.key}}}}}\n"
+        "routes:\n"
+        f"  echo: {{unix: {target}, local: {door}}}\n"
+    )
+
+
+def connect(path) -> socket.socket:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(TIMEOUT)
+    client.connect(str(path))
+    return client
+
+
+def send_then_half_close(client: socket.socket, data: bytes) -> threading.Thread:
+    def run():
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK):
+            client.sendall(view[start:start + CHUNK])
+        client.shutdown(socket.SHUT_WR)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def receive_all(client: socket.socket) -> bytes:
+    chunks = []
+    while data := client.recv(1 << 20):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("splice", [True, False], ids=["splice", "read-write"])
+def test_bulk_echo_through_the_door_is_exact(start_bridge, unix_server, tls, sockdir, splice):
+    """64 MiB both ways through the door, SHA-256 checked; the log says which path moved them."""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge(config=door_config(tls, sockdir, target.path, splice=splice))
+    bridge.wait_for_line(r"door open")
+    assert oct(os.stat(sockdir / "door.sock").st_mode & 0o777) == "0o600"
+    data = os.urandom(SIZE)
+    with connect(sockdir / "door.sock") as client:
+        writer = send_then_half_close(client, data)
+        received = receive_all(client)
+        writer.join(TIMEOUT)
+    assert len(received) == len(data)
+    assert sha256_hex(received) == sha256_hex(data)
+    [line] = bridge.wait_for_line(r"door connection finished")
+    assert f"bytes-to-target={SIZE}" in line and f"bytes-from-target={SIZE}" in line
+    assert f"splice={'true' if splice else 'false'}" in line
+
+
+def test_client_half_close_reaches_the_target_which_still_replies(start_bridge, unix_server, tls, sockdir):
+    """The client's EOF arrives at the target as EOF while the way back stays open: the target's
+    digest can only be sent after it."""
+    target = unix_server("digest.sock", digest_after_eof)
+    start_bridge(config=door_config(tls, sockdir, target.path))
+    data = os.urandom(5 * 1024 * 1024 + 17)
+    with connect(sockdir / "door.sock") as client:
+        send_then_half_close(client, data).join(TIMEOUT)
+        reply = receive_all(client)
+    assert reply == f"{len(data)} {sha256_hex(data)}\n".encode()
+
+
+def test_target_half_close_reaches_the_client_which_can_still_send(start_bridge, unix_server, tls, sockdir):
+    """The target speaks first and half-closes; the client sees EOF, then sends its own data,
+    which the target still receives in full."""
+    received_by_target = {}
+    done = threading.Event()
+    greeting = os.urandom(3 * 1024 * 1024)
+
+    def speak_then_listen(conn: socket.socket):
+        conn.sendall(greeting)
+        conn.shutdown(socket.SHUT_WR)
+        digest, length = hashlib.sha256(), 0
+        while data := conn.recv(CHUNK):
+            digest.update(data)
+            length += len(data)
+        received_by_target["digest"] = (length, digest.hexdigest())
+        conn.close()
+        done.set()
+
+    target = unix_server("speaker.sock", speak_then_listen)
+    start_bridge(config=door_config(tls, sockdir, target.path))
+    answer = os.urandom(2 * 1024 * 1024 + 5)
+    with connect(sockdir / "door.sock") as client:
+        assert receive_all(client) == greeting  # EOF came through
+        client.sendall(answer)
+        client.shutdown(socket.SHUT_WR)
+        assert done.wait(TIMEOUT)
+        assert client.recv(1) == b""
+    assert received_by_target["digest"] == (len(answer), sha256_hex(answer))
+
+
+def test_unreachable_target_closes_the_door_connection(start_bridge, tls, sockdir):
+    """No target listening: the door connection is closed at once and the log says why; the
+    door keeps serving."""
+    bridge = start_bridge(config=door_config(tls, sockdir, sockdir / "missing.sock"))
+    for _ in range(2):
+        with connect(sockdir / "door.sock") as client:
+            assert client.recv(1) == b""
+    lines = bridge.wait_for_line(r"door connection refused: the target is unreachable", count=2)
+    assert "No such file or directory" in lines[0]
+
+
+def test_door_on_a_pty_route_is_refused_with_file_and_line(tmp_path):
+    import subprocess
+
+    from conftest import BRIDGE_BINARY
+
+    path = tmp_path / "bridge.yaml"
+    path.write_text(
+        "listen: [unix:/tmp/x.sock]\nroutes:\n  console:\n    pty: {link: /tmp/console}\n    local: unix:/tmp/d.sock\n"
+    )
+    result = subprocess.run([str(BRIDGE_BINARY), "check", "--config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"{path}:5: routes.console.local: local doors are available on unix: routes only" in result.stderr
