@@ -229,6 +229,7 @@ def main() -> int:
     p.add_argument("--slow-bytes", type=int, default=GIB)
     p.add_argument("--slow-rate", type=float, default=10e6, help="slow target, bytes/s")
     p.add_argument("--startup-runs", type=int, default=7)
+    p.add_argument("--door-bytes", type=int, default=4 * GIB, help="bytes per local-door run")
     args = p.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
@@ -382,6 +383,8 @@ def main() -> int:
             problems[kind] += b.problems()
             log(f"{kind}: slow target: max RSS {out[kind].get('rss_max_kib')} KiB, "
                 f"{fmt_rate(out[kind].get('bytes_per_s', 0))}, ok={out[kind].get('ok')}")
+
+        res["doors"] = run_doors(args, work, socks, target_pids)
     finally:
         stop_all()
 
@@ -402,6 +405,97 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
         log(f"saved {os.path.relpath(path, args.repo)} ({elapsed:.0f} s)")
     return 0
+
+
+def proc_cpu_with_children(pid: int) -> float:
+    """utime + stime + cutime + cstime of a process (children it has reaped included)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_socket(path: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{path} did not appear ({proc.args})")
+        time.sleep(0.01)
+
+
+def run_doors(args, work: str, socks: dict, target_pids: dict) -> dict:
+    """The local door against systemd-socket-proxyd, socat and a direct connection: the same raw
+    client pushes --door-bytes one way (into the discard target) and through the echo target;
+    CPU is the relay process's, reaped children included (socat forks one per connection)."""
+    proxyd = next((p for p in ("/lib/systemd/systemd-socket-proxyd", "/usr/lib/systemd/systemd-socket-proxyd")
+                   if os.path.exists(p)), None)
+    config = os.path.join(work, "doors.yaml")
+    with open(config, "w") as f:
+        f.write(f"listen: [unix:{work}/doors-grpc.sock]\nroutes:\n")
+        for mode in ("discard", "echo"):
+            f.write(f"  {mode}: {{unix: {socks[mode]}, local: unix:{work}/jd-{mode}.sock}}\n")
+            f.write(f"  {mode}-rw: {{unix: {socks[mode]}, local: {{address: unix:{work}/jr-{mode}.sock, splice: false}}}}\n")
+    relays = {}
+    bridge = subprocess.Popen([args.bridge, "serve", "--config", config, "--log-level", "warning"])
+    children.append(bridge)
+    for mode in ("discard", "echo"):
+        wait_for_socket(f"{work}/jd-{mode}.sock", bridge)
+        wait_for_socket(f"{work}/jr-{mode}.sock", bridge)
+        relays.setdefault("jmp-bridge door (splice)", {})[mode] = (f"{work}/jd-{mode}.sock", bridge)
+        relays.setdefault("jmp-bridge door (read/write)", {})[mode] = (f"{work}/jr-{mode}.sock", bridge)
+        if proxyd:
+            path = f"{work}/px-{mode}.sock"
+            p = subprocess.Popen(["systemd-socket-activate", "-l", path, proxyd, socks[mode]],
+                                 stderr=subprocess.DEVNULL)
+            children.append(p)
+            wait_for_socket(path, p)
+            relays.setdefault("systemd-socket-proxyd", {})[mode] = (path, p)
+        path = f"{work}/sc-{mode}.sock"
+        p = subprocess.Popen(["socat", f"UNIX-LISTEN:{path},fork", f"UNIX-CONNECT:{socks[mode]}"])
+        children.append(p)
+        wait_for_socket(path, p)
+        relays.setdefault("socat", {})[mode] = (path, p)
+        relays.setdefault("direct Unix socket", {})[mode] = (socks[mode], None)
+    out: dict = {}
+    for rep in range(args.repeat):
+        for name, by_mode in relays.items():
+            for mode, (path, proc) in by_mode.items():
+                nbytes = args.door_bytes if mode == "discard" else args.door_bytes // 4
+                cpu0 = proc_cpu_with_children(proc.pid) if proc else 0.0
+                r = subprocess.run([args.targets, "push", path, str(nbytes)], capture_output=True, text=True,
+                                   timeout=600)
+                time.sleep(0.2)  # let a forking relay reap its child, so its CPU is counted
+                cpu = proc_cpu_with_children(proc.pid) - cpu0 if proc else 0.0
+                try:
+                    run = json.loads(r.stdout)
+                except ValueError:
+                    run = {"error": (r.stderr or r.stdout).strip()[:200]}
+                run["cpu_s"] = cpu
+                expected = nbytes if mode == "echo" else 0
+                run["ok"] = r.returncode == 0 and run.get("received") == expected
+                out.setdefault(name, {}).setdefault(mode, []).append(run)
+    summary: dict = {}
+    for name, by_mode in out.items():
+        for mode, runs in by_mode.items():
+            good = sorted((x for x in runs if "seconds" in x), key=lambda x: x["sent"] / x["seconds"])
+            median = good[len(good) // 2] if good else {}
+            moved = sum(x["sent"] + x.get("received", 0) for x in good)
+            entry = {
+                "bytes_per_s": median["sent"] / median["seconds"] if median else None,
+                "runs_bytes_per_s": [x["sent"] / x["seconds"] for x in good],
+                "cpu_per_gib": sum(x["cpu_s"] for x in good) / (moved / GIB) if moved else None,
+                "ok": all(x.get("ok") for x in runs),
+                "received": [x.get("received") for x in runs],
+                "error": "; ".join(str(x["error"]) for x in runs if "error" in x),
+            }
+            summary.setdefault(name, {})[mode] = entry
+            log(f"door {name} {mode}: {fmt_rate(entry['bytes_per_s'] or 0)}, "
+                f"{(entry['cpu_per_gib'] or 0):.2f} CPU s/GiB, ok={entry['ok']} received={entry['received']}")
+    for name, by_mode in relays.items():
+        for mode, (path, proc) in by_mode.items():
+            if proc and proc is not bridge and proc.poll() is None:
+                stop(proc)
+    stop(bridge)
+    return summary
 
 
 def render(args, header, res, problems, sizes, elapsed) -> str:
@@ -498,9 +592,6 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
     rows.append((f"max RSS pushing {slow_label} into a {args.slow_rate / 1e6:g} MB/s target",
                  (f"{a / KIB:.1f} MiB" if a else "–") + flag(sa), (f"{b / KIB:.1f} MiB" if b else "–") + flag(sb),
                  ratio(a, b, invert=True) + " less" if a and b else "–", "≤ 64 MiB", verdict(a is not None and a <= 64 * KIB)))
-    for label in ("local door vs systemd-socket-proxyd", "local door vs socat", "local door vs direct Unix socket"):
-        rows.append((label, "not implemented yet", "–", "–",
-                     "≥ 0.9× proxyd, ≥ 3× socat" if "proxyd" in label else "", ""))
 
     out = [f"# jmp-bridge benchmark, {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}", "", header,
            f"- run time: {elapsed:.0f} s; each throughput figure is the median of {args.repeat} runs of "
@@ -531,6 +622,33 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
                            f"| {100 * r['all_client_cpu_s'] / secs_all:.0f}% "
                            f"| {100 * r['all_target_cpu_s'] / secs_all:.0f}% "
                            f"| {r['status']} {r.get('message', '')} | {'yes' if r.get('ok') else '**no**'} |")
+
+    D = res.get("doors", {})
+    if D:
+        door = D.get("jmp-bridge door (splice)", {})
+        out += ["", "Local door (raw Unix socket → route target; one connection, the C client pushes "
+                f"{args.door_bytes / GIB:g} GiB one way into the discard target, or a quarter of that through "
+                "the echo target while reading the echo back; median of "
+                f"{args.repeat} runs; CPU = the relay process, reaped children included):", "",
+                "| relay | one-way | echo (each way) | CPU s/GiB one-way | CPU s/GiB echo | door vs this, one-way | goal | |",
+                "|---|---:|---:|---:|---:|---:|---|---|"]
+        for name, by_mode in D.items():
+            one, echo_r = by_mode.get("discard", {}), by_mode.get("echo", {})
+            a, b = door.get("discard", {}).get("bytes_per_s"), one.get("bytes_per_s")
+            goal, met = "", ""
+            if name == "systemd-socket-proxyd":
+                goal, met = "≥ 0.9×", verdict(a is not None and b is not None and a >= 0.9 * b)
+            elif name == "socat":
+                goal, met = "≥ 3×", verdict(a is not None and b is not None and a >= 3 * b)
+            flag_txt = "" if one.get("ok", True) and echo_r.get("ok", True) else " ⚠"
+            out.append(f"| {name}{flag_txt} | {fmt_rate(one.get('bytes_per_s') or 0)} "
+                       f"| {fmt_rate(echo_r.get('bytes_per_s') or 0)} "
+                       f"| {(one.get('cpu_per_gib') or 0):.2f} | {(echo_r.get('cpu_per_gib') or 0):.2f} "
+                       f"| {ratio(a, b) if name != 'jmp-bridge door (splice)' else '–'} | {goal} | {met} |")
+        bad_doors = [f"{name} {mode}: received {r.get('received')} {r.get('error', '')}"
+                     for name, by_mode in D.items() for mode, r in by_mode.items() if not r.get("ok")]
+        if bad_doors:
+            out += ["", "⚠ door runs that did not get every byte back (echo) or failed: " + "; ".join(bad_doors)]
 
     S = res.get("sink", {})
     if S:
@@ -569,7 +687,8 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
         f"{[x.get('p99_us') for x in g(R, 'latency', 'runs') or []]} µs (reference); median max "
         f"{g(J, 'latency', 'max_us')} / {g(R, 'latency', 'max_us')} µs.",
         f"- exec → ready runs (ms): jmp-bridge {J.get('ready_all_ms')}, reference {R.get('ready_all_ms')}.",
-        "- The local-door rows wait for issue 5 item 1 (splice doors).",
+        "- Local doors: systemd-socket-proxyd runs under systemd-socket-activate; socat forks per connection "
+        "(`UNIX-LISTEN:…,fork UNIX-CONNECT:…`); the direct row connects the client to the target itself.",
     ]
     bad = []
     for kind in ("jmp-bridge", "reference", "sink"):

@@ -4,6 +4,9 @@
  *   targets discard PATH        read and drop everything; at EOF close the connection
  *   targets echo PATH           write back everything read; at EOF shut down writing, then close
  *   targets slow PATH BYTES/S   like discard, but read at most BYTES/S (a slow consumer)
+ *   targets push PATH BYTES     a client: connect, write BYTES, shut down writing, read until
+ *                               EOF (a reader thread counts what comes back while writing);
+ *                               print {"seconds": S, "sent": N, "received": M} as JSON
  *
  * One thread per connection with blocking I/O and large buffers, so a target is never the
  * bottleneck of a single stream and 1,000 idle connections cost little. Prints "ready" on stdout
@@ -79,7 +82,63 @@ out:
     return NULL;
 }
 
+struct reader {
+    int fd;
+    uint64_t received;
+};
+
+static void *read_back(void *arg) {
+    struct reader *r = arg;
+    char *buf = malloc(1 << 20);
+    if (!buf) return NULL;
+    for (;;) {
+        ssize_t n = read(r->fd, buf, 1 << 20);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        r->received += (uint64_t)n;
+    }
+    free(buf);
+    return NULL;
+}
+
+/* The raw-socket load client for the local-door rows. */
+static int push(const char *path, uint64_t bytes) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        perror("connect");
+        return 1;
+    }
+    size_t cap = 1 << 20;
+    char *buf = malloc(cap);
+    if (!buf) return 1;
+    memset(buf, 0x5a, cap);
+    struct reader r = {fd, 0};
+    pthread_t t;
+    double start = now();
+    pthread_create(&t, NULL, read_back, &r);
+    uint64_t sent = 0;
+    while (sent < bytes) {
+        size_t n = bytes - sent < cap ? (size_t)(bytes - sent) : cap;
+        if (write_all(fd, buf, n) < 0) break;
+        sent += n;
+    }
+    shutdown(fd, SHUT_WR);
+    pthread_join(t, NULL);
+    double seconds = now() - start;
+    printf("{\"seconds\": %.6f, \"sent\": %llu, \"received\": %llu}\n", seconds,
+           (unsigned long long)sent, (unsigned long long)r.received);
+    free(buf);
+    close(fd);
+    return sent == bytes ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && !strcmp(argv[1], "push")) {
+        signal(SIGPIPE, SIG_IGN);
+        return push(argv[2], strtoull(argv[3], NULL, 10));
+    }
     if (argc < 3) {
         fprintf(stderr, "usage: %s discard|echo|slow PATH [BYTES_PER_SECOND]\n", argv[0]);
         return 2;
