@@ -619,3 +619,32 @@ async def test_sigterm_lets_open_streams_finish(start_bridge, unix_server, tls):
             assert await receive_all(stream) == b""
             assert await call.code() == grpc.StatusCode.OK
         assert await to_thread.run_sync(bridge.stop) == 0
+
+
+async def test_connection_error_is_logged_and_spares_other_connections(start_bridge, unix_server, tls):
+    """Garbage after the HTTP/2 preface is a connection error: the bridge logs it once, with the
+    peer, and a stream on another connection goes on."""
+    import ssl
+
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path})
+    with fail_after(TIMEOUT):
+        async with router_stream(bridge, tls) as (stream, _call):
+            await stream.send(b"before\n")
+            assert await receive_exactly(stream, 7) == b"before\n"
+
+            def send_garbage():
+                context = ssl.create_default_context(cadata=tls.cert_pem.decode())
+                context.set_alpn_protocols(["h2"])
+                with socket.create_connection(("127.0.0.1", bridge.port), timeout=TIMEOUT) as raw:
+                    with context.wrap_socket(raw, server_hostname="localhost") as conn:
+                        conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 64)
+                        while conn.recv(4096):
+                            pass
+
+            await to_thread.run_sync(send_garbage)
+            await to_thread.run_sync(
+                lambda: bridge.wait_for_line(r"connection closed after an error: all its streams end")
+            )
+            await stream.send(b"after\n")
+            assert await receive_exactly(stream, 6) == b"after\n"

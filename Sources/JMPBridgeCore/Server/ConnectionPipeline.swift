@@ -66,5 +66,6 @@ struct ConnectionPipeline: Sendable {
         }
         try sync.addHandler(http2)
         try sync.addHandler(management)
+        try sync.addHandler(ConnectionErrorLogger(logger: environment.logger))
     }
 }
