@@ -442,3 +442,34 @@ def test_socket_activated_local_door(launch, manager, sockdir, unix_server):
         while data := client.recv(4096):
             received += data
     assert received == b"through a passed door\n"
+
+
+async def test_sighup_adds_and_removes_consoles(launch, manager, sockdir):
+    """A console route removed by a reload ends its attachments, removes its link and leaves
+    the fd store; one added gets a pty, a link and a stored master at once."""
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    old_link, new_link = sockdir / "old-console", sockdir / "new-console"
+    listeners = ["address: systemd:grpc"]
+    bridge = launch(config(listeners, {"old": f"{{pty: {{link: {old_link}}}}}"}), [(grpc_socket, "grpc")])
+    with fail_after(TIMEOUT):
+        await wait_for(manager, "READY", "1")
+        assert set(manager.store) == {"pty.old"}
+        async with unix_stream(sockdir / "grpc.sock", "old") as attached:
+            bridge.config_path.write_text(config(listeners, {"new": f"{{pty: {{link: {new_link}}}}}"}))
+            mark = manager.count()
+            bridge.proc.send_signal(signal.SIGHUP)
+            index, _ = await wait_for(manager, "RELOADING", "1", after=mark)
+            _, ready = await wait_for(manager, "READY", "1", after=index)
+            assert "added new" in ready["STATUS"] and "removed old" in ready["STATUS"], ready["STATUS"]
+            with pytest.raises(Exception):  # the console went away with its route
+                while True:
+                    await attached.receive()
+        assert not old_link.exists()
+        assert set(manager.store) == {"pty.new"}
+        exporter = os.open(new_link, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            async with unix_stream(sockdir / "grpc.sock", "new") as stream:
+                os.write(exporter, b"from the new console\n")
+                assert b"from the new console\n" in await receive_until(stream, b"console\n")
+        finally:
+            os.close(exporter)
