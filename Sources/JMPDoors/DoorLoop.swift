@@ -23,6 +23,7 @@ public final class DoorLoop: @unchecked Sendable {
     private let wakeup: CInt
     private let logger: Logger
     private let capacity: Int
+    private let onConnection: (@Sendable (_ opened: Bool) -> Void)?
     private let requests = Mutex<[Request]>([])
     private let active = Atomic<Int>(0)
     private let total = Atomic<Int>(0)
@@ -44,12 +45,19 @@ public final class DoorLoop: @unchecked Sendable {
     /// Tokens of listening sockets have this bit set; relay tokens do not.
     private static let doorBit: UInt64 = 1 << 63
 
-    /// Starts the loop's thread. `capacity`: bytes in flight per direction of a connection.
-    public init(logger: Logger, capacity: Int = 1 << 20) throws(DoorError) {
+    /// Starts the loop's thread. `capacity`: bytes in flight per direction of a connection;
+    /// `onConnection` hears of every door connection opened (true) and closed (false), on the
+    /// loop's thread.
+    public init(
+        logger: Logger,
+        capacity: Int = 1 << 20,
+        onConnection: (@Sendable (_ opened: Bool) -> Void)? = nil
+    ) throws(DoorError) {
         // A peer that closes while the relay writes must be an EPIPE to handle, not a signal.
         signal(SIGPIPE, SIG_IGN)
         self.logger = logger
         self.capacity = capacity
+        self.onConnection = onConnection
         let epoll = jmp_epoll_create()
         guard epoll >= 0 else { throw DoorError("epoll_create1: \(String(cString: strerror(errno)))") }
         let wakeup = jmp_eventfd()
@@ -200,6 +208,7 @@ public final class DoorLoop: @unchecked Sendable {
                 continue
             }
             self.relays[id] = relay
+            self.onConnection?(true)
             self.active.add(1, ordering: .relaxed)
             self.total.add(1, ordering: .relaxed)
             self.logger.debug(
@@ -229,6 +238,7 @@ public final class DoorLoop: @unchecked Sendable {
         _ = jmp_epoll_remove(self.epoll, relay.target)
         relay.close()
         self.active.subtract(1, ordering: .relaxed)
+        self.onConnection?(false)
         var metadata: Logger.Metadata = [
             "route": "\(relay.route)",
             "bytes-to-target": "\(relay.toTarget.moved)",

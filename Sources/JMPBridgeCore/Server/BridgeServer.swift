@@ -441,7 +441,11 @@ public final class BridgeServer: Service, Sendable {
         }
         let loop = try self.doorLoop.withLockedValue { loop throws in
             if let loop { return loop }
-            let created = try DoorLoop(logger: self.logger)
+            // Door connections keep a bridge with exit-idle-time running, like gRPC connections.
+            let idleExit = self.idleExit
+            let created = try DoorLoop(logger: self.logger) { opened in
+                if opened { idleExit?.connectionOpened() } else { idleExit?.connectionClosed() }
+            }
             loop = created
             return created
         }
