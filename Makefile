@@ -64,6 +64,8 @@ BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
 FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
 
 DISTDIR ?= dist
+# Extra rpmbuild options, e.g. RPMBUILD_FLAGS='--define "_binary_payload w1.gzdio"' for speed.
+RPMBUILD_FLAGS ?=
 # The Swift runtime linked in statically; full RELRO, as Debian's hardening flags ask.
 RELEASE_FLAGS = -c release --static-swift-stdlib -Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now
 # The release binary (built on demand) unless BINARY names one.
@@ -134,7 +136,7 @@ rpm: $(BINARY_PREREQ)
 	@test -x "$(BINARY)" || { echo "make rpm: no executable binary at $(BINARY)" >&2; exit 1; }
 	mkdir -p "$(DISTDIR)"
 	rm -rf "$(DISTDIR)/rpmbuild"
-	rpmbuild -bb --nodeps \
+	rpmbuild -bb --nodeps $(RPMBUILD_FLAGS) \
 	    --define "_topdir $(abspath $(DISTDIR))/rpmbuild" \
 	    --define "_rpmdir $(abspath $(DISTDIR))" \
 	    --define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" \
