@@ -246,6 +246,11 @@ def test_sockets_pass_named_descriptors_to_the_service():
     )
     assert control["FileDescriptorName"] == "control"
     assert control["Service"] == "jmp-bridge.service"
+    # The control socket is opt-in: the bridge fails to start when a passed socket goes unused, so
+    # the service must not pull it in for a configuration without `control: systemd:control`.
+    for unit in ("jmp-bridge.service", "jmp-bridge@.service"):
+        pulls = [v for s, k, v in unit_settings((UNIT_DIR / unit).read_text()) if k in ("Wants", "Requires", "Also")]
+        assert not any("control" in v for v in pulls), f"{unit}: {pulls}"
     # FileDescriptorName= names every socket of a unit: one name per socket unit.
     for unit in UNITS:
         if unit.endswith(".socket"):
