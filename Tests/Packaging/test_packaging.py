@@ -559,18 +559,9 @@ def test_extracted_units_verify(extracted):
         assert result.returncode == 0 and not output, f"{unit}: {output}"
 
 
-def systemd_listeners_unsupported(binary: Path, tmp_path: Path) -> bool:
-    config = tmp_path / "probe.yaml"
-    config.write_text("listen:\n  - address: systemd:grpc\n")
-    result = run(binary, "check", "--config", config, check=False)
-    return "not supported yet" in result.stderr
-
-
 def test_extracted_binary_serves_a_socket_passed_by_systemd_socket_activate(extracted, tmp_path):
     """Debian's systemd-socket-activate passes a named socket (FileDescriptorName=grpc, as
     jmp-bridge.socket does) to the packaged binary, which serves a stream through it."""
-    if systemd_listeners_unsupported(extracted / "usr/bin/jmp-bridge", tmp_path):
-        pytest.skip("the bridge does not know systemd:NAME listeners yet (issue 4, in progress)")
     sockdir = Path(tempfile.mkdtemp(prefix="jmpb-", dir="/tmp"))
     try:
         echo_path, grpc_path = sockdir / "echo.sock", sockdir / "grpc.sock"
