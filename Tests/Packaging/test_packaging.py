@@ -223,6 +223,9 @@ def test_service_is_hardened_and_keeps_consoles_working():
         "ProtectControlGroups": "yes",
         "ProtectClock": "yes",
         "ProtectHostname": "yes",
+        "ProtectProc": "invisible",
+        "RemoveIPC": "yes",
+        "PrivateMounts": "yes",
         "CapabilityBoundingSet": "",
         "DevicePolicy": "closed",
     }
@@ -234,6 +237,18 @@ def test_service_is_hardened_and_keeps_consoles_working():
     assert {"/dev/ptmx rw", "char-pts rw", "char-ttyUSB rw", "char-ttyACM rw"} <= devices
     # PrivateDevices= would hide serial devices; FileDescriptorStorePreserve= is unknown to systemd 252.
     assert "PrivateDevices" not in service and "FileDescriptorStorePreserve" not in service
+
+
+def test_systemd_analyze_security_rates_the_service_exposure_low(prefix):
+    """systemd's own rating of the sandbox, offline: a dropped hardening line raises it."""
+    env = dict(os.environ, MANPATH=str(prefix / "usr/share/man"), SYSTEMD_LOG_COLOR="0")
+    result = run(
+        "systemd-analyze", "security", "--offline=true", "--no-pager", "./jmp-bridge.service",
+        env=env, cwd=prefix / "usr/lib/systemd/system",
+    )  # fmt: skip
+    exposure = re.search(r"Overall exposure level for jmp-bridge\.service: ([\d.]+)", result.stdout)
+    assert exposure, result.stdout + result.stderr
+    assert float(exposure.group(1)) <= 2.0, result.stdout
 
 
 def test_sockets_pass_named_descriptors_to_the_service():
