@@ -522,6 +522,39 @@ def test_deb_maintainer_scripts_use_the_debian_tools(deb, tmp_path):
     assert "usr/bin/jmp-bridge" in md5sums and "etc/jmp-bridge" not in md5sums
 
 
+def test_deb_maintainer_scripts_create_the_user_and_enable_nothing(deb, tmp_path):
+    """postinst/postrm run as dpkg runs them for an install into DPKG_ROOT: the user is created
+    in dialout, no unit is enabled on a fresh install (the configuration comes first), and purge
+    forgets the units' enablement state."""
+    root = tmp_path / "root"
+    run("dpkg-deb", "-x", deb, root)
+    run("dpkg-deb", "-e", deb, tmp_path / "control")
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc/group").write_text("root:x:0:\ndialout:x:20:\n")
+    (root / "etc/shadow").write_text("")
+    (root / "etc/gshadow").write_text("")
+
+    def script(name, *args):
+        env = dict(os.environ, DPKG_ROOT=str(root), DPKG_MAINTSCRIPT_PACKAGE="jmp-bridge", DPKG_MAINTSCRIPT_NAME=name)
+        return run("sh", "-e", tmp_path / "control" / name, *args, env=env)
+
+    script("postinst", "configure")
+    assert re.search(r"^jmp-bridge:x:\d+:\d+:", (root / "etc/passwd").read_text(), re.M)
+    assert re.search(r"^dialout:x:20:jmp-bridge$", (root / "etc/group").read_text(), re.M)
+    enabled = [p for p in root.rglob("*.wants/*")]
+    assert not enabled, f"a fresh install enabled {enabled}"
+    state = root / "var/lib/systemd/deb-systemd-helper-enabled"
+    assert {p.name for p in state.iterdir()} >= {"jmp-bridge.socket.dsh-also", "jmp-bridge.service.dsh-also"}
+
+    script("prerm", "remove")
+    script("postrm", "remove")
+    script("postrm", "purge")
+    assert not state.exists() or not any(state.iterdir()), list(state.iterdir())
+    assert not (root / "var/lib/systemd/deb-systemd-helper-masked").exists() or not any(
+        (root / "var/lib/systemd/deb-systemd-helper-masked").iterdir()
+    )
+
+
 def test_lintian_finds_no_errors(deb):
     # --fail-on none: the exit status then means only that lintian itself worked; errors are the
     # E: lines (overridden tags are shown as O: lines).
