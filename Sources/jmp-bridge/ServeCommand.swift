@@ -62,6 +62,12 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var insecure = false
 
+    @Flag(
+        name: .customLong("allow-unauthenticated"),
+        help: "Serve the tcp: addresses given with --listen without authentication (when no jwt: key is configured)."
+    )
+    var allowUnauthenticated = false
+
     @Option(
         name: .customLong("log-level"),
         help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level")
@@ -147,6 +153,7 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ConfigurationError(file: "command line", key: "--listen", problem.description)
             }
             var listener = ListenerConfiguration(address: address)
+            listener.allowUnauthenticated = self.allowUnauthenticated
             if case .tcp = address {
                 if let cert = self.tlsCert, let key = self.tlsKey {
                     listener.tls = TLSFiles(certificate: cert, key: key)

@@ -18,11 +18,13 @@ public final class BridgeServer: Service, Sendable {
     /// Counters across all streams.
     public let statistics = BridgeStatistics()
     private let group: any EventLoopGroup
-    private let logger: Logger
+    let logger: Logger
     private let environment: StreamEnvironment
     private let quiescing: ServerQuiescingHelper
     private let state = NIOLockedValueBoxHolder()
     private let ptys = NIOLockedValueBox<[(PseudoTerminal, String)]>([])
+    /// The TLS context of every `tcp:` listener with TLS, for ``reloadTLS()``.
+    let tlsContexts = NIOLockedValueBox<[TLSContextBox]>([])
 
     /// How long open streams may take to finish after a graceful shutdown starts.
     public let graceTime: TimeAmount
@@ -54,11 +56,15 @@ public final class BridgeServer: Service, Sendable {
     public func start() async throws -> [ListenAddress] {
         var channels: [any Channel] = []
         var bound: [ListenAddress] = []
+        // Security before anything else: a bad key file opens nothing, and a listener that
+        // asks for JWT never runs without a verifier.
+        try self.configuration.validateSecurity()
+        let verifier = try await Self.loadVerifier(self.configuration.jwt)
         // Consoles first: a stream may arrive the moment a listener is bound.
         try await self.openConsoles()
         do {
             for listener in self.configuration.listeners {
-                let channel = try await self.bind(listener)
+                let channel = try await self.bind(listener, verifier: verifier)
                 channels.append(channel)
                 bound.append(Self.boundAddress(of: channel, configured: listener.address))
             }
@@ -168,11 +174,17 @@ public final class BridgeServer: Service, Sendable {
         }
     }
 
-    private func bind(_ listener: ListenerConfiguration) async throws -> any Channel {
+    private func bind(_ listener: ListenerConfiguration, verifier: TokenVerifier?) async throws -> any Channel {
         let tls = try listener.tls.map { files throws(BridgeStartupError) in
-            try TLSContextFactory.makeContext(files, listener: "\(listener.address)")
+            try TLSContextBox(files: files, listener: "\(listener.address)")
         }
-        let pipeline = ConnectionPipeline(environment: self.environment, tls: tls, graceTime: self.graceTime)
+        if let tls { self.tlsContexts.withLockedValue { $0.append(tls) } }
+        let pipeline = ConnectionPipeline(
+            environment: self.environment,
+            tls: tls,
+            graceTime: self.graceTime,
+            security: self.security(of: listener, verifier: verifier)
+        )
         let quiescing = self.quiescing
         let bootstrap = ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 256)
@@ -181,9 +193,7 @@ public final class BridgeServer: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
                 }
             }
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try pipeline.configure(channel) }
-            }
+            .childChannelInitializer { channel in pipeline.initialize(channel) }
         do {
             switch listener.address {
             case .tcp(let host, let port):
@@ -200,6 +210,14 @@ public final class BridgeServer: Service, Sendable {
                     let reason = String(cString: strerror(errno))
                     try? await channel.close()
                     throw BridgeStartupError("cannot set mode \(String(mode, radix: 8)) on \(path): \(reason)")
+                }
+                if let group = listener.group {
+                    do {
+                        try Self.setGroup(group, of: path)
+                    } catch {
+                        try? await channel.close()
+                        throw error
+                    }
                 }
                 return channel
             }
