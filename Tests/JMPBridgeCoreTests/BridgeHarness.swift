@@ -14,6 +14,8 @@ struct BridgeHarness {
     let directory: String
     let grpcSocket: String
     let server: BridgeServer
+    /// The listeners as bound (a `tcp:` port 0 resolved).
+    var addresses: [ListenAddress] = []
 
     /// The path for a target socket named `name` in the harness directory.
     func targetPath(_ name: String) -> String { "\(self.directory)/\(name).sock" }
@@ -54,8 +56,8 @@ struct BridgeHarness {
             logger.logLevel = ProcessInfo.processInfo.environment["JMP_TEST_LOG"] != nil ? .debug : .critical
         }
         let server = BridgeServer(configuration: configuration, graceTime: .seconds(1), logger: logger)
-        try await server.start()
-        let harness = BridgeHarness(directory: directory, grpcSocket: grpcSocket, server: server)
+        let addresses = try await server.start()
+        let harness = BridgeHarness(directory: directory, grpcSocket: grpcSocket, server: server, addresses: addresses)
         do {
             let result = try await body(harness)
             try await server.shutdown()
