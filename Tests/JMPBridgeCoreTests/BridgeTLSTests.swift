@@ -133,7 +133,12 @@ struct BridgeTLSTests {
                         await reloaded.wait()
                         try await writer.write(Router.data([2]))
                     }
-                    try await Task.sleep(for: .milliseconds(200))
+                    // Connected (and past the handshake) once the bridge counts the stream.
+                    try await withTimeout(10, "the stream to open") {
+                        while bridge.server.statistics.activeStreams.load(ordering: .relaxed) < 1 {
+                            try await Task.sleep(for: .milliseconds(20))
+                        }
+                    }
                     try pki.copy("server2.crt", to: pki.path("live.crt"))
                     try pki.copy("server2.key", to: pki.path("live.key"))
                     #expect(try bridge.server.reloadTLS() == 1)
