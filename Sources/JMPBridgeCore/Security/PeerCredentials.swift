@@ -41,11 +41,6 @@ struct ListenerSecurity: Sendable {
     var verifier: TokenVerifier?
     /// The peers a `unix:` listener admits; nil: any.
     var peer: PeerAllowlist?
-
-    /// No authentication and no peer check.
-    static func open(_ listener: String) -> ListenerSecurity {
-        ListenerSecurity(listener: listener, verifier: nil, peer: nil)
-    }
 }
 
 /// The peer of a connection is not on the listener's `peer` allowlist.
