@@ -69,6 +69,15 @@ struct ServeCommand: AsyncParsableCommand {
     var allowUnauthenticated = false
 
     @Option(
+        name: .customLong("jwt-key-file"),
+        help: ArgumentHelp(
+            "Require router JWTs signed with the shared secret in this file (unless the file has a jwt: section).",
+            valueName: "file"
+        )
+    )
+    var jwtKeyFile: String?
+
+    @Option(
         name: .customLong("log-level"),
         help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level")
     )
@@ -186,6 +195,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let name = self.defaultRoute {
             configuration.defaultRoute = name
+        }
+        if let keyFile = self.jwtKeyFile, configuration.jwt == nil {
+            configuration.jwt = JWTConfiguration(keyFile: keyFile)
         }
         if self.config == nil && !self.listen.isEmpty {
             configuration.source = "command line"

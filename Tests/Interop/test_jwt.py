@@ -16,6 +16,7 @@ import time
 import uuid
 
 import grpc
+import pytest
 from anyio import fail_after
 from jumpstarter.common.streams import connect_router_stream
 from jumpstarter.config.tls import TLSConfigV1Alpha1
@@ -63,10 +64,16 @@ def jwt_config(tls, sockdir, routes: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def test_router_token_passes_with_connect_router_stream(start_bridge, unix_server, tls, sockdir):
-    """A stock jumpstarter client with a router-minted token reaches the route."""
+@pytest.mark.parametrize("how", ["config", "flag"])
+async def test_router_token_passes_with_connect_router_stream(start_bridge, unix_server, tls, sockdir, how):
+    """A stock jumpstarter client with a router-minted token reaches the route (key from a
+    ``jwt:`` section, or from ``--jwt-key-file``)."""
     target = unix_server("echo.sock", echo)
-    bridge = start_bridge(config=jwt_config(tls, sockdir, {"echo": target.path}))
+    if how == "config":
+        bridge = start_bridge(config=jwt_config(tls, sockdir, {"echo": target.path}))
+    else:
+        jwt_config(tls, sockdir, {})  # writes the key file
+        bridge = start_bridge({"echo": target.path}, extra_args=["--jwt-key-file", str(sockdir / "router.key")])
     token = router_token()
     message = b"authenticated hello\n"
 
