@@ -65,8 +65,9 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     private var readOnly = false
     /// The stream's places in the stream limits, held until it ends.
     private var admission: StreamAdmission?
-    /// The last payload byte either way, for the idle timeout.
+    /// The last payload byte either way, for the idle timeout (kept only with one).
     private var lastActivity = NIODeadline.now()
+    private let tracksActivity: Bool
     private var idleTimer: Scheduled<Void>?
 
     private var deadline: Scheduled<Void>?
@@ -79,6 +80,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         self.environment = environment
         self.security = security
         self.connection = connection
+        self.tracksActivity = environment.limits.idleTimeout != nil
         self.logger = environment.logger
         self.deframer = GRPCMessageDeframer(maximumMessageLength: environment.limits.maxMessageSize)
     }
@@ -352,7 +354,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
 
     private func writeToTarget(_ payload: ByteBuffer, on target: any StreamTarget) {
         guard let promise = self.context?.eventLoop.makePromise(of: Void.self) else { return }
-        self.lastActivity = .now()
+        if self.tracksActivity { self.lastActivity = .now() }
         target.write(payload, promise: promise)
         self.lastTargetWrite = promise.futureResult
         self.targetNeedsFlush = true
@@ -419,7 +421,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
 
     private func sendToClient(_ payload: ByteBuffer, context: ChannelHandlerContext) {
         let count = payload.readableBytes
-        self.lastActivity = .now()
+        if self.tracksActivity { self.lastActivity = .now() }
         self.bytesFromTarget += count
         if count <= Self.coalesceLimit {
             var message = context.channel.allocator.buffer(capacity: RouterFrameCodec.maximumPrefixLength + count)
