@@ -71,7 +71,7 @@ class Bridge:
         if kind == "sink":
             cmd = [args.client, "--addr", "127.0.0.1:0", "--mode", "sink"]
         elif kind == "jmp-bridge":
-            cmd = [args.bridge, "serve", "--listen", "tcp:127.0.0.1:0", "--insecure"]
+            cmd = [args.bridge, "serve", "--listen", "tcp:127.0.0.1:0", "--insecure", "--allow-unauthenticated"]
             for name, path in routes.items():
                 cmd += ["--route", f"{name}=unix:{path}"]
             cmd += ["--default-route", next(iter(routes))]

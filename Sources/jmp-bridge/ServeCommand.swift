@@ -78,6 +78,21 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var insecure = false
 
+    @Flag(
+        name: .customLong("allow-unauthenticated"),
+        help: "Serve the tcp: addresses given with --listen without authentication (when no jwt: key is configured)."
+    )
+    var allowUnauthenticated = false
+
+    @Option(
+        name: .customLong("jwt-key-file"),
+        help: ArgumentHelp(
+            "Require router JWTs signed with the shared secret in this file (unless the file has a jwt: section).",
+            valueName: "file"
+        )
+    )
+    var jwtKeyFile: String?
+
     @Option(
         name: .customLong("log-level"),
         help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level")
@@ -196,9 +211,15 @@ struct ServeCommand: AsyncParsableCommand {
                 passed: passed,
                 currentListeners: server.configuration.listeners
             )
-            let summary = try await server.reload(to: configuration)
+            var summary = try await server.reload(to: configuration)
+            // Renewed certificates: new connections get them, open ones keep theirs.
+            do {
+                try server.reloadTLS()
+            } catch {
+                summary.failures.append("TLS files not reloaded: \(error)")
+            }
             if !summary.failures.isEmpty {
-                logger.error("configuration reloaded, but routes are down", metadata: ["changes": "\(summary)"])
+                logger.error("configuration reloaded, with failures", metadata: ["changes": "\(summary)"])
             } else if summary.needRestart.isEmpty {
                 logger.info("configuration reloaded", metadata: ["changes": "\(summary)"])
             } else {
@@ -244,6 +265,7 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ConfigurationError(file: "command line", key: "--listen", problem.description)
             }
             var listener = ListenerConfiguration(address: address)
+            listener.allowUnauthenticated = self.allowUnauthenticated
             if case .tcp = address {
                 if let cert = self.tlsCert, let key = self.tlsKey {
                     listener.tls = TLSFiles(certificate: cert, key: key)
@@ -293,6 +315,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let name = self.defaultRoute {
             configuration.defaultRoute = name
+        }
+        if let keyFile = self.jwtKeyFile, configuration.jwt == nil {
+            configuration.jwt = JWTConfiguration(keyFile: keyFile)
         }
         if self.config == nil && !self.listen.isEmpty {
             configuration.source = "command line"

@@ -250,7 +250,8 @@ def start_bridge(request, tls, sockdir):
             path.write_text(config)
             args += ["--config", str(path)]
         else:
-            args += ["--listen", "tcp:127.0.0.1:0", "--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
+            args += ["--listen", "tcp:127.0.0.1:0", "--tls-cert", str(tls.cert), "--tls-key", str(tls.key),
+                     "--allow-unauthenticated"]
         for name, target in (routes or {}).items():
             args += ["--route", f"{name}=unix:{target}"]
         if default_route is not None:

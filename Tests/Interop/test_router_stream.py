@@ -100,6 +100,7 @@ def _config(tls, routes: dict, *, default_route: str | None = None, linger: str 
         "listen:",
         "  - address: tcp:127.0.0.1:0",
         f"    tls: {{cert: {tls.cert}, key: {tls.key}}}",
+        "    allow-unauthenticated: true",
     ]
     if default_route:
         lines.append(f"default-route: {default_route}")

@@ -154,7 +154,7 @@ async def test_systemd_socket_activate_unix_and_tcp(sockdir, unix_server, tls, r
     path = sockdir / "bridge.yaml"
     path.write_text(
         config(
-            ["address: systemd:grpc", f"{{address: 'systemd:grpc-tls', tls: {{cert: {tls.cert}, key: {tls.key}}}}}"],
+            ["address: systemd:grpc", f"{{address: 'systemd:grpc-tls', allow-unauthenticated: true, tls: {{cert: {tls.cert}, key: {tls.key}}}}}"],
             {"echo": f"{{unix: {target.path}}}"},
         )
     )

@@ -12,9 +12,10 @@ import Testing
 struct BridgeFailureTests {
     /// Runs `failing` next to a healthy echo stream on the same connection and returns the
     /// failing call's status code.
-    private func statusWithHealthyNeighbour(
+    func statusWithHealthyNeighbour(
         _ bridge: BridgeHarness,
         metadata: Metadata = [:],
+        neighbourMetadata: Metadata = [:],
         descriptor: MethodDescriptor = Router.stream,
         options: CallOptions = .defaults,
         producer: @escaping @Sendable (RPCWriter<[UInt8]>, Signal) async throws -> Void
@@ -23,7 +24,7 @@ struct BridgeFailureTests {
             // The neighbour is half-way through its transfer while the other stream fails.
             let neighbourMidway = Signal()
             let failureDone = Signal()
-            async let neighbour = Router.call(client) { writer in
+            async let neighbour = Router.call(client, metadata: neighbourMetadata) { writer in
                 let sent = pseudoRandomBytes(count: 200_000, seed: 7)
                 for (index, chunk) in sent.chunks(ofCount: 10_000).enumerated() {
                     try await writer.write(Router.data(Array(chunk)))

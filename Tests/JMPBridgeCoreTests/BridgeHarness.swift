@@ -14,6 +14,8 @@ struct BridgeHarness {
     let directory: String
     let grpcSocket: String
     let server: BridgeServer
+    /// The listeners as bound (a `tcp:` port 0 resolved).
+    var addresses: [ListenAddress] = []
 
     /// The path for a target socket named `name` in the harness directory.
     func targetPath(_ name: String) -> String { "\(self.directory)/\(name).sock" }
@@ -26,6 +28,8 @@ struct BridgeHarness {
         limits: Limits = Limits(),
         linger: TimeAmount = .seconds(5),
         targets: [String: (String) -> RouteTarget] = [:],
+        logger: Logger? = nil,
+        configure: (inout BridgeConfiguration, String) -> Void = { _, _ in },
         _ body: (BridgeHarness) async throws -> T
     ) async throws -> T {
         let directory = try makeTemporaryDirectory()
@@ -46,11 +50,14 @@ struct BridgeHarness {
         for (name, target) in targets {
             configuration.routes[name] = RouteConfiguration(name: name, target: target(directory))
         }
-        var logger = Logger(label: "jmp-bridge-test")
-        logger.logLevel = ProcessInfo.processInfo.environment["JMP_TEST_LOG"] != nil ? .debug : .critical
+        configure(&configuration, directory)
+        var logger = logger ?? Logger(label: "jmp-bridge-test")
+        if logger.logLevel != .trace {
+            logger.logLevel = ProcessInfo.processInfo.environment["JMP_TEST_LOG"] != nil ? .debug : .critical
+        }
         let server = BridgeServer(configuration: configuration, graceTime: .seconds(1), logger: logger)
-        try await server.start()
-        let harness = BridgeHarness(directory: directory, grpcSocket: grpcSocket, server: server)
+        let addresses = try await server.start()
+        let harness = BridgeHarness(directory: directory, grpcSocket: grpcSocket, server: server, addresses: addresses)
         do {
             let result = try await body(harness)
             try await server.shutdown()
@@ -64,12 +71,13 @@ struct BridgeHarness {
     /// Runs `body` with a grpc-swift-2 client connected to the bridge's Unix listener.
     func withClient<T: Sendable>(
         windowSize: Int? = nil,
+        socket: String? = nil,
         _ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T
     ) async throws -> T {
         var config = HTTP2ClientTransport.Posix.Config.defaults
         if let windowSize { config.http2.targetWindowSize = windowSize }
         let transport = try HTTP2ClientTransport.Posix(
-            target: .unixDomainSocket(path: self.grpcSocket),
+            target: .unixDomainSocket(path: socket ?? self.grpcSocket),
             transportSecurity: .plaintext,
             config: config
         )

@@ -4,10 +4,10 @@ import Testing
 
 @testable import JMPBridgeCore
 
-private let file = "/etc/jmp-bridge/bridge.yaml"
+let file = "/etc/jmp-bridge/bridge.yaml"
 
 /// Parses `yaml` and returns the error it must fail with.
-private func parseError(_ yaml: String, sourceLocation: SourceLocation = #_sourceLocation) -> ConfigurationError? {
+func parseError(_ yaml: String, sourceLocation: SourceLocation = #_sourceLocation) -> ConfigurationError? {
     do throws(ConfigurationError) {
         let configuration = try ConfigurationLoader.parse(yaml: yaml, file: file)
         Issue.record("parsed without error: \(configuration)", sourceLocation: sourceLocation)
@@ -19,7 +19,7 @@ private func parseError(_ yaml: String, sourceLocation: SourceLocation = #_sourc
 
 /// Checks that `yaml` fails to parse with an error at `line` (1-based, as an editor shows it)
 /// naming `key`, whose message contains `message`, and that it renders as `FILE:LINE: KEY: ...`.
-private func expectError(
+func expectError(
     _ yaml: String,
     line: Int?,
     key: String?,
@@ -44,11 +44,13 @@ private let fullConfiguration = """
     listen:
       - address: tcp:0.0.0.0:8083
         tls: {cert: /etc/jmp-bridge/tls.crt, key: /etc/jmp-bridge/tls.key}
+        allow-unauthenticated: true
       - address: unix:/run/jmp-bridge/grpc.sock
         mode: "0660"
 
       - address: tcp:[::1]:8084
         insecure: true
+        allow-unauthenticated: true
       - unix:/run/jmp-bridge/short.sock
     default-route: session
     routes:
@@ -65,6 +67,13 @@ private let fullConfiguration = """
 
     """
 
+/// `listener` with `allow-unauthenticated: true`.
+private func unauthenticated(_ listener: ListenerConfiguration) -> ListenerConfiguration {
+    var listener = listener
+    listener.allowUnauthenticated = true
+    return listener
+}
+
 @Suite("Configuration")
 struct ConfigurationTests {
     // MARK: - Valid files
@@ -79,14 +88,16 @@ struct ConfigurationTests {
         limits.maxStreamsPerConnection = 100
         let expected = BridgeConfiguration(
             listeners: [
-                ListenerConfiguration(
-                    address: .tcp(host: "0.0.0.0", port: 8083),
-                    tls: TLSFiles(certificate: "/etc/jmp-bridge/tls.crt", key: "/etc/jmp-bridge/tls.key"),
-                    line: 3
+                unauthenticated(
+                    ListenerConfiguration(
+                        address: .tcp(host: "0.0.0.0", port: 8083),
+                        tls: TLSFiles(certificate: "/etc/jmp-bridge/tls.crt", key: "/etc/jmp-bridge/tls.key"),
+                        line: 3
+                    )
                 ),
-                ListenerConfiguration(address: .unix(path: "/run/jmp-bridge/grpc.sock"), mode: 0o660, line: 5),
-                ListenerConfiguration(address: .tcp(host: "::1", port: 8084), insecure: true, line: 8),
-                ListenerConfiguration(address: .unix(path: "/run/jmp-bridge/short.sock"), line: 10),
+                ListenerConfiguration(address: .unix(path: "/run/jmp-bridge/grpc.sock"), mode: 0o660, line: 6),
+                unauthenticated(ListenerConfiguration(address: .tcp(host: "::1", port: 8084), insecure: true, line: 9)),
+                ListenerConfiguration(address: .unix(path: "/run/jmp-bridge/short.sock"), line: 12),
             ],
             routes: [
                 "session": RouteConfiguration(name: "session", target: .unix(path: "/run/jumpstarter/exporter.sock")),
@@ -279,7 +290,7 @@ struct ConfigurationTests {
             """,
             line: 3,
             key: "lsiten",
-            message: "unknown key (expected one of: listen, default-route, "
+            message: "unknown key (expected one of: listen, default-route, routes, limits, linger, exit-idle-time, jwt)"
         )
     }
 

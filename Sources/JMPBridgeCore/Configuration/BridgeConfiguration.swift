@@ -19,6 +19,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     /// Exit (status 0) after this long without a single client connection; for socket-activated
     /// bridges, which systemd starts again on the next connection. Nil: never.
     public var exitIdleTime: TimeAmount?
+    /// How bearer tokens are verified; nil: no `jwt:` section.
+    public var jwt: JWTConfiguration?
 
     /// Creates a configuration.
     public init(
@@ -76,6 +78,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
                 )
             }
         }
+        try self.validateSecurity()
     }
 }
 
@@ -89,6 +92,14 @@ public struct ListenerConfiguration: Sendable, Equatable {
     public var insecure: Bool
     /// File mode of a `unix:` socket, e.g. 0o660.
     public var mode: UInt32?
+    /// Group of a `unix:` socket.
+    public var group: String?
+    /// Authentication of the streams; nil: `jwt` if a `jwt:` section exists, else `none`.
+    public var auth: ListenerAuth?
+    /// A `tcp:` listener may serve without authentication (said explicitly).
+    public var allowUnauthenticated = false
+    /// The peers a `unix:` listener admits (`SO_PEERCRED`); nil: any that can open the socket.
+    public var peer: PeerAllowlist?
     /// Line in the configuration file, for messages.
     public var line: Int?
 
@@ -114,6 +125,9 @@ public struct TLSFiles: Sendable, Equatable {
     public var certificate: String
     /// The private key.
     public var key: String
+    /// CA certificates (PEM) that client certificates must chain to; set: mutual TLS, every
+    /// client must present a certificate.
+    public var clientCA: String?
 
     /// Creates the pair.
     public init(certificate: String, key: String) {
@@ -215,6 +229,8 @@ public struct PtyConfiguration: Sendable, Equatable {
     public var scrollback: Int = 64 * 1024
     /// Output bytes an attachment may fall behind before it is cut.
     public var lagLimit: Int = 1024 * 1024
+    /// Streams that may be attached at once; nil: no limit.
+    public var maxAttachments: Int?
 
     /// Creates a pty route configuration.
     public init(link: String, mode: UInt32? = nil, group: String? = nil) {
@@ -235,6 +251,11 @@ public struct Limits: Sendable, Equatable {
     public var streamWindow: Int = 4 * 1024 * 1024
     /// Concurrent streams one HTTP/2 connection may open.
     public var maxStreamsPerConnection: Int = 1024
+    /// Concurrent streams across all connections.
+    public var maxStreams: Int = 4096
+    /// A stream that moves no payload byte either way for this long is ended
+    /// (DEADLINE_EXCEEDED); nil: never.
+    public var idleTimeout: TimeAmount?
 
     /// Creates the default limits.
     public init() {}

@@ -13,20 +13,25 @@ public enum ConfigurationLoader {
     public static let defaultPath = "/etc/jmp-bridge/bridge.yaml"
 
     /// The top-level keys, as documented in jmp-bridge.yaml(5).
-    public static let topLevelKeys = ["listen", "default-route", "routes", "limits", "linger", "exit-idle-time"]
+    public static let topLevelKeys = [
+        "listen", "default-route", "routes", "limits", "linger", "exit-idle-time", "jwt",
+    ]
     /// The keys of one `listen:` entry.
-    public static let listenerKeys = ["address", "tls", "insecure", "mode"]
+    public static let listenerKeys = [
+        "address", "tls", "insecure", "mode", "group", "auth", "allow-unauthenticated", "peer",
+    ]
     /// The keys of `listen[].tls`.
-    public static let tlsKeys = ["cert", "key"]
+    public static let tlsKeys = ["cert", "key", "client-ca"]
     /// The target keys of a route.
     public static let routeKeys = ["unix", "pty", "local"]
     /// The keys of a route's `local:` door.
     public static let doorKeys = ["address", "mode", "splice"]
     /// The keys of a `pty:` target.
-    public static let ptyKeys = ["link", "mode", "group", "scrollback", "lag-limit"]
+    public static let ptyKeys = ["link", "mode", "group", "scrollback", "lag-limit", "max-attachments"]
     /// The keys of `limits:`.
     public static let limitKeys = [
-        "max-message-size", "max-payload-size", "stream-window", "max-streams-per-connection",
+        "max-message-size", "max-payload-size", "stream-window", "max-streams-per-connection", "max-streams",
+        "idle-timeout",
     ]
 
     /// Loads and checks a configuration file.
@@ -73,6 +78,8 @@ public enum ConfigurationLoader {
                 configuration.linger = try reader.duration(value, key: key)
             case "exit-idle-time":
                 configuration.exitIdleTime = try reader.duration(value, key: key)
+            case "jwt":
+                configuration.jwt = try reader.jwt(value)
             default:
                 break
             }
@@ -163,7 +170,7 @@ public enum ConfigurationLoader {
 }
 
 /// Walks the YAML node tree with the file name at hand for errors.
-private struct Reader {
+struct Reader {
     let file: String
 
     func error(_ node: Node, key: String?, _ message: String) -> ConfigurationError {
@@ -271,6 +278,9 @@ private struct Reader {
                         certificate: try string(cert, key: "\(key).tls.cert"),
                         key: try string(keyFile, key: "\(key).tls.key")
                     )
+                    if let clientCA = tls.first(where: { $0.0 == "client-ca" })?.1 {
+                        listener.tls?.clientCA = try string(clientCA, key: "\(key).tls.client-ca")
+                    }
                     if case .unix = address {
                         throw error(value, key: "\(key).tls", "TLS applies to tcp: and systemd: listeners only")
                     }
@@ -286,6 +296,8 @@ private struct Reader {
                         )
                     }
                     listener.mode = mode
+                case "group", "auth", "allow-unauthenticated", "peer":
+                    try self.listenerSecurity(name, value, key: key, into: &listener)
                 default:
                     break
                 }
@@ -427,6 +439,8 @@ private struct Reader {
                 pty.scrollback = try size(value, key: "\(key).scrollback", range: 0...(64 << 20))
             case "lag-limit":
                 pty.lagLimit = try size(value, key: "\(key).lag-limit", range: 4096...(256 << 20))
+            case "max-attachments":
+                pty.maxAttachments = try integer(value, key: "\(key).max-attachments", range: 1...100_000)
             default:
                 break
             }
@@ -447,6 +461,11 @@ private struct Reader {
                 limits.streamWindow = try size(value, key: key, range: 65535...(8 << 20))
             case "max-streams-per-connection":
                 limits.maxStreamsPerConnection = try integer(value, key: key, range: 1...100_000)
+            case "max-streams":
+                limits.maxStreams = try integer(value, key: key, range: 1...1_000_000)
+            case "idle-timeout":
+                let timeout = try duration(value, key: key)
+                limits.idleTimeout = timeout > .zero ? timeout : nil
             default:
                 break
             }

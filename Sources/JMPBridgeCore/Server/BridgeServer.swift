@@ -30,7 +30,7 @@ public final class BridgeServer: Service, Sendable {
 
     private let current: NIOLockedValueBox<BridgeConfiguration>
     private let group: any EventLoopGroup
-    private let logger: Logger
+    let logger: Logger
     private let environment: StreamEnvironment
     private let quiescing: ServerQuiescingHelper
     private let channels = NIOLockedValueBox<[any Channel]>([])
@@ -41,6 +41,8 @@ public final class BridgeServer: Service, Sendable {
     private let shutdownStarted = Atomic<Bool>(false)
     /// The local doors' event loop, started with the first door.
     private let doorLoop = NIOLockedValueBox<DoorLoop?>(nil)
+    /// The TLS context of every listener with TLS, for ``reloadTLS()``.
+    let tlsContexts = NIOLockedValueBox<[TLSContextBox]>([])
 
     /// A `pty:` route's console while it is open.
     private struct OpenConsole: Sendable {
@@ -90,6 +92,10 @@ public final class BridgeServer: Service, Sendable {
         var channels: [any Channel] = []
         var bound: [ListenAddress] = []
         let configuration = self.configuration
+        // Security before anything else: a bad key file opens nothing, and a listener that
+        // asks for JWT never runs without a verifier.
+        try configuration.validateSecurity()
+        let verifier = try await Self.loadVerifier(configuration.jwt)
         // Consoles first: a stream may arrive the moment a listener is bound.
         do {
             for route in configuration.routes.values.sorted(by: { $0.name < $1.name }) {
@@ -100,7 +106,7 @@ public final class BridgeServer: Service, Sendable {
                 try self.openDoor(route)
             }
             for listener in configuration.listeners {
-                for channel in try await self.bind(listener) {
+                for channel in try await self.bind(listener, verifier: verifier) {
                     channels.append(channel)
                     bound.append(Self.boundAddress(of: channel, configured: listener.address))
                 }
@@ -299,7 +305,8 @@ public final class BridgeServer: Service, Sendable {
         public var changed: [String] = []
         /// Top-level keys whose change is not applied until a restart.
         public var needRestart: [String] = []
-        /// Changed routes that are down because their new console could not be opened.
+        /// What could not be applied: changed routes whose new console or door could not be
+        /// opened, TLS files that could not be reloaded.
         public var failures: [String] = []
 
         public var description: String {
@@ -486,27 +493,13 @@ public final class BridgeServer: Service, Sendable {
         )
     }
 
-    private func bind(_ listener: ListenerConfiguration) async throws -> [any Channel] {
+    private func bind(_ listener: ListenerConfiguration, verifier: TokenVerifier?) async throws -> [any Channel] {
         let tls = try listener.tls.map { files throws(BridgeStartupError) in
-            try TLSContextFactory.makeContext(files, listener: "\(listener.address)")
+            try TLSContextBox(files: files, listener: "\(listener.address)")
         }
-        let pipeline = ConnectionPipeline(
-            environment: self.environment,
-            tls: tls,
-            graceTime: self.graceTime,
-            idleExit: self.idleExit
-        )
-        let quiescing = self.quiescing
-        let bootstrap = ServerBootstrap(group: self.group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
-                }
-            }
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try pipeline.configure(channel) }
-            }
+        if let tls { self.tlsContexts.withLockedValue { $0.append(tls) } }
+        let security = self.security(of: listener, verifier: verifier)
+        let bootstrap = self.bootstrap(tls: tls, security: security)
         do {
             switch listener.address {
             case .tcp(let host, let port):
@@ -525,9 +518,24 @@ public final class BridgeServer: Service, Sendable {
                     try? await channel.close()
                     throw BridgeStartupError("cannot set mode \(String(mode, radix: 8)) on \(path): \(reason)")
                 }
+                if let group = listener.group {
+                    do {
+                        try Self.setGroup(group, of: path)
+                    } catch {
+                        try? await channel.close()
+                        throw error
+                    }
+                }
                 return [channel]
             case .systemd(let name):
-                return try await self.adopt(listener, name: name, tls: tls != nil, bootstrap: bootstrap)
+                // TLS is for the network: passed Unix sockets (protected by the unit's
+                // SocketMode=/SocketGroup=) are served plain, TCP ones with the listener's TLS.
+                return try await self.adopt(
+                    listener,
+                    name: name,
+                    tls: bootstrap,
+                    plain: tls == nil ? bootstrap : self.bootstrap(tls: nil, security: security)
+                )
             }
         } catch let error as BridgeStartupError {
             throw error
@@ -536,12 +544,33 @@ public final class BridgeServer: Service, Sendable {
         }
     }
 
-    /// Serves every socket the service manager passed as `name`.
+    /// A server bootstrap whose connections get the pipeline for `tls` and `security`.
+    private func bootstrap(tls: TLSContextBox?, security: ListenerSecurity) -> ServerBootstrap {
+        let pipeline = ConnectionPipeline(
+            environment: self.environment,
+            tls: tls,
+            graceTime: self.graceTime,
+            idleExit: self.idleExit,
+            security: security
+        )
+        let quiescing = self.quiescing
+        return ServerBootstrap(group: self.group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelInitializer { channel in pipeline.initialize(channel) }
+    }
+
+    /// Serves every socket the service manager passed as `name`: TCP ones with the `tls`
+    /// bootstrap (which needs TLS or `insecure`), Unix ones with the `plain` one.
     private func adopt(
         _ listener: ListenerConfiguration,
         name: String,
-        tls: Bool,
-        bootstrap: ServerBootstrap
+        tls: ServerBootstrap,
+        plain: ServerBootstrap
     ) async throws -> [any Channel] {
         let sockets = self.passed.claim(name: name)
         guard !sockets.isEmpty else {
@@ -564,12 +593,24 @@ public final class BridgeServer: Service, Sendable {
                 }
                 let family = socket.socketFamily
                 let isTCP = family == AF_INET || family == AF_INET6
-                if isTCP && !tls && !listener.insecure {
+                if isTCP && listener.tls == nil && !listener.insecure {
                     throw BridgeStartupError(
                         "\(listener.address) is a TCP socket: it needs 'tls: {cert, key}' or, for plain TCP, 'insecure: true'"
                     )
                 }
-                let configured = isTCP ? bootstrap.childChannelOption(.socketOption(.tcp_nodelay), value: 1) : bootstrap
+                if isTCP, listener.effectiveAuth(jwtConfigured: self.configuration.jwt != nil) == .none {
+                    guard listener.allowUnauthenticated else {
+                        throw BridgeStartupError(
+                            "\(listener.address) is a TCP socket and would accept streams without authentication: "
+                                + "configure 'jwt:' or say 'allow-unauthenticated: true'"
+                        )
+                    }
+                    self.logger.warning(
+                        "UNAUTHENTICATED LISTENER: anyone who can reach it may use every route (allow-unauthenticated)",
+                        metadata: ["address": "\(listener.address)", "fd": "\(socket.descriptor)"]
+                    )
+                }
+                let configured = isTCP ? tls.childChannelOption(.socketOption(.tcp_nodelay), value: 1) : plain
                 channels.append(try await configured.withBoundSocket(socket.descriptor).get())
             }
         } catch {

@@ -6,9 +6,32 @@ import NIOSSL
 /// ``RouterStreamHandler`` on every stream the client opens.
 struct ConnectionPipeline: Sendable {
     let environment: StreamEnvironment
-    let tls: NIOSSLContext?
+    /// The listener's TLS context, read for each new connection (``BridgeServer/reloadTLS()``
+    /// replaces it).
+    let tls: TLSContextBox?
     let graceTime: TimeAmount
     let idleExit: IdleExitTimer?
+    let security: ListenerSecurity
+
+    /// Checks the peer of a `unix:` listener with a `peer` allowlist (a refused connection is
+    /// closed before HTTP/2 starts, with a log line), then sets up the pipeline.
+    func initialize(_ channel: any Channel) -> EventLoopFuture<Void> {
+        guard let allowlist = self.security.peer else {
+            return channel.eventLoop.makeCompletedFuture { try self.configure(channel) }
+        }
+        let logger = self.environment.logger
+        let listener = self.security.listener
+        return PeerCredentials.of(channel).flatMapThrowing { credentials in
+            guard allowlist.admits(uid: credentials.uid, gid: credentials.gid) else {
+                logger.warning(
+                    "refused a connection: peer not on the listener's allowlist",
+                    metadata: ["listener": "\(listener)", "peer": "\(credentials)"]
+                )
+                throw PeerRefused(credentials: credentials)
+            }
+            try self.configure(channel)
+        }
+    }
 
     func configure(_ channel: any Channel) throws {
         let statistics = self.environment.statistics
@@ -20,12 +43,16 @@ struct ConnectionPipeline: Sendable {
         }
         let sync = channel.pipeline.syncOperations
         if let tls = self.tls {
-            try sync.addHandler(NIOSSLServerHandler(context: tls))
+            try sync.addHandler(NIOSSLServerHandler(context: tls.context))
         }
         let limits = self.environment.limits
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        // Twice the limit is advertised, so that a client opening one stream too many is told
+        // RESOURCE_EXHAUSTED (see RouterStreamHandler) instead of waiting silently; beyond that,
+        // HTTP/2 itself refuses the stream.
+        let advertisedStreams = 2 * limits.maxStreamsPerConnection
         connection.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.maxStreamsPerConnection),
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: advertisedStreams),
             HTTP2Setting(parameter: .initialWindowSize, value: limits.streamWindow),
             HTTP2Setting(parameter: .maxFrameSize, value: 1 << 20),
             HTTP2Setting(parameter: .maxHeaderListSize, value: 16 * 1024),
@@ -36,7 +63,7 @@ struct ConnectionPipeline: Sendable {
         // of every other stream in the same read; remember as many resets as streams may be open.
         connection.maximumRecentlyResetStreams = max(
             32,  // NIO's default
-            2 * limits.maxStreamsPerConnection
+            2 * advertisedStreams
         )
         // The connection window covers every stream; give it room for several busy streams.
         connection.targetWindowSize = min(limits.streamWindow * 4, Int(Int32.max))
@@ -53,6 +80,8 @@ struct ConnectionPipeline: Sendable {
             configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: self.graceTime, keepalive: nil)
         )
         let environment = self.environment
+        let security = self.security
+        let streams = ConnectionStreams()
         let http2 = NIOHTTP2Handler(
             mode: .server,
             eventLoop: channel.eventLoop,
@@ -61,7 +90,9 @@ struct ConnectionPipeline: Sendable {
             streamDelegate: management.http2StreamDelegate
         ) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
-                try streamChannel.pipeline.syncOperations.addHandler(RouterStreamHandler(environment: environment))
+                try streamChannel.pipeline.syncOperations.addHandler(
+                    RouterStreamHandler(environment: environment, security: security, connection: streams)
+                )
             }
         }
         try sync.addHandler(http2)

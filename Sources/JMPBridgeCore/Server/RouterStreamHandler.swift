@@ -35,6 +35,8 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     private static let coalesceLimit = 4096
 
     private let environment: StreamEnvironment
+    private let security: ListenerSecurity
+    private let connection: ConnectionStreams
     private var logger: Logger
     private var phase = Phase.awaitingHeaders
     private var context: ChannelHandlerContext?
@@ -61,8 +63,12 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     private var finishing = false
     /// `jmp-attach: ro`: input from the client is refused.
     private var readOnly = false
-    /// The stream is counted in ``BridgeStatistics/activeStreams``.
-    private var counted = false
+    /// The stream's places in the stream limits, held until it ends.
+    private var admission: StreamAdmission?
+    /// The last payload byte either way, for the idle timeout (kept only with one).
+    private var lastActivity = NIODeadline.now()
+    private let tracksActivity: Bool
+    private var idleTimer: Scheduled<Void>?
 
     private var deadline: Scheduled<Void>?
     private var lingerTimer: Scheduled<Void>?
@@ -70,8 +76,11 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     private var bytesFromTarget = 0
     private let started = NIODeadline.now()
 
-    init(environment: StreamEnvironment) {
+    init(environment: StreamEnvironment, security: ListenerSecurity, connection: ConnectionStreams) {
         self.environment = environment
+        self.security = security
+        self.connection = connection
+        self.tracksActivity = environment.limits.idleTimeout != nil
         self.logger = environment.logger
         self.deframer = GRPCMessageDeframer(maximumMessageLength: environment.limits.maxMessageSize)
     }
@@ -204,8 +213,26 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         if let route = head.route { self.routeName = route }
         self.logger[metadataKey: "route"] = "\(head.route ?? "(default)")"
 
+        // Authentication first: a client without a valid token learns nothing about the routes.
+        let table = self.environment.routes.withLockedValue { $0 }
+        if let verifier = self.security.verifier {
+            let claims: RouterTokenClaims
+            switch verifier.verify(authorization: head.authorization) {
+            case .failure(let status):
+                self.fail(status)
+                return
+            case .success(let verified):
+                claims = verified
+            }
+            if let subject = claims.sub?.value { self.logger[metadataKey: "subject"] = "\(subject)" }
+            if let bound = claims.route, bound != head.route ?? table.defaultRoute {
+                self.fail(GRPCStatus(.permissionDenied, "the token is bound to route '\(bound)'"))
+                return
+            }
+        }
+
         let route: RouteConfiguration
-        switch self.environment.routes.withLockedValue({ $0.resolve(head.route) }) {
+        switch table.resolve(head.route) {
         case .failure(let status):
             self.fail(status)
             return
@@ -214,9 +241,14 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         }
         self.routeName = route.name
         self.logger[metadataKey: "route"] = "\(route.name)"
-        self.environment.statistics.totalStreams.add(1, ordering: .relaxed)
-        self.environment.statistics.activeStreams.add(1, ordering: .relaxed)
-        self.counted = true
+        switch StreamAdmission.admit(route: route, environment: self.environment, connection: self.connection) {
+        case .failure(let status):
+            self.fail(status)
+            return
+        case .success(let admission):
+            self.admission = admission
+        }
+        self.armIdleTimer()
 
         if let timeout = head.timeoutNanoseconds {
             self.deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(timeout)) {
@@ -322,6 +354,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
 
     private func writeToTarget(_ payload: ByteBuffer, on target: any StreamTarget) {
         guard let promise = self.context?.eventLoop.makePromise(of: Void.self) else { return }
+        if self.tracksActivity { self.lastActivity = .now() }
         target.write(payload, promise: promise)
         self.lastTargetWrite = promise.futureResult
         self.targetNeedsFlush = true
@@ -388,6 +421,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
 
     private func sendToClient(_ payload: ByteBuffer, context: ChannelHandlerContext) {
         let count = payload.readableBytes
+        if self.tracksActivity { self.lastActivity = .now() }
         self.bytesFromTarget += count
         if count <= Self.coalesceLimit {
             var message = context.channel.allocator.buffer(capacity: RouterFrameCodec.maximumPrefixLength + count)
@@ -523,7 +557,28 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         }
     }
 
+    /// `idle-timeout`: a stream that moves no payload byte either way for that long ends with
+    /// DEADLINE_EXCEEDED. The timer is re-armed lazily, not on every byte.
+    private func armIdleTimer() {
+        guard let timeout = self.environment.limits.idleTimeout, let context = self.context else { return }
+        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: self.lastActivity + timeout) {
+            guard self.phase == .connecting || self.phase == .bridging else { return }
+            if NIODeadline.now() - self.lastActivity >= timeout {
+                self.fail(
+                    GRPCStatus(
+                        .deadlineExceeded,
+                        "no payload either way for \(timeout.nanoseconds / 1_000_000) ms (idle-timeout)"
+                    )
+                )
+            } else {
+                self.armIdleTimer()
+            }
+        }
+    }
+
     private func cancelTimers() {
+        self.idleTimer?.cancel()
+        self.idleTimer = nil
         self.deadline?.cancel()
         self.deadline = nil
         self.lingerTimer?.cancel()
@@ -532,9 +587,9 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
 
     private func record(_ status: GRPCStatus) {
         let statistics = self.environment.statistics
-        if self.counted {
-            self.counted = false
-            statistics.activeStreams.subtract(1, ordering: .relaxed)
+        if let admission = self.admission {
+            self.admission = nil
+            admission.release()
         }
         statistics.bytesToTargets.add(self.bytesToTarget, ordering: .relaxed)
         statistics.bytesFromTargets.add(self.bytesFromTarget, ordering: .relaxed)

@@ -17,6 +17,8 @@ public struct StreamEnvironment: Sendable {
     public let logger: Logger
     /// The open consoles of `pty:` routes, by route name.
     public let consoles: NIOLockedValueBox<[String: ConsoleHub]>
+    /// Streams attached to each console route now, for `max-attachments`.
+    let consoleAttachments = NIOLockedValueBox<[String: Int]>([:])
 
     /// Creates an environment.
     public init(routes: RouteTable, limits: Limits, linger: TimeAmount, statistics: BridgeStatistics, logger: Logger) {

@@ -27,6 +27,9 @@ enum TLSContextFactory {
         )
         configuration.minimumTLSVersion = .tlsv12
         configuration.applicationProtocols = ["h2"]
+        if let clientCA = files.clientCA {
+            try Self.requireClientCertificates(signedBy: clientCA, in: &configuration, listener: listener)
+        }
         do {
             return try NIOSSLContext(configuration: configuration)
         } catch {
@@ -34,6 +37,26 @@ enum TLSContextFactory {
                 "\(listener): TLS key \(files.key) does not fit certificate \(files.certificate): \(Self.describe(error))"
             )
         }
+    }
+
+    /// Mutual TLS: every client must present a certificate that chains to a CA in `path`.
+    static func requireClientCertificates(
+        signedBy path: String,
+        in configuration: inout TLSConfiguration,
+        listener: String
+    ) throws(BridgeStartupError) {
+        let authorities: [NIOSSLCertificate]
+        do {
+            authorities = try NIOSSLCertificate.fromPEMFile(path)
+        } catch {
+            throw BridgeStartupError("\(listener): cannot load TLS client CA \(path): \(Self.describe(error))")
+        }
+        guard !authorities.isEmpty else {
+            throw BridgeStartupError("\(listener): \(path) holds no PEM certificate")
+        }
+        configuration.trustRoots = .certificates(authorities)
+        // For a server, any verification also makes a client certificate mandatory.
+        configuration.certificateVerification = .noHostnameVerification
     }
 
     static func describe(_ error: any Error) -> String {

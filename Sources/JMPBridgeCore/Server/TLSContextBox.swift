@@ -1,0 +1,55 @@
+import NIOConcurrencyHelpers
+import NIOSSL
+
+/// The TLS context of one `tcp:` listener. Each new connection takes the current one, so
+/// replacing it (``BridgeServer/reloadTLS()``) changes what new connections get while
+/// established connections keep theirs.
+final class TLSContextBox: Sendable {
+    /// The files the context is made from.
+    let files: TLSFiles
+    /// The listener, for messages.
+    let listener: String
+    private let current: NIOLockedValueBox<NIOSSLContext>
+
+    /// Loads the files; errors name the file and what is wrong with it.
+    init(files: TLSFiles, listener: String) throws(BridgeStartupError) {
+        self.files = files
+        self.listener = listener
+        self.current = NIOLockedValueBox(try TLSContextFactory.makeContext(files, listener: listener))
+    }
+
+    /// The context for a new connection.
+    var context: NIOSSLContext { self.current.withLockedValue { $0 } }
+
+    /// Reads the files again, without installing the result.
+    func load() throws(BridgeStartupError) -> NIOSSLContext {
+        try TLSContextFactory.makeContext(self.files, listener: self.listener)
+    }
+
+    /// Installs a context made by ``load()``.
+    func install(_ context: NIOSSLContext) {
+        self.current.withLockedValue { $0 = context }
+    }
+}
+
+extension BridgeServer {
+    /// Re-reads the certificate, key and client CA of every TLS listener (for SIGHUP).
+    ///
+    /// Connections accepted afterwards use the new files; established connections and their
+    /// streams are not touched. All or nothing: if any listener's files cannot be loaded (missing,
+    /// unreadable, or a key that does not fit its certificate), no listener changes and the
+    /// error says which file is wrong. Returns how many listeners were reloaded.
+    @discardableResult
+    public func reloadTLS() throws(BridgeStartupError) -> Int {
+        let boxes = self.tlsContexts.withLockedValue { $0 }
+        var loaded: [(TLSContextBox, NIOSSLContext)] = []
+        for box in boxes {
+            loaded.append((box, try box.load()))
+        }
+        for (box, context) in loaded {
+            box.install(context)
+        }
+        self.logger.info("TLS certificates reloaded", metadata: ["listeners": "\(loaded.count)"])
+        return loaded.count
+    }
+}
