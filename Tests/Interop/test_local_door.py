@@ -27,7 +27,7 @@ def door_config(tls, sockdir, target, *, splice: bool | None = None) -> str:
     door += ", mode: '0600'}"
     return (
         "listen:\n"
-        f"  - {{address: 'tcp:127.0.0.1:0', tls: {{cert: {tls.cert}, key: {tls.key}}}}}\n"
+        f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, tls: {{cert: {tls.cert}, key: {tls.key}}}}}\n"
         "routes:\n"
         f"  echo: {{unix: {target}, local: {door}}}\n"
     )

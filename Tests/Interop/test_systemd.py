@@ -473,3 +473,42 @@ async def test_sighup_adds_and_removes_consoles(launch, manager, sockdir):
                 assert b"from the new console\n" in await receive_until(stream, b"console\n")
         finally:
             os.close(exporter)
+
+
+def test_sighup_reloads_the_tls_certificate(start_bridge, unix_server, tls, sockdir):
+    """Renewed certificate files: after SIGHUP new connections get the new certificate."""
+    import ssl
+    import subprocess
+
+    cert, key = sockdir / "tls.crt", sockdir / "tls.key"
+    cert.write_bytes(tls.cert.read_bytes())
+    key.write_bytes(tls.key.read_bytes())
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge(
+        config=(
+            "listen:\n"
+            f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, tls: {{cert: {cert}, key: {key}}}}}\n"
+            f"routes:\n  echo: {{unix: {target.path}}}\n"
+        )
+    )
+
+    def served_certificate() -> bytes:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.set_alpn_protocols(["h2"])
+        with socket.create_connection(("127.0.0.1", bridge.port), timeout=TIMEOUT) as raw:
+            with context.wrap_socket(raw) as conn:
+                return conn.getpeercert(binary_form=True)
+
+    before = served_certificate()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "2", "-subj", "/CN=renewed", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    bridge.proc.send_signal(signal.SIGHUP)
+    bridge.wait_for_line(r"TLS certificates reloaded")
+    after = served_certificate()
+    assert after != before
+    assert ssl.DER_cert_to_PEM_cert(after).strip() == cert.read_text().strip()

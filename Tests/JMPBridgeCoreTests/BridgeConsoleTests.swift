@@ -73,7 +73,7 @@ struct BridgeConsoleTests {
                     }
                     Issue.record("a read-only attachment was allowed to type")
                 } catch let error as RPCError {
-                    #expect(error.code == .permissionDenied)
+                    #expect(error.code == .permissionDenied, "\(error)")
                 }
             }
             #expect(try device.read(timeout: 0.3).isEmpty, "input from a read-only attachment reached the device")

@@ -8,9 +8,14 @@ import NIOSSL
 #endif
 
 /// The last handler of a connection: logs what ends a connection rather than one stream —
-/// an HTTP/2 protocol error (after which NIO has sent GOAWAY), a failed TLS handshake, a reset —
-/// once, with the peer, and closes the connection. Without it such errors would vanish, and a
-/// client whose streams were all cut at once would leave no trace in the log.
+/// an HTTP/2 protocol error (after which NIO has sent GOAWAY and closes), a failed TLS
+/// handshake, a reset — once, with the peer. Without it such errors would vanish, and a client
+/// whose streams were all cut at once would leave no trace in the log.
+///
+/// After a connection error NIO has sent GOAWAY but leaves the connection open, so this closes
+/// it. The errors of a single stream (a frame for a stream the bridge has already reset, say)
+/// also pass through here: they are that stream's business and leave the connection and its
+/// other streams alone.
 final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = Any
 
@@ -22,6 +27,12 @@ final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case is NIOHTTP2Errors.StreamClosed, is NIOHTTP2Errors.NoSuchStream, is NIOHTTP2Errors.StreamError:
+            return  // one stream's business, handled (or already over) on that stream
+        default:
+            break
+        }
         if !self.logged {
             self.logged = true
             let peer = context.channel.remoteAddress.map { "\($0)" } ?? "unknown"
