@@ -13,13 +13,13 @@ public enum ConfigurationLoader {
     public static let defaultPath = "/etc/jmp-bridge/bridge.yaml"
 
     /// The top-level keys, as documented in jmp-bridge.yaml(5).
-    public static let topLevelKeys = ["listen", "default-route", "routes", "limits", "linger"]
+    public static let topLevelKeys = ["listen", "control", "default-route", "routes", "limits", "linger"]
     /// The keys of one `listen:` entry.
     public static let listenerKeys = ["address", "tls", "insecure", "mode"]
     /// The keys of `listen[].tls`.
     public static let tlsKeys = ["cert", "key"]
     /// The target keys of a route.
-    public static let routeKeys = ["unix", "pty"]
+    public static let routeKeys = ["unix", "pty", "serial"]
     /// The keys of a `pty:` target.
     public static let ptyKeys = ["link", "mode", "group", "scrollback", "lag-limit"]
     /// The keys of `limits:`.
@@ -69,6 +69,12 @@ public enum ConfigurationLoader {
                 configuration.limits = try reader.limits(value)
             case "linger":
                 configuration.linger = try reader.duration(value, key: key)
+            case "control":
+                let text = try reader.string(value, key: key)
+                switch RouteTarget.parseControl(text) {
+                case .success(let path): configuration.control = path
+                case .failure(let problem): throw reader.error(value, key: key, problem.message)
+                }
             default:
                 break
             }
@@ -321,7 +327,7 @@ private struct Reader {
                 throw error(
                     value,
                     key: "routes.\(name)",
-                    "missing target (expected 'unix: PATH' or 'pty: {link: PATH}')"
+                    "missing target (expected 'unix: PATH', 'pty: {link: PATH}' or 'serial: {device: PATH}')"
                 )
             }
             guard fields.count == 1 else {
@@ -339,6 +345,18 @@ private struct Reader {
                     name: name,
                     target: .pty(try pty(targetNode, key: "routes.\(name).pty"))
                 )
+            case "serial":
+                let serial = try serial(targetNode, key: "routes.\(name).serial")
+                for (other, route) in result {
+                    if case .serial(let used) = route.target, used.device == serial.device {
+                        throw error(
+                            targetNode,
+                            key: "routes.\(name).serial.device",
+                            "\(serial.device) is already the device of route '\(other)'"
+                        )
+                    }
+                }
+                result[name] = RouteConfiguration(name: name, target: .serial(serial))
             default:
                 break
             }
@@ -375,6 +393,30 @@ private struct Reader {
             }
         }
         return pty
+    }
+
+    func serial(_ node: Node, key: String) throws(ConfigurationError) -> SerialConfiguration {
+        let fields = try mapping(node, key: key, allowed: SerialConfiguration.keys)
+        guard let deviceNode = fields.first(where: { $0.0 == "device" })?.1 else {
+            throw error(node, key: key, "missing 'device' (e.g. /dev/ttyUSB0)")
+        }
+        let device = try string(deviceNode, key: "\(key).device")
+        guard device.hasPrefix("/") else {
+            throw error(deviceNode, key: "\(key).device", "'\(device)' must be an absolute path")
+        }
+        var serial = SerialConfiguration(device: device)
+        for (name, value) in fields where name != "device" {
+            let text: String
+            if name == "hupcl" {
+                text = try bool(value, key: "\(key).\(name)") ? "true" : "false"
+            } else {
+                text = try string(value, key: "\(key).\(name)")
+            }
+            if let problem = serial.set(name, to: text) {
+                throw error(value, key: "\(key).\(name)", problem)
+            }
+        }
+        return serial
     }
 
     func limits(_ node: Node) throws(ConfigurationError) -> Limits {
