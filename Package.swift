@@ -63,6 +63,7 @@ let package = Package(
         .executableTarget(
             name: "jmp-bridge",
             dependencies: [
+                "CJMPSystem",
                 "JMPBridgeCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -80,8 +81,10 @@ let package = Package(
         .testTarget(
             name: "JMPBridgeCoreTests",
             dependencies: [
+                "CJMPSystem",
                 "JMPBridgeCore",
                 "JMPProtocol",
+                "JMPTargets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),

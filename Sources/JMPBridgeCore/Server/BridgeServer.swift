@@ -17,12 +17,16 @@ public final class BridgeServer: Service, Sendable {
     public let configuration: BridgeConfiguration
     /// Counters across all streams.
     public let statistics = BridgeStatistics()
-    private let group: any EventLoopGroup
-    private let logger: Logger
-    private let environment: StreamEnvironment
+    let group: any EventLoopGroup
+    let logger: Logger
+    let environment: StreamEnvironment
     private let quiescing: ServerQuiescingHelper
     private let state = NIOLockedValueBoxHolder()
     private let ptys = NIOLockedValueBox<[(PseudoTerminal, String)]>([])
+    /// The consoles of `serial:` routes and the control socket (BridgeServer+Serial.swift,
+    /// BridgeServer+Control.swift).
+    let serialConsoles = NIOLockedValueBox<[String: SerialConsole]>([:])
+    let controlChannel = NIOLockedValueBox<(any Channel)?>(nil)
 
     /// How long open streams may take to finish after a graceful shutdown starts.
     public let graceTime: TimeAmount
@@ -57,6 +61,8 @@ public final class BridgeServer: Service, Sendable {
         // Consoles first: a stream may arrive the moment a listener is bound.
         try await self.openConsoles()
         do {
+            try await self.openSerialConsoles()
+            try await self.bindControlSocket()
             for listener in self.configuration.listeners {
                 let channel = try await self.bind(listener)
                 channels.append(channel)
@@ -151,8 +157,11 @@ public final class BridgeServer: Service, Sendable {
         }
     }
 
-    /// Closes every console hub, removes its link and releases the slave.
+    /// Closes the control socket and every console hub, removes each pty's link and releases
+    /// its slave.
     private func closeConsoles() async {
+        await self.closeControlSocket()
+        await self.closeSerialConsoles()
         let hubs = self.environment.consoles.withLockedValue { hubs in
             defer { hubs = [:] }
             return Array(hubs.values)
