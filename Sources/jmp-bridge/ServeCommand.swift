@@ -31,9 +31,18 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("route"),
-        help: ArgumentHelp("Add a route, e.g. session=unix:/run/exporter.sock (repeatable).", valueName: "name=target")
+        help: ArgumentHelp(
+            "Add a route: NAME=unix:PATH, NAME=pty:LINK or NAME=serial:DEVICE[,baud=N,…] (repeatable).",
+            valueName: "name=target"
+        )
     )
     var route: [String] = []
+
+    @Option(
+        name: .customLong("control"),
+        help: ArgumentHelp("Serve the control socket (attach, status) at unix:PATH or PATH.", valueName: "path")
+    )
+    var control: String?
 
     @Option(
         name: .customLong("default-route"),
@@ -179,6 +188,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let name = self.defaultRoute {
             configuration.defaultRoute = name
+        }
+        if let control = self.control {
+            configuration.control = try RouteTarget.parseControl(control).get()
         }
         if self.config == nil && !self.listen.isEmpty {
             configuration.source = "command line"
