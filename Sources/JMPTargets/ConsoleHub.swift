@@ -123,10 +123,14 @@ public final class ConsoleHub: Sendable {
                 .takingOwnershipOfDescriptor(inputOutput: descriptor)
                 .map { channel in
                     let state = self.state.value
+                    guard !state.closed else {
+                        // Closed while connecting: the channel owns the descriptor and closes it.
+                        channel.close(promise: nil)
+                        return
+                    }
                     state.channel = channel
                     state.downReason = nil
                     self.currentDescriptor.store(descriptor, ordering: .releasing)
-                    if state.closed { channel.close(promise: nil) }
                 }
         }
     }

@@ -88,7 +88,7 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
             self.phase = .done
             context.close(promise: nil)
         case .attached:
-            self.detachAndClose(context: context, flushing: true)
+            self.detachAndClose(context: context)
         case .attaching, .done:
             break
         }
@@ -176,7 +176,7 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
                 }
                 self.phase = .attached(hub: hub, id: attachment.id)
                 self.logger.info("local console attached", metadata: ["read-only": "\(readOnly)"])
-                context.write(Self.wrapOutboundOut(ByteBuffer(string: "ok\n")), promise: nil)
+                context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer(string: "ok\n")), promise: nil)
                 self.deliver(attachment.scrollback, acknowledge: false)
                 let early = self.early
                 self.early = []
@@ -184,7 +184,7 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
                 let input = self.earlyInput
                 self.earlyInput = []
                 for bytes in input { self.input(bytes) }
-                if self.clientDone { self.detachAndClose(context: context, flushing: true) }
+                if self.clientDone { self.detachAndClose(context: context) }
             }
         }
     }
@@ -244,7 +244,7 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
         if case .attached(let hub, let id) = self.phase { hub.detach(id) }
     }
 
-    private func detachAndClose(context: ChannelHandlerContext, flushing: Bool) {
+    private func detachAndClose(context: ChannelHandlerContext) {
         self.detach()
         self.phase = .done
         self.logger.info("local console detached")

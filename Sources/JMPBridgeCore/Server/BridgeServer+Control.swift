@@ -6,7 +6,7 @@ extension BridgeServer {
         guard let path = self.configuration.control else { return }
         let channel = try await ControlServer.bind(path: path, environment: self.environment, group: self.group)
         self.controlChannel.withLockedValue { $0 = channel }
-        self.logger.info("control socket listening", metadata: ["path": "\(path)"])
+        self.logger.info("control socket bound", metadata: ["path": "\(path)"])
     }
 
     /// Closes the control socket (connections on it end when their consoles close).
