@@ -15,6 +15,9 @@ struct BridgeHarness {
     let grpcSocket: String
     let server: BridgeServer
 
+    /// The control socket (served when the harness was started with `control: true`).
+    var controlSocket: String { "\(self.directory)/control.sock" }
+
     /// The path for a target socket named `name` in the harness directory.
     func targetPath(_ name: String) -> String { "\(self.directory)/\(name).sock" }
 
@@ -26,6 +29,7 @@ struct BridgeHarness {
         limits: Limits = Limits(),
         linger: TimeAmount = .seconds(5),
         targets: [String: (String) -> RouteTarget] = [:],
+        control: Bool = false,
         _ body: (BridgeHarness) async throws -> T
     ) async throws -> T {
         let directory = try makeTemporaryDirectory()
@@ -35,7 +39,8 @@ struct BridgeHarness {
             listeners: [ListenerConfiguration(address: .unix(path: grpcSocket))],
             defaultRoute: defaultRoute,
             limits: limits,
-            linger: linger
+            linger: linger,
+            control: control ? "\(directory)/control.sock" : nil
         )
         for (name, socket) in routes {
             configuration.routes[name] = RouteConfiguration(

@@ -899,6 +899,10 @@ struct ConfigurationTests {
         #expect(throws: ConfigurationError.self) { try RouteTarget.parse("unix:") }
         #expect(try RouteTarget.parse("pty:/run/console") == .pty(PtyConfiguration(link: "/run/console")))
         #expect(throws: ConfigurationError.self) { try RouteTarget.parse("pty:console") }
-        #expect(throws: ConfigurationError.self) { try RouteTarget.parse("serial:/dev/ttyUSB0") }
+        #expect(
+            try RouteTarget.parse("serial:/dev/ttyUSB0") == .serial(SerialConfiguration(device: "/dev/ttyUSB0"))
+        )
+        #expect(RouteTarget.serial(SerialConfiguration(device: "/dev/ttyS0")).description == "serial:/dev/ttyS0")
+        #expect(throws: ConfigurationError.self) { try RouteTarget.parse("can:can0") }
     }
 }
