@@ -31,6 +31,11 @@ public final class SerialConsole: Sendable {
         var stopped = false
         var scheduled: Scheduled<Void>?
         var lastProblem: String?
+        /// When the device was last (re)opened, and the wait before that reopen: a device that
+        /// fails again soon after it was reopened is retried with the next longer wait, so a
+        /// flapping adapter cannot make the bridge spin.
+        var openedAt: NIODeadline?
+        var lastDelay = SerialConsole.initialRetryDelay
     }
 
     /// Creates the console; nothing is opened until ``start()``.
@@ -73,11 +78,17 @@ public final class SerialConsole: Sendable {
                 "serial device lost; reopening when it returns",
                 metadata: ["route": "\(self.hub.name)", "device": "\(self.device)"]
             )
-            self.scheduleReopen(after: Self.initialRetryDelay)
+            let retry = self.retry.value
+            var delay = Self.initialRetryDelay
+            if let openedAt = retry.openedAt, NIODeadline.now() - openedAt < .seconds(5) {
+                delay = Self.next(after: retry.lastDelay)
+            }
+            self.scheduleReopen(after: delay)
         }
         return self.openDevice().flatMap { result in
             switch result {
             case .success(let fd):
+                self.retry.value.openedAt = .now()
                 return self.hub.connect(descriptor: fd).flatMapError { error in
                     Glibc.close(fd)
                     return eventLoop.makeFailedFuture(error)
@@ -139,8 +150,12 @@ public final class SerialConsole: Sendable {
         }
     }
 
+    static func next(after delay: TimeAmount) -> TimeAmount {
+        .nanoseconds(min(delay.nanoseconds * 2, Self.maximumRetryDelay.nanoseconds))
+    }
+
     private func reopen(delay: TimeAmount) {
-        let next = TimeAmount.nanoseconds(min(delay.nanoseconds * 2, Self.maximumRetryDelay.nanoseconds))
+        let next = Self.next(after: delay)
         self.openDevice().whenComplete { result in
             let retry = self.retry.value
             switch result {
@@ -152,7 +167,10 @@ public final class SerialConsole: Sendable {
                 self.hub.connect(descriptor: fd).whenComplete { connected in
                     switch connected {
                     case .success:
-                        self.retry.value.lastProblem = nil
+                        let retry = self.retry.value
+                        retry.lastProblem = nil
+                        retry.openedAt = .now()
+                        retry.lastDelay = delay
                         self.logger.notice(
                             "serial device reopened",
                             metadata: ["route": "\(self.hub.name)", "device": "\(self.device)"]
