@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import termios
 import shutil
 import signal
 import subprocess
@@ -77,6 +78,49 @@ def test_pyserial_driver_on_a_pty_route(serial_exporter, tls):
     from_driver, to_driver = serial_exporter.portal.call(exchange)
     assert from_driver == b"U-Boot 2024.01 from the driver\r\n"
     assert to_driver == b"boot\r"
+
+
+# --------------------------------------------------------------------------------------------
+# A serial route on a fake serial device (a pty), with jumpstarter's RouterStream
+
+
+@pytest.fixture
+def fake_serial(sockdir):
+    """A pty standing in for /dev/ttyUSB0: the bridge opens the slave through a symlink, the test
+    is the board on the master."""
+    master, slave = os.openpty()
+    path = sockdir / "ttyFAKE0"
+    path.symlink_to(os.ttyname(slave))
+    os.close(slave)
+    try:
+        yield master, path
+    finally:
+        os.close(master)
+
+
+async def test_serial_route_with_router_stream(start_bridge, tls, fake_serial, sockdir):
+    """Bytes from the device reach a remote stream, the stream's bytes reach the device, the
+    line settings are applied (921600 baud, HUPCL off), and a second bridge on the same device
+    refuses to start, saying why."""
+    master, path = fake_serial
+    bridge = start_bridge(extra_args=["--route", f"uart=serial:{path},baud=921600"])
+    attributes = termios.tcgetattr(master)  # the master reports the slave's settings
+    assert attributes[4] == attributes[5] == termios.B921600
+    assert attributes[2] & termios.HUPCL == 0
+
+    with fail_after(TIMEOUT):
+        async with router_stream(bridge, tls, "uart") as (remote, _call):
+            os.write(master, b"U-Boot SPL\r\n")
+            assert await receive_exactly(remote, len(b"U-Boot SPL\r\n")) == b"U-Boot SPL\r\n"
+            await remote.send(b"printenv\r")
+            assert read_until(master, b"printenv\r") == b"printenv\r"
+
+    second = subprocess.run(
+        [str(BRIDGE_BINARY), "serve", "--listen", f"unix:{sockdir}/second.sock", "--route", f"uart=serial:{path}"],
+        capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+    )
+    assert second.returncode == 1, second.stderr
+    assert f"route 'uart': {path} is in use" in second.stderr, second.stderr
 
 
 # --------------------------------------------------------------------------------------------
