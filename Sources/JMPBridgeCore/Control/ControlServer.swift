@@ -9,23 +9,27 @@ import NIOPosix
 /// `attach` and `status` (see ``ControlRequest``). Mode 0600 unless configured otherwise by
 /// the directory it is in: only its owner (root, normally) may attach to consoles.
 enum ControlServer {
-    /// Binds `path` (an existing socket there is replaced) and serves every connection with a
-    /// ``ControlConnectionHandler``.
+    /// A bootstrap that serves every connection with a ``ControlConnectionHandler``: bind it to a
+    /// path (``bind(path:environment:group:)``), or give it a socket passed by the service
+    /// manager with `withBoundSocket(_:)`.
+    static func bootstrap(environment: StreamEnvironment, group: any EventLoopGroup) -> ServerBootstrap {
+        ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ControlConnectionHandler(environment: environment))
+                }
+            }
+    }
+
+    /// Binds `path` (an existing socket there is replaced), mode 0600.
     static func bind(path: String, environment: StreamEnvironment, group: any EventLoopGroup) async throws
         -> any Channel
     {
         let channel: any Channel
         do {
-            channel = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 64)
-                .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            ControlConnectionHandler(environment: environment)
-                        )
-                    }
-                }
+            channel = try await Self.bootstrap(environment: environment, group: group)
                 .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
                 .get()
         } catch {
