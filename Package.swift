@@ -85,6 +85,7 @@ let package = Package(
         .executableTarget(
             name: "jmp-bridge",
             dependencies: [
+                "CJMPSystem",
                 "JMPBridgeCore",
                 "JMPSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -110,8 +111,10 @@ let package = Package(
         .testTarget(
             name: "JMPBridgeCoreTests",
             dependencies: [
+                "CJMPSystem",
                 "JMPBridgeCore",
                 "JMPProtocol",
+                "JMPTargets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Receives a console's output; called on the console's event loop (implementations hop to
 /// their own).
@@ -11,12 +12,16 @@ public protocol ConsoleSubscriber: AnyObject, Sendable {
     func consoleCut(_ reason: ConsoleUnavailable)
 }
 
-/// One console (a pty master today) shared by any number of attachments: output goes to all of
-/// them and to the scrollback, input from any of them goes to the device.
+/// One console (a pty master or a serial device) shared by any number of attachments: output
+/// goes to all of them and to the scrollback, input from any of them goes to the device.
 ///
 /// The hub never waits for an attachment: each one may have at most `lagLimit` bytes of output
 /// delivered but not yet acknowledged (taken by its client); beyond that it is cut, so a
 /// stalled viewer never stalls the device or the other viewers.
+///
+/// The hub outlives its device: when the device goes away (a serial adapter unplugged) every
+/// attachment is cut, new ones are refused with the reason, and ``connect(descriptor:)`` may
+/// give it a new device later; the scrollback is kept across.
 public final class ConsoleHub: Sendable {
     /// The route's name, for messages.
     public let name: String
@@ -26,12 +31,22 @@ public final class ConsoleHub: Sendable {
     public let lagLimit: Int
     private let state: NIOLoopBoundBox<State>
     private let logger: Logger
+    /// What the device is, for messages: "pty", "serial device /dev/ttyUSB0".
+    private let deviceDescription: String
+    private let currentDescriptor = Atomic<CInt>(-1)
 
     private final class State {
         var channel: (any Channel)?
         var scrollback: ScrollbackBuffer
         var subscribers: [UInt64: Subscriber] = [:]
         var nextID: UInt64 = 1
+        /// Why there is no device, once it went away (nil while never connected or up).
+        var downReason: String?
+        var closed = false
+        var deviceLost: (@Sendable ((any Error)?) -> Void)?
+        var outputBytes = 0
+        var inputBytes = 0
+        var cuts = 0
 
         init(scrollback: Int) {
             self.scrollback = ScrollbackBuffer(capacity: scrollback)
@@ -43,15 +58,25 @@ public final class ConsoleHub: Sendable {
         var unacknowledged = 0
     }
 
-    private init(name: String, eventLoop: any EventLoop, scrollback: Int, lagLimit: Int, logger: Logger) {
+    /// Creates a hub without a device; ``connect(descriptor:)`` gives it one. `device` names the
+    /// device in messages ("pty", "serial device /dev/ttyUSB0").
+    public init(
+        name: String,
+        device: String = "pty",
+        eventLoop: any EventLoop,
+        scrollback: Int,
+        lagLimit: Int,
+        logger: Logger
+    ) {
         self.name = name
         self.eventLoop = eventLoop
         self.lagLimit = lagLimit
         self.logger = logger
+        self.deviceDescription = device
         self.state = NIOLoopBoundBox.makeBoxSendingValue(State(scrollback: scrollback), eventLoop: eventLoop)
     }
 
-    /// Starts a hub on `master` (the hub takes ownership of the descriptor).
+    /// Starts a hub on `master` (the hub owns the descriptor once the future succeeds).
     public static func start(
         name: String,
         master: CInt,
@@ -67,18 +92,76 @@ public final class ConsoleHub: Sendable {
             lagLimit: lagLimit,
             logger: logger
         )
-        return NIOPipeBootstrap(group: eventLoop)
-            .channelOption(.autoRead, value: true)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ConsoleDeviceHandler(hub: hub))
+        return hub.connect(descriptor: master).map { hub }
+    }
+
+    /// The device descriptor the hub reads and writes now (a pty master or a serial device), or
+    /// nil while it has none. NIO owns it: use it for `fstat`/`ioctl`, or to hand a duplicate to
+    /// systemd's file-descriptor store, never to close it.
+    public var descriptor: CInt? {
+        let fd = self.currentDescriptor.load(ordering: .acquiring)
+        return fd >= 0 ? fd : nil
+    }
+
+    /// Makes `descriptor` the hub's device. Once the future succeeds the hub owns it (and closes
+    /// it when the device goes away or the hub is closed); if it fails, the caller still does.
+    public func connect(descriptor: CInt) -> EventLoopFuture<Void> {
+        self.eventLoop.flatSubmit {
+            let state = self.state.value
+            guard !state.closed, state.channel == nil else {
+                return self.eventLoop.makeFailedFuture(
+                    ConsoleUnavailable(reason: "console '\(self.name)' is closed or already has a device")
+                )
+            }
+            return NIOPipeBootstrap(group: self.eventLoop)
+                .channelOption(.autoRead, value: true)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ConsoleDeviceHandler(hub: self))
+                    }
                 }
-            }
-            .takingOwnershipOfDescriptor(inputOutput: master)
-            .map { channel in
-                hub.state.value.channel = channel
-                return hub
-            }
+                .takingOwnershipOfDescriptor(inputOutput: descriptor)
+                .map { channel in
+                    let state = self.state.value
+                    guard !state.closed else {
+                        // Closed while connecting: the channel owns the descriptor and closes it.
+                        channel.close(promise: nil)
+                        return
+                    }
+                    state.channel = channel
+                    state.downReason = nil
+                    self.currentDescriptor.store(descriptor, ordering: .releasing)
+                }
+        }
+    }
+
+    /// Calls `handler` on the hub's loop whenever a connected device fails or reaches
+    /// end-of-file (not when the hub is closed).
+    public func onDeviceLost(_ handler: @escaping @Sendable ((any Error)?) -> Void) {
+        self.eventLoop.execute { self.state.value.deviceLost = handler }
+    }
+
+    /// Sets the reason new attachments are refused with while there is no device.
+    public func markDown(reason: String) {
+        self.eventLoop.execute {
+            let state = self.state.value
+            if state.channel == nil { state.downReason = reason }
+        }
+    }
+
+    /// What the hub is doing now, for `status`.
+    public func status() -> EventLoopFuture<ConsoleStatus> {
+        self.eventLoop.submit {
+            let state = self.state.value
+            return ConsoleStatus(
+                up: state.channel != nil,
+                downReason: state.channel == nil ? state.downReason ?? "not open" : nil,
+                attachments: state.subscribers.count,
+                outputBytes: state.outputBytes,
+                inputBytes: state.inputBytes,
+                cuts: state.cuts
+            )
+        }
     }
 
     /// Attaches a subscriber; the future holds its id and the scrollback to replay first.
@@ -86,7 +169,7 @@ public final class ConsoleHub: Sendable {
         self.eventLoop.submit {
             let state = self.state.value
             guard state.channel != nil else {
-                throw ConsoleUnavailable(reason: "console '\(self.name)' is not open")
+                throw ConsoleUnavailable(reason: state.downReason ?? "console '\(self.name)' is not open")
             }
             let id = state.nextID
             state.nextID += 1
@@ -112,10 +195,14 @@ public final class ConsoleHub: Sendable {
     /// Writes input to the device; the future completes when the device has taken it.
     public func write(_ bytes: ByteBuffer) -> EventLoopFuture<Void> {
         self.eventLoop.flatSubmit {
-            guard let channel = self.state.value.channel else {
-                return self.eventLoop.makeFailedFuture(ConsoleUnavailable(reason: "console '\(self.name)' is closed"))
+            let state = self.state.value
+            guard let channel = state.channel else {
+                return self.eventLoop.makeFailedFuture(
+                    ConsoleUnavailable(reason: state.downReason ?? "console '\(self.name)' is closed")
+                )
             }
-            return channel.writeAndFlush(bytes)
+            let count = bytes.readableBytes
+            return channel.writeAndFlush(bytes).map { self.state.value.inputBytes += count }
         }
     }
 
@@ -123,6 +210,7 @@ public final class ConsoleHub: Sendable {
     public func close() -> EventLoopFuture<Void> {
         self.eventLoop.flatSubmit {
             let state = self.state.value
+            state.closed = true
             let subscribers = state.subscribers.values
             state.subscribers = [:]
             for subscriber in subscribers {
@@ -130,6 +218,7 @@ public final class ConsoleHub: Sendable {
             }
             guard let channel = state.channel else { return self.eventLoop.makeSucceededVoidFuture() }
             state.channel = nil
+            self.currentDescriptor.store(-1, ordering: .releasing)
             return channel.close().recover { _ in }
         }
     }
@@ -140,9 +229,11 @@ public final class ConsoleHub: Sendable {
         let state = self.state.value
         state.scrollback.append(bytes)
         let count = bytes.readableBytes
+        state.outputBytes += count
         for (id, var subscriber) in state.subscribers {
             if subscriber.unacknowledged + count > self.lagLimit {
                 state.subscribers[id] = nil
+                state.cuts += 1
                 self.logger.warning(
                     "console attachment cut: it lagged too far behind",
                     metadata: ["route": "\(self.name)", "lag-limit": "\(self.lagLimit)"]
@@ -164,15 +255,21 @@ public final class ConsoleHub: Sendable {
 
     fileprivate func deviceClosed(error: (any Error)?) {
         let state = self.state.value
+        // Closed by close(): that already cut everyone.
+        guard state.channel != nil, !state.closed else { return }
         state.channel = nil
+        self.currentDescriptor.store(-1, ordering: .releasing)
         let subscribers = state.subscribers.values
         state.subscribers = [:]
-        if let error {
-            self.logger.error("console device failed", metadata: ["route": "\(self.name)", "error": "\(error)"])
-        }
+        let reason =
+            "route '\(self.name)': the \(self.deviceDescription) went away"
+            + (error.map { " (\(describeSocketError($0)))" } ?? " (hang-up)")
+        state.downReason = reason
+        self.logger.error("console device lost", metadata: ["route": "\(self.name)", "reason": "\(reason)"])
         for subscriber in subscribers {
-            subscriber.handle.consoleCut(ConsoleUnavailable(reason: "console '\(self.name)' is gone"))
+            subscriber.handle.consoleCut(ConsoleUnavailable(reason: reason))
         }
+        state.deviceLost?(error)
     }
 }
 
@@ -190,6 +287,22 @@ public struct ConsoleUnavailable: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { self.reason }
+}
+
+/// What a console hub is doing, for `status`.
+public struct ConsoleStatus: Sendable, Equatable {
+    /// The device is open.
+    public var up: Bool
+    /// Why not, when it is not.
+    public var downReason: String?
+    /// Attachments now.
+    public var attachments: Int
+    /// Bytes the device printed since start.
+    public var outputBytes: Int
+    /// Bytes written to the device since start.
+    public var inputBytes: Int
+    /// Attachments cut for lagging since start.
+    public var cuts: Int
 }
 
 /// Reads the console device and hands everything to the hub.

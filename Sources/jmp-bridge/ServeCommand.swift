@@ -38,7 +38,10 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("route"),
-        help: ArgumentHelp("Add a route, e.g. session=unix:/run/exporter.sock (repeatable).", valueName: "name=target")
+        help: ArgumentHelp(
+            "Add a route: NAME=unix:PATH, NAME=pty:LINK or NAME=serial:DEVICE[,baud=N,…] (repeatable).",
+            valueName: "name=target"
+        )
     )
     var route: [String] = []
 
@@ -50,6 +53,12 @@ struct ServeCommand: AsyncParsableCommand {
         )
     )
     var local: [String] = []
+
+    @Option(
+        name: .customLong("control"),
+        help: ArgumentHelp("Serve the control socket (attach, status) at unix:PATH or PATH.", valueName: "path")
+    )
+    var control: String?
 
     @Option(
         name: .customLong("default-route"),
@@ -318,6 +327,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let keyFile = self.jwtKeyFile, configuration.jwt == nil {
             configuration.jwt = JWTConfiguration(keyFile: keyFile)
+        }
+        if let control = self.control {
+            configuration.control = try RouteTarget.parseControl(control).get()
         }
         if self.config == nil && !self.listen.isEmpty {
             configuration.source = "command line"

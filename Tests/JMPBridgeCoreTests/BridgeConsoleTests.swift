@@ -38,7 +38,7 @@ struct BridgeConsoleTests {
                     // Every attachment's input arrives at the device (in some order).
                     var typed = ""
                     while typed.count < "key0;key1;key2;".count {
-                        typed += String(decoding: try device.read(timeout: 10), as: UTF8.self)
+                        typed += String(decoding: try await device.read(timeout: 10), as: UTF8.self)
                     }
                     #expect(Set(typed.split(separator: ";")) == ["key0", "key1", "key2"])
                     try device.write(Array("login: ".utf8))
@@ -76,7 +76,7 @@ struct BridgeConsoleTests {
                     #expect(error.code == .permissionDenied, "\(error)")
                 }
             }
-            #expect(try device.read(timeout: 0.3).isEmpty, "input from a read-only attachment reached the device")
+            #expect(try await device.read(timeout: 0.3).isEmpty, "input from a read-only attachment reached the device")
         }
     }
 
@@ -98,7 +98,7 @@ struct BridgeConsoleTests {
                 }
                 #expect(String(decoding: received.bytes, as: UTF8.self) == "first\nsecond\n")
             }
-            #expect(String(decoding: try second.read(timeout: 10), as: UTF8.self) == "x")
+            #expect(String(decoding: try await second.read(timeout: 10), as: UTF8.self) == "x")
         }
     }
 }
@@ -125,12 +125,9 @@ final class TestTTY: Sendable {
     }
 
     /// What is there to read within `timeout` seconds (empty if nothing came).
-    func read(timeout: Double) throws -> [UInt8] {
-        var poller = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&poller, 1, Int32(timeout * 1000)) > 0 else { return [] }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let count = buffer.withUnsafeMutableBytes { Glibc.read(self.fd, $0.baseAddress, $0.count) }
-        guard count >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        return Array(buffer.prefix(count))
+    /// (On ``blockingPool``: a blocked cooperative thread could starve the gRPC client.)
+    func read(timeout: Double) async throws -> [UInt8] {
+        let fd = self.fd
+        return try await blocking { try readAvailable(fd, timeout: timeout) }
     }
 }

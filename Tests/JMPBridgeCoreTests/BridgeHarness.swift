@@ -17,6 +17,9 @@ struct BridgeHarness {
     /// The listeners as bound (a `tcp:` port 0 resolved).
     var addresses: [ListenAddress] = []
 
+    /// The control socket (served when the harness was started with `control: true`).
+    var controlSocket: String { "\(self.directory)/control.sock" }
+
     /// The path for a target socket named `name` in the harness directory.
     func targetPath(_ name: String) -> String { "\(self.directory)/\(name).sock" }
 
@@ -30,6 +33,7 @@ struct BridgeHarness {
         targets: [String: (String) -> RouteTarget] = [:],
         logger: Logger? = nil,
         configure: (inout BridgeConfiguration, String) -> Void = { _, _ in },
+        control: Bool = false,
         _ body: (BridgeHarness) async throws -> T
     ) async throws -> T {
         let directory = try makeTemporaryDirectory()
@@ -39,7 +43,8 @@ struct BridgeHarness {
             listeners: [ListenerConfiguration(address: .unix(path: grpcSocket))],
             defaultRoute: defaultRoute,
             limits: limits,
-            linger: linger
+            linger: linger,
+            control: control ? "\(directory)/control.sock" : nil
         )
         for (name, socket) in routes {
             configuration.routes[name] = RouteConfiguration(

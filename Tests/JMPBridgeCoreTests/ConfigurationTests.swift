@@ -1,4 +1,5 @@
 import Foundation
+import JMPTargets
 import NIOCore
 import Testing
 
@@ -290,7 +291,8 @@ struct ConfigurationTests {
             """,
             line: 3,
             key: "lsiten",
-            message: "unknown key (expected one of: listen, default-route, routes, limits, linger, exit-idle-time, jwt)"
+            message:
+                "unknown key (expected one of: listen, control, default-route, routes, limits, linger, exit-idle-time, jwt)"
         )
     }
 
@@ -592,17 +594,126 @@ struct ConfigurationTests {
         )
     }
 
+    @Test("a serial route with every key, the defaults, and the control socket")
+    func serialRoute() throws {
+        let configuration = try ConfigurationLoader.parse(
+            yaml: """
+                listen:
+                  - unix:/run/a.sock
+                control: unix:/run/jmp-bridge/control.sock
+                routes:
+                  uart0:
+                    serial:
+                      device: /dev/ttyUSB0
+                      baud: 4000000
+                      data-bits: 7
+                      parity: even
+                      stop-bits: 2
+                      flow: rtscts
+                      hupcl: true
+                      scrollback: 1MiB
+                      lag-limit: 8MiB
+                  uart1:
+                    serial: {device: /dev/ttyS1}
+                """,
+            file: "bridge.yaml"
+        )
+        var expected = SerialConfiguration(device: "/dev/ttyUSB0")
+        expected.settings.baud = 4_000_000
+        expected.settings.dataBits = 7
+        expected.settings.parity = .even
+        expected.settings.stopBits = 2
+        expected.settings.flow = .rtscts
+        expected.settings.hangUpOnClose = true
+        expected.scrollback = 1 << 20
+        expected.lagLimit = 8 << 20
+        #expect(configuration.routes["uart0"]?.target == .serial(expected))
+        guard case .serial(let defaults) = configuration.routes["uart1"]?.target else {
+            Issue.record("uart1 is not a serial route")
+            return
+        }
+        #expect(defaults.settings == SerialSettings())
+        #expect("\(defaults.settings)" == "115200 8N1 flow=none")
+        #expect(!defaults.settings.hangUpOnClose)
+        #expect(configuration.control == "/run/jmp-bridge/control.sock")
+    }
+
+    @Test("serial keys with bad values, and a device used twice, name their line and key")
+    func serialErrors() {
+        let cases: [(String, Int, String, String)] = [
+            ("parity: mark", 5, "routes.uart0.serial.parity", "'mark' is not none, even or odd"),
+            ("data-bits: 9", 5, "routes.uart0.serial.data-bits", "'9' is not 5, 6, 7 or 8"),
+            ("stop-bits: 3", 5, "routes.uart0.serial.stop-bits", "'3' is not 1 or 2"),
+            ("flow: dtrdsr", 5, "routes.uart0.serial.flow", "'dtrdsr' is not none, rtscts or xonxoff"),
+            ("baud: fast", 5, "routes.uart0.serial.baud", "'fast' is not a baud rate"),
+            ("hupcl: maybe", 5, "routes.uart0.serial.hupcl", "expected true or false"),
+            ("speed: 9600", 5, "routes.uart0.serial.speed", "unknown key"),
+        ]
+        for (line, number, key, message) in cases {
+            expectError(
+                """
+                routes:
+                  uart0:
+                    serial:
+                      device: /dev/ttyUSB0
+                      \(line)
+                """,
+                line: number,
+                key: key,
+                message: message
+            )
+        }
+        expectError(
+            "routes:\n  uart0:\n    serial: {baud: 9600}\n",
+            line: 3,
+            key: "routes.uart0.serial",
+            message: "missing 'device'"
+        )
+        expectError(
+            "routes:\n  uart0:\n    serial: {device: ttyUSB0}\n",
+            line: 3,
+            key: "routes.uart0.serial.device",
+            message: "'ttyUSB0' must be an absolute path"
+        )
+        expectError(
+            """
+            routes:
+              uart0:
+                serial: {device: /dev/ttyUSB0}
+              uart1:
+                serial: {device: /dev/ttyUSB0}
+            """,
+            line: 5,
+            key: "routes.uart1.serial.device",
+            message: "/dev/ttyUSB0 is already the device of route 'uart0'"
+        )
+        expectError("control: run/control.sock\n", line: 1, key: "control", message: "must be an absolute path")
+    }
+
+    @Test("the command-line serial target takes the same keys")
+    func serialCommandLine() throws {
+        let target = try RouteTarget.parse("serial:/dev/ttyACM0,baud=9600,parity=odd,flow=xonxoff")
+        var expected = SerialConfiguration(device: "/dev/ttyACM0")
+        expected.settings.baud = 9600
+        expected.settings.parity = .odd
+        expected.settings.flow = .xonxoff
+        #expect(target == .serial(expected))
+        #expect(throws: ConfigurationError.self) { try RouteTarget.parse("serial:/dev/ttyACM0,baud=") }
+        #expect(throws: ConfigurationError.self) { try RouteTarget.parse("serial:dev/ttyACM0") }
+        #expect(throws: ConfigurationError.self) { try RouteTarget.parse("serial:/dev/ttyACM0,parity") }
+    }
+
     @Test("a route with an unknown target kind")
     func unknownTargetKind() {
         expectError(
             """
             routes:
               uart0:
-                serial: {device: /dev/ttyUSB0, baud: 115200}
+                can: {device: can0}
             """,
             line: 3,
-            key: "routes.uart0.serial",
-            message: "unknown key"
+            key: "routes.uart0.can",
+            message: "unknown key (expected one of: unix, pty, serial, local)"
         )
     }
 
@@ -871,6 +982,10 @@ struct ConfigurationTests {
         #expect(throws: ConfigurationError.self) { try RouteTarget.parse("unix:") }
         #expect(try RouteTarget.parse("pty:/run/console") == .pty(PtyConfiguration(link: "/run/console")))
         #expect(throws: ConfigurationError.self) { try RouteTarget.parse("pty:console") }
-        #expect(throws: ConfigurationError.self) { try RouteTarget.parse("serial:/dev/ttyUSB0") }
+        #expect(
+            try RouteTarget.parse("serial:/dev/ttyUSB0") == .serial(SerialConfiguration(device: "/dev/ttyUSB0"))
+        )
+        #expect(RouteTarget.serial(SerialConfiguration(device: "/dev/ttyS0")).description == "serial:/dev/ttyS0")
+        #expect(throws: ConfigurationError.self) { try RouteTarget.parse("can:can0") }
     }
 }

@@ -22,4 +22,19 @@ int jmp_adopt_pty_master(int master, char *slave_path, size_t slave_path_size);
 /// Bytes waiting in the tty's output queue (TIOCOUTQ), or -1/errno.
 int jmp_output_queue(int fd);
 
+/// Sets input and output speed to any rate in bits per second (termios2 with BOTHER), keeping
+/// every other setting. Returns 0 or -1/errno.
+int jmp_set_baud_rate(int fd, unsigned int rate);
+
+/// The output speed in bits per second as the kernel reports it (termios2), or -1/errno.
+long jmp_get_baud_rate(int fd);
+
+/// Catches SIGINT, SIGTERM, SIGHUP and SIGQUIT process-wide: each one caught is written as one
+/// byte to a non-blocking pipe whose read end is returned (the same on every call), or -1/errno.
+/// For a program that must clean up (restore a terminal) whatever ends it.
+int jmp_termination_pipe(void);
+
+/// Reads one caught signal from the pipe of jmp_termination_pipe(): its number, or -1 if none.
+int jmp_read_signal(int fd);
+
 #endif

@@ -14,6 +14,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     /// How long to wait, once the target has reached EOF and GOAWAY was sent, for a client that
     /// never ends its side before the bridge ends the RPC with status OK.
     public var linger: TimeAmount
+    /// The control socket's path (`control: unix:PATH`), serving `attach` and `status`; nil: none.
+    public var control: String?
     /// The configuration file this came from, if any (for messages).
     public var source: String?
     /// Exit (status 0) after this long without a single client connection; for socket-activated
@@ -29,8 +31,10 @@ public struct BridgeConfiguration: Sendable, Equatable {
         defaultRoute: String? = nil,
         limits: Limits = Limits(),
         linger: TimeAmount = .seconds(5),
+        control: String? = nil,
         source: String? = nil
     ) {
+        self.control = control
         self.listeners = listeners
         self.routes = routes
         self.defaultRoute = defaultRoute
@@ -58,6 +62,17 @@ public struct BridgeConfiguration: Sendable, Equatable {
         }
         if let name = self.defaultRoute, self.routes[name] == nil {
             throw ConfigurationError(file: origin, key: "default-route", "no route named '\(name)'")
+        }
+        var devices: [String: String] = [:]
+        for route in self.routes.values.sorted(by: { $0.name < $1.name }) {
+            guard case .serial(let serial) = route.target else { continue }
+            if let other = devices.updateValue(route.name, forKey: serial.device) {
+                throw ConfigurationError(
+                    file: origin,
+                    key: "routes.\(route.name).serial.device",
+                    "\(serial.device) is already the device of route '\(other)'"
+                )
+            }
         }
         var seen: Set<ListenAddress> = []
         for listener in self.listeners {
@@ -177,16 +192,28 @@ public enum RouteTarget: Sendable, Equatable, CustomStringConvertible {
     case unix(path: String)
     /// A pty the bridge owns, shared by every stream attached to the route.
     case pty(PtyConfiguration)
+    /// A serial device the bridge holds open, shared by every stream attached to the route.
+    case serial(SerialConfiguration)
 
     public var description: String {
         switch self {
         case .unix(let path): return "unix:\(path)"
         case .pty(let pty): return "pty:\(pty.link)"
+        case .serial(let serial): return "serial:\(serial.device)"
         }
     }
 
-    /// Parses the command-line forms `unix:PATH` and `pty:LINK`.
+    /// Whether streams on this target attach to a console (pty or serial) rather than connect.
+    public var isConsole: Bool {
+        if case .unix = self { return false }
+        return true
+    }
+
+    /// Parses the command-line forms `unix:PATH`, `pty:LINK` and `serial:DEVICE[,KEY=VALUE]…`.
     public static func parse(_ text: String) throws(ConfigurationError) -> RouteTarget {
+        if text.hasPrefix("serial:") {
+            return .serial(try SerialConfiguration.parse(commandLine: String(text.dropFirst(7))))
+        }
         if text.hasPrefix("pty:") {
             let link = String(text.dropFirst(4))
             guard link.hasPrefix("/") else {
@@ -198,7 +225,7 @@ public enum RouteTarget: Sendable, Equatable, CustomStringConvertible {
             throw ConfigurationError(
                 file: "command line",
                 key: "--route",
-                "unknown target '\(text)' (expected unix:PATH or pty:LINK)"
+                "unknown target '\(text)' (expected unix:PATH, pty:LINK or serial:DEVICE[,baud=N,…])"
             )
         }
         let path = String(text.dropFirst(5))
@@ -206,6 +233,15 @@ public enum RouteTarget: Sendable, Equatable, CustomStringConvertible {
             throw ConfigurationError(file: "command line", key: "--route", problem)
         }
         return .unix(path: path)
+    }
+
+    /// Parses a control socket address, `unix:PATH` (or just an absolute PATH); nil: what is wrong.
+    public static func parseControl(_ text: String) -> Result<String, ConfigurationError> {
+        let path = text.hasPrefix("unix:") ? String(text.dropFirst(5)) : text
+        if let problem = problemWithSocketPath(path) {
+            return .failure(ConfigurationError(file: "command line", key: "--control", problem))
+        }
+        return .success(path)
     }
 
     /// What is wrong with a `unix:` target path, if anything: it must be absolute and fit in

@@ -14,7 +14,7 @@ public enum ConfigurationLoader {
 
     /// The top-level keys, as documented in jmp-bridge.yaml(5).
     public static let topLevelKeys = [
-        "listen", "default-route", "routes", "limits", "linger", "exit-idle-time", "jwt",
+        "listen", "control", "default-route", "routes", "limits", "linger", "exit-idle-time", "jwt",
     ]
     /// The keys of one `listen:` entry.
     public static let listenerKeys = [
@@ -23,7 +23,7 @@ public enum ConfigurationLoader {
     /// The keys of `listen[].tls`.
     public static let tlsKeys = ["cert", "key", "client-ca"]
     /// The target keys of a route.
-    public static let routeKeys = ["unix", "pty", "local"]
+    public static let routeKeys = ["unix", "pty", "serial", "local"]
     /// The keys of a route's `local:` door.
     public static let doorKeys = ["address", "mode", "splice"]
     /// The keys of a `pty:` target.
@@ -80,6 +80,12 @@ public enum ConfigurationLoader {
                 configuration.exitIdleTime = try reader.duration(value, key: key)
             case "jwt":
                 configuration.jwt = try reader.jwt(value)
+            case "control":
+                let text = try reader.string(value, key: key)
+                switch RouteTarget.parseControl(text) {
+                case .success(let path): configuration.control = path
+                case .failure(let problem): throw reader.error(value, key: key, problem.message)
+                }
             default:
                 break
             }
@@ -343,7 +349,7 @@ struct Reader {
                 throw error(
                     value,
                     key: "routes.\(name)",
-                    "missing target (expected 'unix: PATH' or 'pty: {link: PATH}')"
+                    "missing target (expected 'unix: PATH', 'pty: {link: PATH}' or 'serial: {device: PATH}')"
                 )
             }
             guard fields.count == 1 else {
@@ -361,6 +367,18 @@ struct Reader {
                     name: name,
                     target: .pty(try pty(targetNode, key: "routes.\(name).pty"))
                 )
+            case "serial":
+                let serial = try serial(targetNode, key: "routes.\(name).serial")
+                for (other, route) in result {
+                    if case .serial(let used) = route.target, used.device == serial.device {
+                        throw error(
+                            targetNode,
+                            key: "routes.\(name).serial.device",
+                            "\(serial.device) is already the device of route '\(other)'"
+                        )
+                    }
+                }
+                result[name] = RouteConfiguration(name: name, target: .serial(serial))
             default:
                 break
             }
@@ -446,6 +464,30 @@ struct Reader {
             }
         }
         return pty
+    }
+
+    func serial(_ node: Node, key: String) throws(ConfigurationError) -> SerialConfiguration {
+        let fields = try mapping(node, key: key, allowed: SerialConfiguration.keys)
+        guard let deviceNode = fields.first(where: { $0.0 == "device" })?.1 else {
+            throw error(node, key: key, "missing 'device' (e.g. /dev/ttyUSB0)")
+        }
+        let device = try string(deviceNode, key: "\(key).device")
+        guard device.hasPrefix("/") else {
+            throw error(deviceNode, key: "\(key).device", "'\(device)' must be an absolute path")
+        }
+        var serial = SerialConfiguration(device: device)
+        for (name, value) in fields where name != "device" {
+            let text: String
+            if name == "hupcl" {
+                text = try bool(value, key: "\(key).\(name)") ? "true" : "false"
+            } else {
+                text = try string(value, key: "\(key).\(name)")
+            }
+            if let problem = serial.set(name, to: text) {
+                throw error(value, key: "\(key).\(name)", problem)
+            }
+        }
+        return serial
     }
 
     func limits(_ node: Node) throws(ConfigurationError) -> Limits {

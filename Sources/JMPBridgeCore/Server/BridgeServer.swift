@@ -25,13 +25,17 @@ public final class BridgeServer: Service, Sendable {
     public var configuration: BridgeConfiguration { self.current.withLockedValue { $0 } }
     /// Counters across all streams.
     public let statistics = BridgeStatistics()
+    /// The consoles of `serial:` routes (BridgeServer+Serial.swift) and the control socket
+    /// (BridgeServer+Control.swift).
+    let serialConsoles = NIOLockedValueBox<[String: SerialConsole]>([:])
+    let controlChannel = NIOLockedValueBox<(any Channel)?>(nil)
     /// How long open streams may take to finish after a graceful shutdown starts.
     public let graceTime: TimeAmount
 
     private let current: NIOLockedValueBox<BridgeConfiguration>
-    private let group: any EventLoopGroup
+    let group: any EventLoopGroup
     let logger: Logger
-    private let environment: StreamEnvironment
+    let environment: StreamEnvironment
     private let quiescing: ServerQuiescingHelper
     private let channels = NIOLockedValueBox<[any Channel]>([])
     private let consoles = NIOLockedValueBox<[String: OpenConsole]>([:])
@@ -105,6 +109,7 @@ public final class BridgeServer: Service, Sendable {
             for route in configuration.routes.values.sorted(by: { $0.name < $1.name }) {
                 try self.openDoor(route)
             }
+            try await self.bindControlSocket()
             for listener in configuration.listeners {
                 for channel in try await self.bind(listener, verifier: verifier) {
                     channels.append(channel)
@@ -331,6 +336,10 @@ public final class BridgeServer: Service, Sendable {
     /// Opens the pty of a `pty:` route (taking back the one held before a restart, if the
     /// service manager passed it), points its link at the slave and starts its hub.
     private func openConsole(_ route: RouteConfiguration) async throws {
+        if case .serial(let options) = route.target {
+            try await self.openSerialConsole(route.name, options)
+            return
+        }
         guard case .pty(let options) = route.target else { return }
         let storeName = Self.storeName(ofConsole: route.name)
         let pty: PseudoTerminal
@@ -382,6 +391,7 @@ public final class BridgeServer: Service, Sendable {
     /// service manager drops its stored copy; otherwise (shutdown) a stored console keeps its
     /// link for the next start.
     private func closeConsole(_ name: String, forget: Bool) async {
+        if await self.closeSerialConsole(name) { return }
         let hub = self.environment.consoles.withLockedValue { $0.removeValue(forKey: name) }
         try? await hub?.close().get()
         guard let console = self.consoles.withLockedValue({ $0.removeValue(forKey: name) }) else { return }
@@ -396,7 +406,9 @@ public final class BridgeServer: Service, Sendable {
 
     /// Closes every console (on shutdown or a failed start).
     private func closeConsoles() async {
-        let names = self.consoles.withLockedValue { Array($0.keys) }
+        await self.closeControlSocket()
+        let names =
+            self.consoles.withLockedValue { Array($0.keys) } + self.serialConsoles.withLockedValue { Array($0.keys) }
         for name in names { await self.closeConsole(name, forget: false) }
     }
 

@@ -265,7 +265,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
             connector.connect(on: context.eventLoop, handler: handler).assumeIsolated().whenComplete { result in
                 self.connected(result.map { SocketStreamTarget(channel: $0, handler: handler) }, target: route.target)
             }
-        case .pty:
+        case .pty, .serial:
             guard let hub = self.environment.consoles.withLockedValue({ $0[route.name] }) else {
                 self.fail(GRPCStatus(.unavailable, "route '\(route.name)': the console is not open"))
                 return
@@ -283,6 +283,8 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
             return
         }
         switch result {
+        case .failure(let error as ConsoleUnavailable):
+            self.fail(GRPCStatus(.unavailable, error.reason))
         case .failure(let error):
             self.fail(
                 GRPCStatus(

@@ -1,0 +1,68 @@
+import JMPTargets
+import NIOCore
+
+/// The reply to a `status` request: a `bridge …` line with the stream counters, then one
+/// `route …` line per route, sorted by name, every item `key=value` (values with spaces quoted,
+/// as in the log).
+enum StatusReport {
+    static func make(environment: StreamEnvironment, on eventLoop: any EventLoop) -> EventLoopFuture<String> {
+        let statistics = environment.statistics
+        let table = environment.routes.withLockedValue { $0 }
+        let consoles = environment.consoles.withLockedValue { $0 }
+        let header = Self.line([
+            ("bridge", "jmp-bridge"),
+            ("default-route", table.defaultRoute ?? "none"),
+            ("streams-active", "\(statistics.activeStreams.load(ordering: .relaxed))"),
+            ("streams-total", "\(statistics.totalStreams.load(ordering: .relaxed))"),
+            ("streams-failed", "\(statistics.failedStreams.load(ordering: .relaxed))"),
+            ("bytes-to-targets", "\(statistics.bytesToTargets.load(ordering: .relaxed))"),
+            ("bytes-from-targets", "\(statistics.bytesFromTargets.load(ordering: .relaxed))"),
+        ])
+        let routes = table.routes.values.sorted { $0.name < $1.name }
+        let lines = routes.map { route -> EventLoopFuture<String> in
+            var items: [(String, String)] = [("route", route.name)]
+            switch route.target {
+            case .unix(let path):
+                items += [("type", "unix"), ("target", path)]
+            case .pty(let pty):
+                items += [("type", "pty"), ("target", pty.link)]
+            case .serial(let serial):
+                items += [("type", "serial"), ("target", serial.device), ("settings", "\(serial.settings)")]
+            }
+            guard route.target.isConsole else { return eventLoop.makeSucceededFuture(Self.line(items)) }
+            guard let hub = consoles[route.name] else {
+                return eventLoop.makeSucceededFuture(Self.line(items + [("state", "down"), ("reason", "not open")]))
+            }
+            let target = items
+            return hub.status().hop(to: eventLoop).map { status in
+                var items = target
+                items.append(("state", status.up ? "up" : "down"))
+                if let reason = status.downReason { items.append(("reason", reason)) }
+                items += [
+                    ("attachments", "\(status.attachments)"),
+                    ("output-bytes", "\(status.outputBytes)"),
+                    ("input-bytes", "\(status.inputBytes)"),
+                    ("cuts", "\(status.cuts)"),
+                ]
+                return Self.line(items)
+            }
+        }
+        return EventLoopFuture.whenAllSucceed(lines, on: eventLoop).map { lines in
+            header + lines.joined()
+        }
+    }
+
+    /// `key=value key="value with spaces"`, newline-terminated.
+    static func line(_ items: [(String, String)]) -> String {
+        items.map { key, value in
+            let plain = !value.isEmpty && !value.contains { $0 == " " || $0 == "\"" || $0 == "\\" || $0 == "=" }
+            if plain { return "\(key)=\(value)" }
+            var escaped = ""
+            for character in value {
+                if character == "\\" || character == "\"" { escaped.append("\\") }
+                escaped.append(character)
+            }
+            return "\(key)=\"\(escaped)\""
+        }.joined(separator: " ") + "\n"
+    }
+}

@@ -1,0 +1,51 @@
+import JMPTargets
+import NIOCore
+import NIOPosix
+
+extension BridgeServer {
+    /// Opens the device of a `serial:` route and registers its hub with the consoles streams
+    /// attach to. A device that is absent leaves its route down (retried with backoff); one that
+    /// is locked by another process or otherwise unusable fails the start (or the reload).
+    func openSerialConsole(_ name: String, _ options: SerialConfiguration) async throws {
+        let console = SerialConsole(
+            name: name,
+            device: options.device,
+            settings: options.settings,
+            scrollback: options.scrollback,
+            lagLimit: options.lagLimit,
+            eventLoop: self.group.next(),
+            logger: self.logger
+        )
+        do {
+            try await console.start().get()
+        } catch {
+            try? await console.close().get()
+            throw BridgeStartupError("route '\(name)': \(error)")
+        }
+        self.serialConsoles.withLockedValue { $0[name] = console }
+        self.environment.consoles.withLockedValue { $0[name] = console.hub }
+        self.logger.info(
+            console.descriptor == nil ? "serial console waiting for its device" : "serial console ready",
+            metadata: ["route": "\(name)", "device": "\(options.device)", "settings": "\(options.settings)"]
+        )
+    }
+
+    /// Stops reopening and closes the serial device of route `name`; false if it has none.
+    func closeSerialConsole(_ name: String) async -> Bool {
+        guard let console = self.serialConsoles.withLockedValue({ $0.removeValue(forKey: name) }) else {
+            return false
+        }
+        self.environment.consoles.withLockedValue { $0[name] = nil }
+        try? await console.close().get()
+        return true
+    }
+
+    /// The device descriptor of every console that has one now, by route name: the pty master of
+    /// a `pty:` route, the open device of a `serial:` route. NIO owns them: duplicate one to keep
+    /// it (e.g. in systemd's file-descriptor store), never close it.
+    public func consoleDescriptors() -> [String: CInt] {
+        self.environment.consoles.withLockedValue { consoles in
+            consoles.compactMapValues { $0.descriptor }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+"""Consoles with real peers: jumpstarter's PySerial driver on a ``pty`` route, and
+``jmp-bridge attach``/``status`` through the control socket, driven in tmux.
+
+    router stream (jmp-route: console) ──▶ jmp-bridge ── pty master ══ slave ◀── link ◀── PySerial driver
+                                                                                     (exporter Session, client via the bridge too)
+    tmux pane: jmp-bridge attach console ──▶ control socket ──▶ the same console
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import termios
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from anyio import fail_after
+from jumpstarter_driver_composite.driver import Composite
+from jumpstarter_driver_pyserial.driver import PySerial
+
+from conftest import BRIDGE_BINARY
+from test_exporter_session import Exporter
+from test_router_stream import receive_exactly, router_stream
+
+TIMEOUT = 30
+
+
+# --------------------------------------------------------------------------------------------
+# PySerial driver on a pty route
+
+
+@pytest.fixture
+def serial_exporter(start_bridge, sockdir, tls, event_loop_portal):
+    """A bridge with the exporter's session route and a console route; an exporter Session whose
+    PySerial driver opens the console's link; a jumpstarter client reaching it via the bridge."""
+    link = sockdir / "console"
+    session_path = sockdir / "exporter.sock"
+    bridge = start_bridge(
+        {"session": session_path},
+        default_route="session",
+        extra_args=["--route", f"console=pty:{link}"],
+    )
+    root = Composite(children={"serial": PySerial(url=str(link))})
+    exporter = Exporter(root, session_path, sockdir / "client.sock", bridge, tls, event_loop_portal, None)
+    try:
+        yield exporter
+    finally:
+        exporter.close()
+
+
+def test_pyserial_driver_on_a_pty_route(serial_exporter, tls):
+    """Bytes the PySerial driver writes reach a remote stream on the console route, and bytes the
+    remote stream writes reach the driver's client."""
+    serial = serial_exporter.client.children["serial"]
+    bridge = serial_exporter.bridge
+
+    async def exchange():
+        with fail_after(TIMEOUT):
+            async with serial.stream_async("connect") as port:
+                async with router_stream(bridge, tls, "console") as (remote, _call):
+                    # The driver has the port open once its stream exists; what it writes is
+                    # console output, broadcast to the attached stream.
+                    await port.send(b"U-Boot 2024.01 from the driver\r\n")
+                    from_driver = await receive_exactly(remote, len(b"U-Boot 2024.01 from the driver\r\n"))
+                    await remote.send(b"boot\r")
+                    to_driver = bytearray()
+                    while len(to_driver) < len(b"boot\r"):
+                        to_driver += await port.receive()
+                    return from_driver, bytes(to_driver)
+
+    from_driver, to_driver = serial_exporter.portal.call(exchange)
+    assert from_driver == b"U-Boot 2024.01 from the driver\r\n"
+    assert to_driver == b"boot\r"
+
+
+# --------------------------------------------------------------------------------------------
+# A serial route on a fake serial device (a pty), with jumpstarter's RouterStream
+
+
+@pytest.fixture
+def fake_serial(sockdir):
+    """A pty standing in for /dev/ttyUSB0: the bridge opens the slave through a symlink, the test
+    is the board on the master."""
+    master, slave = os.openpty()
+    path = sockdir / "ttyFAKE0"
+    path.symlink_to(os.ttyname(slave))
+    os.close(slave)
+    try:
+        yield master, path
+    finally:
+        os.close(master)
+
+
+async def test_serial_route_with_router_stream(start_bridge, tls, fake_serial, sockdir):
+    """Bytes from the device reach a remote stream, the stream's bytes reach the device, the
+    line settings are applied (921600 baud, HUPCL off), and a second bridge on the same device
+    refuses to start, saying why."""
+    master, path = fake_serial
+    bridge = start_bridge(extra_args=["--route", f"uart=serial:{path},baud=921600"])
+    attributes = termios.tcgetattr(master)  # the master reports the slave's settings
+    assert attributes[4] == attributes[5] == termios.B921600
+    assert attributes[2] & termios.HUPCL == 0
+
+    with fail_after(TIMEOUT):
+        async with router_stream(bridge, tls, "uart") as (remote, _call):
+            os.write(master, b"U-Boot SPL\r\n")
+            assert await receive_exactly(remote, len(b"U-Boot SPL\r\n")) == b"U-Boot SPL\r\n"
+            await remote.send(b"printenv\r")
+            assert read_until(master, b"printenv\r") == b"printenv\r"
+
+    second = subprocess.run(
+        [str(BRIDGE_BINARY), "serve", "--listen", f"unix:{sockdir}/second.sock", "--route", f"uart=serial:{path}"],
+        capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+    )
+    assert second.returncode == 1, second.stderr
+    assert f"route 'uart': {path} is in use" in second.stderr, second.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# jmp-bridge attach in tmux
+
+
+class Tmux:
+    """A private tmux server (its own socket) with one 120x40 window running bash."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.socket = directory / "tmux.sock"
+        self.session = f"attach-{uuid.uuid4().hex[:8]}"
+        self.run("new-session", "-d", "-s", self.session, "-x", "120", "-y", "40",
+                 "env", "PS1=$ ", "TERM=screen", "bash", "--norc", "--noprofile")
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-S", str(self.socket), *args], check=True, capture_output=True,
+                              text=True).stdout
+
+    def send(self, *keys: str):
+        self.run("send-keys", "-t", self.session, *keys)
+
+    def type(self, text: str):
+        self.run("send-keys", "-t", self.session, "-l", text)
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-J", "-t", self.session, "-S", "-200")
+
+    def wait_for(self, pattern: str, *, timeout: float = 15.0, after: int = 0) -> re.Match:
+        """Polls the pane until ``pattern`` (a regular expression) shows up past ``after``."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if match := regex.search(screen, after):
+                return match
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {pattern!r} in the tmux pane:\n{screen}")
+            time.sleep(0.05)
+
+    def shell_pid(self) -> int:
+        return int(self.run("display-message", "-p", "-t", self.session, "#{pane_pid}").strip())
+
+    def terminal_settings(self) -> str:
+        """``stty -a`` of the pane's terminal, run by its shell (once it has its prompt back)."""
+        out = self.directory / f"stty-{uuid.uuid4().hex[:6]}.txt"
+        self.type(f"stty -a > {out}; echo stty-done")
+        self.send("Enter")
+        self.wait_for(r"\nstty-done")
+        return out.read_text()
+
+    def close(self):
+        subprocess.run(["tmux", "-S", str(self.socket), "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def tmux(sockdir):
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is not installed (scripts/setup installs it)")
+    session = Tmux(sockdir)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@contextmanager
+def console_program(link: Path):
+    """The program on the console's far end (as agetty or QEMU would be): the pty slave."""
+    fd = os.open(link, os.O_RDWR | os.O_NOCTTY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def read_until(fd: int, expected: bytes, timeout: float = 15.0) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while expected not in data:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"timed out waiting for {expected!r} on the console; got {data!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            data += os.read(fd, 4096)
+    return data
+
+
+@pytest.fixture
+def console_bridge(start_bridge, sockdir):
+    """A bridge with a pty console route and a control socket."""
+    link = sockdir / "console"
+    control = sockdir / "control.sock"
+    bridge = start_bridge(extra_args=["--route", f"console=pty:{link}", "--control", str(control)])
+    bridge.wait_for_line(r"control socket bound")
+    return bridge, link, control
+
+
+def test_attach_in_tmux_shows_output_delivers_input_and_restores_the_terminal(console_bridge, tmux):
+    bridge, link, control = console_bridge
+    with console_program(link) as device:
+        os.write(device, b"boot log line\r\n")
+        tmux.type(f"{BRIDGE_BINARY} attach console --control {control}")
+        tmux.send("Enter")
+        tmux.wait_for(r"press Ctrl-B three times to leave")
+        tmux.wait_for(r"boot log line")  # the scrollback
+
+        os.write(device, b"login: ")
+        tmux.wait_for(r"login: ")
+        tmux.type("root")
+        tmux.send("Enter")
+        assert read_until(device, b"root\r").endswith(b"root\r")
+
+        # Ctrl-B twice, then another key: both are passed on with the key.
+        tmux.send("C-b", "C-b", "x")
+        assert read_until(device, b"\x02\x02x").endswith(b"\x02\x02x")
+
+        status = subprocess.run([str(BRIDGE_BINARY), "status", "--control", str(control)],
+                                capture_output=True, text=True, timeout=20)
+        assert status.returncode == 0, status.stderr
+        [line] = [l for l in status.stdout.splitlines() if l.startswith("route=console ")]
+        assert "state=up" in line and "attachments=1" in line, status.stdout
+
+        tmux.send("C-b", "C-b", "C-b")
+        tmux.wait_for(r"jmp-bridge: detached")
+        settings = tmux.terminal_settings()
+        assert re.search(r"(?<![-\w])icanon\b", settings), settings
+        assert re.search(r"(?<![-\w])echo\b", settings), settings
+        # The three Ctrl-B that left never reached the console.
+        leftover = os.read(device, 4096) if select.select([device], [], [], 0.3)[0] else b""
+        assert b"\x02" not in leftover, leftover
+
+
+def test_attach_restores_the_terminal_on_sigterm(console_bridge, tmux):
+    bridge, link, control = console_bridge
+    tmux.type(f"{BRIDGE_BINARY} attach console --control {control}")
+    tmux.send("Enter")
+    tmux.wait_for(r"press Ctrl-B three times to leave")
+    shell = tmux.shell_pid()
+    children = subprocess.run(["pgrep", "-P", str(shell)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 1, children
+    os.kill(int(children[0]), signal.SIGTERM)
+    tmux.wait_for(r"jmp-bridge: detached \(signal 15\)")
+    settings = tmux.terminal_settings()
+    assert re.search(r"(?<![-\w])icanon\b", settings), settings
+    assert re.search(r"(?<![-\w])echo\b", settings), settings
+
+
+def test_attach_through_a_pipe(console_bridge):
+    """Without a terminal: stdin is passed as it is, EOF detaches, the output is the scrollback."""
+    bridge, link, control = console_bridge
+    with console_program(link) as device:
+        os.write(device, b"$ ")
+        result = subprocess.run([str(BRIDGE_BINARY), "attach", "console", "--control", str(control)],
+                                input=b"uname\r", capture_output=True, timeout=20)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == b"$ "
+        assert b"detached" in result.stderr
+        assert read_until(device, b"uname\r").endswith(b"uname\r")
+
+
+def test_attach_to_an_unknown_route_fails_clearly(console_bridge):
+    bridge, link, control = console_bridge
+    result = subprocess.run([str(BRIDGE_BINARY), "attach", "nosuch", "--control", str(control)],
+                            capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert "unknown route 'nosuch'" in result.stderr

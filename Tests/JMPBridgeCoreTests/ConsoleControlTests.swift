@@ -1,0 +1,129 @@
+import Foundation
+import GRPCCore
+import JMPBridgeCore
+import Testing
+
+/// The control socket: local attachments to a console next to gRPC ones, and `status`.
+@Suite("Control socket", .serialized, .timeLimit(.minutes(2)))
+struct ConsoleControlTests {
+    @Test("a local attachment gets the scrollback and the live output, its input reaches the device, EOF detaches")
+    func localAttach() async throws {
+        try await BridgeHarness.with(
+            targets: ["console": { BridgeConsoleTests.console("\($0)/console") }],
+            control: true
+        ) { bridge in
+            let device = try TestTTY(path: "\(bridge.directory)/console")
+            try device.write(Array("boot\r\n".utf8))
+            let local = try ControlConnection(path: bridge.controlSocket)
+            #expect(try await local.request("attach console") == "ok")
+            #expect(String(decoding: try await local.read(count: 6), as: UTF8.self) == "boot\r\n")
+            try local.write(Array("ls\r".utf8))
+            #expect(String(decoding: try await device.read(timeout: 10), as: UTF8.self) == "ls\r")
+            try device.write(Array("$ ".utf8))
+            #expect(String(decoding: try await local.read(count: 2), as: UTF8.self) == "$ ")
+
+            let status = try await ControlConnection.status(bridge.controlSocket)
+            let line = status.first { $0.hasPrefix("route=console ") } ?? ""
+            #expect(line.contains("type=pty"), "\(line)")
+            #expect(line.contains("state=up"), "\(line)")
+            #expect(line.contains("attachments=1"), "\(line)")
+            #expect(line.contains("output-bytes=8"), "\(line)")
+            #expect(line.contains("input-bytes=3"), "\(line)")
+            #expect(status.first?.hasPrefix("bridge=jmp-bridge ") == true, "\(status)")
+            #expect(status.contains { $0.hasPrefix("route=echo type=unix ") }, "\(status)")
+
+            // A read-only local attachment watches; its keys go nowhere.
+            let watcher = try ControlConnection(path: bridge.controlSocket)
+            #expect(try await watcher.request("attach console ro") == "ok")
+            #expect(String(decoding: try await watcher.read(count: 8), as: UTF8.self) == "boot\r\n$ ")
+            try watcher.write(Array("reboot\r".utf8))
+
+            // End-of-file detaches: the bridge closes its side.
+            shutdown(local.fd, Int32(SHUT_WR))
+            #expect(try await local.readToEnd().isEmpty)
+            #expect(try await device.read(timeout: 0.3).isEmpty, "input from a read-only attachment reached the device")
+        }
+    }
+
+    @Test("bad requests get an error line naming the problem")
+    func errors() async throws {
+        try await BridgeHarness.with(
+            targets: ["console": { BridgeConsoleTests.console("\($0)/console") }],
+            control: true
+        ) { bridge in
+            let cases = [
+                ("attach nosuch", "error unknown route 'nosuch'"),
+                ("attach echo", "error route 'echo' is not a console (it is unix:"),
+                ("attach console rx", "error attach mode must be rw or ro, not 'rx'"),
+                ("dial console", "error unknown request 'dial console'"),
+            ]
+            for (request, reply) in cases {
+                let connection = try ControlConnection(path: bridge.controlSocket)
+                let answer = try await connection.request(request)
+                #expect(answer.hasPrefix(reply), "\(request) → \(answer)")
+                #expect(try await connection.readToEnd().isEmpty)
+            }
+        }
+    }
+
+    @Test("a stalled reader is cut at the lag limit while two streams get every byte without waiting for it")
+    func stalledReaderIsCut() async throws {
+        let lagLimit = 64 * 1024
+        try await BridgeHarness.with(
+            targets: ["console": { BridgeConsoleTests.console("\($0)/console", lagLimit: lagLimit) }],
+            control: true
+        ) { bridge in
+            let device = try TestTTY(path: "\(bridge.directory)/console")
+            // Attached, and then never read from again.
+            let stalled = try ControlConnection(path: bridge.controlSocket)
+            #expect(try await stalled.request("attach console ro") == "ok")
+            try await bridge.withClient { client in
+                let healthy = [ByteProgress(), ByteProgress()]
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for progress in healthy {
+                        group.addTask {
+                            _ = try await Router.call(client, metadata: ["jmp-route": "console", "jmp-attach": "ro"]) {
+                                _ in
+                                try await Task.sleep(for: .seconds(3600))
+                            } until: { received in
+                                progress.set(received.bytes)
+                                return false
+                            }
+                        }
+                    }
+                    // Output is driven chunk by chunk, each one only after both healthy streams
+                    // got the one before: they never wait for the stalled reader, which must be
+                    // cut once its unread output passes the lag limit (plus the socket buffers).
+                    var sent: [UInt8] = []
+                    var seed: UInt64 = 1
+                    while !stalled.peerClosed {
+                        guard sent.count < 64 << 20 else {
+                            Issue.record("the stalled reader was never cut")
+                            break
+                        }
+                        let chunk = pseudoRandomBytes(count: 16 * 1024, seed: seed)
+                        seed += 1
+                        try await blocking { try device.write(chunk) }
+                        sent += chunk
+                        for progress in healthy { await progress.wait(for: sent.count) }
+                    }
+                    // The console goes on for the others after the cut.
+                    let after = Array("after the cut".utf8)
+                    try device.write(after)
+                    sent += after
+                    for progress in healthy { await progress.wait(for: sent.count) }
+                    for progress in healthy { #expect(progress.bytes == sent) }
+                    let line = try await ControlConnection.status(bridge.controlSocket).first {
+                        $0.hasPrefix("route=console ")
+                    }
+                    #expect(line?.contains("attachments=2") == true, "\(line ?? "no status line")")
+                    #expect(line?.contains("cuts=1") == true, "\(line ?? "no status line")")
+                    group.cancelAll()
+                }
+            }
+            // What the stalled reader did get is a prefix of the output, then the bridge closed.
+            let got = try await stalled.readToEnd()
+            #expect(got.count >= lagLimit)
+        }
+    }
+}
