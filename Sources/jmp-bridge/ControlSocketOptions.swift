@@ -35,12 +35,13 @@ struct ControlSocketOptions: ParsableArguments {
             guard let path = configuration.control else {
                 throw ConfigurationError(file: config, key: "control", "no control socket is configured")
             }
-            return path
+            // A passed socket's path is in the socket unit, not here: the units put it at the default.
+            return path.hasPrefix("systemd:") ? Self.defaultPath : path
         }
         if fileExists(ConfigurationLoader.defaultPath),
             let path = try? ConfigurationLoader.load(path: ConfigurationLoader.defaultPath).control
         {
-            return path
+            return path.hasPrefix("systemd:") ? Self.defaultPath : path
         }
         return Self.defaultPath
     }

@@ -512,3 +512,25 @@ def test_sighup_reloads_the_tls_certificate(start_bridge, unix_server, tls, sock
     after = served_certificate()
     assert after != before
     assert ssl.DER_cert_to_PEM_cert(after).strip() == cert.read_text().strip()
+
+
+def test_socket_activated_control_socket(launch, manager, sockdir):
+    """control: systemd:NAME serves the control socket on a passed socket; status answers."""
+    import subprocess
+
+    from conftest import BRIDGE_BINARY
+
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    control_socket = listening_unix_socket(sockdir / "control.sock")
+    launch(
+        config(["address: systemd:grpc"], {"console": f"{{pty: {{link: {sockdir}/console}}}}"})
+        + "control: systemd:control\n",
+        [(grpc_socket, "grpc"), (control_socket, "control")],
+    )
+    manager.wait_for("READY", "1")
+    result = subprocess.run(
+        [str(BRIDGE_BINARY), "status", "--control", str(sockdir / "control.sock")],
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^route=console type=pty .*state=up", result.stdout, re.M), result.stdout

@@ -14,7 +14,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     /// How long to wait, once the target has reached EOF and GOAWAY was sent, for a client that
     /// never ends its side before the bridge ends the RPC with status OK.
     public var linger: TimeAmount
-    /// The control socket's path (`control: unix:PATH`), serving `attach` and `status`; nil: none.
+    /// The control socket's path (`control: unix:PATH`), or `systemd:NAME` for a socket passed by
+    /// the service manager, serving `attach` and `status`; nil: none.
     public var control: String?
     /// The configuration file this came from, if any (for messages).
     public var source: String?
@@ -235,8 +236,18 @@ public enum RouteTarget: Sendable, Equatable, CustomStringConvertible {
         return .unix(path: path)
     }
 
-    /// Parses a control socket address, `unix:PATH` (or just an absolute PATH); nil: what is wrong.
+    /// Parses a control socket address, `unix:PATH` (or just an absolute PATH), or `systemd:NAME`
+    /// for a passed socket (kept as written); or says what is wrong.
     public static func parseControl(_ text: String) -> Result<String, ConfigurationError> {
+        if text.hasPrefix("systemd:") {
+            // A socket passed by the service manager under this FileDescriptorName=.
+            guard case .success = ListenAddress.parse(text) else {
+                return .failure(
+                    ConfigurationError(file: "command line", key: "--control", "'systemd:' needs a socket name")
+                )
+            }
+            return .success(text)
+        }
         let path = text.hasPrefix("unix:") ? String(text.dropFirst(5)) : text
         if let problem = problemWithSocketPath(path) {
             return .failure(ConfigurationError(file: "command line", key: "--control", problem))

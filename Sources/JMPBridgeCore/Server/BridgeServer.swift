@@ -424,6 +424,11 @@ public final class BridgeServer: Service, Sendable {
         }
     }
 
+    /// Claims the sockets the service manager passed as `name` (for the control socket).
+    func passedSockets(named name: String) -> [PassedDescriptor] {
+        self.passed.claim(name: name)
+    }
+
     // MARK: - Local doors
 
     /// Opens a route's local door, if it has one, and hands it to the door loop.
