@@ -47,8 +47,10 @@ public final class SerialConsole: Sendable {
         lagLimit: Int,
         eventLoop: any EventLoop,
         threadPool: NIOThreadPool = .singleton,
-        logger: Logger
+        logger: Logger,
+        onOpened: (@Sendable (CInt) -> Void)? = nil
     ) {
+        self.onOpened = onOpened
         self.device = device
         self.settings = settings
         self.threadPool = threadPool
@@ -64,13 +66,20 @@ public final class SerialConsole: Sendable {
         self.retry = NIOLoopBoundBox.makeBoxSendingValue(RetryState(), eventLoop: eventLoop)
     }
 
+    /// Told the descriptor each time the device is opened (at start and after every reopen), for
+    /// the service manager's file-descriptor store; on the console's event loop.
+    private let onOpened: (@Sendable (CInt) -> Void)?
+
     /// The open device's descriptor (owned by NIO: never close it), or nil while it is down.
     public var descriptor: CInt? { self.hub.descriptor }
 
     /// Opens the device. A device that is present but unusable (locked by another process, not a
     /// terminal, not permitted, settings refused) fails the start; an absent one leaves the route
     /// down and is retried.
-    public func start() -> EventLoopFuture<Void> {
+    ///
+    /// `adopting`: a descriptor of the device kept over a restart, used instead of opening the
+    /// device again if it still is that device (else it is closed and the device opened anew).
+    public func start(adopting stored: CInt? = nil) -> EventLoopFuture<Void> {
         let eventLoop = self.hub.eventLoop
         self.hub.onDeviceLost { [weak self] _ in
             guard let self else { return }
@@ -85,14 +94,14 @@ public final class SerialConsole: Sendable {
             }
             self.scheduleReopen(after: delay)
         }
-        return self.openDevice().flatMap { result in
+        return self.openDevice(adopting: stored).flatMap { result in
             switch result {
             case .success(let fd):
                 self.retry.value.openedAt = .now()
                 return self.hub.connect(descriptor: fd).flatMapError { error in
                     Glibc.close(fd)
                     return eventLoop.makeFailedFuture(error)
-                }
+                }.map { self.onOpened?(fd) }
             case .failure(let error) where error.isAbsent:
                 self.markDown(error)
                 self.scheduleReopen(after: Self.initialRetryDelay)
@@ -114,11 +123,26 @@ public final class SerialConsole: Sendable {
         }
     }
 
-    private func openDevice() -> EventLoopFuture<Result<CInt, SerialDevice.OpenError>> {
+    private func openDevice(adopting stored: CInt? = nil) -> EventLoopFuture<Result<CInt, SerialDevice.OpenError>> {
         let path = self.device
         let settings = self.settings
+        let logger = self.logger
+        let name = self.hub.name
         return self.threadPool.runIfActive(eventLoop: self.hub.eventLoop) {
-            Result { () throws(SerialDevice.OpenError) -> CInt in
+            if let stored {
+                do throws(SerialDevice.OpenError) {
+                    try SerialDevice.adopt(stored, path: path, settings: settings)
+                    logger.info("serial device taken back from the service manager", metadata: ["route": "\(name)"])
+                    return .success(stored)
+                } catch {
+                    logger.notice(
+                        "stored serial descriptor not used",
+                        metadata: ["route": "\(name)", "reason": "\(error)"]
+                    )
+                    Glibc.close(stored)
+                }
+            }
+            return Result { () throws(SerialDevice.OpenError) -> CInt in
                 try SerialDevice.open(path: path, settings: settings)
             }
         }
@@ -167,6 +191,7 @@ public final class SerialConsole: Sendable {
                 self.hub.connect(descriptor: fd).whenComplete { connected in
                     switch connected {
                     case .success:
+                        self.onOpened?(fd)
                         let retry = self.retry.value
                         retry.lastProblem = nil
                         retry.openedAt = .now()

@@ -35,6 +35,30 @@ public enum SerialDevice {
         }
     }
 
+    /// Takes back a descriptor of `path` kept over a restart (the service manager's
+    /// file-descriptor store): checks that it is still that device, then locks and configures it
+    /// as ``open(path:settings:)`` does (the lock belongs to the open file, so it is still held).
+    /// On failure the caller keeps, and closes, the descriptor.
+    public static func adopt(_ fd: CInt, path: String, settings: SerialSettings) throws(OpenError) {
+        var held = Glibc.stat()
+        var named = Glibc.stat()
+        // The configured path may be a symlink (/dev/serial/by-id/...): compare its target.
+        let resolved = realpath(path, nil).map { pointer in
+            defer { free(pointer) }
+            return String(cString: pointer)
+        }
+        guard fstat(fd, &held) == 0, let resolved, lstat(resolved, &named) == 0,
+            held.st_rdev == named.st_rdev,
+            held.st_mode & S_IFMT == S_IFCHR
+        else {
+            throw OpenError(isAbsent: false, description: "the stored descriptor is not \(path) any more")
+        }
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        try Self.prepare(fd, path: path, settings: settings)
+    }
+
     private static func prepare(_ fd: CInt, path: String, settings: SerialSettings) throws(OpenError) {
         guard isatty(fd) == 1 else {
             throw OpenError(isAbsent: false, description: "\(path) is not a terminal device")

@@ -534,3 +534,43 @@ def test_socket_activated_control_socket(launch, manager, sockdir):
     )
     assert result.returncode == 0, result.stderr
     assert re.search(r"^route=console type=pty .*state=up", result.stdout, re.M), result.stdout
+
+
+async def test_serial_device_survives_a_restart_through_the_fd_store(launch, manager, sockdir):
+    """A serial route's device goes to the store (serial.ROUTE) each time it is opened; a
+    restarted bridge takes it back instead of opening the device again, so what the board sent
+    while no bridge ran arrives, and typing reaches the board. The fake board is a real pty."""
+    board, device = os.openpty()
+    device_path = os.ttyname(device)
+    os.set_blocking(board, False)
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    text = config(["address: systemd:grpc"], {"uart": f"{{serial: {{device: {device_path}, baud: 115200}}}}"})
+    try:
+        first = launch(text, [(grpc_socket, "grpc")])
+        with fail_after(TIMEOUT):
+            await wait_for(manager, "READY", "1")
+        assert len(manager.store.get("serial.uart", [])) == 1, manager.store
+        with fail_after(TIMEOUT):
+            async with unix_stream(sockdir / "grpc.sock", "uart") as stream:
+                os.write(board, b"booting\n")
+                assert b"booting\n" in await receive_until(stream, b"booting\n")
+        assert await to_thread.run_sync(first.stop) == 0
+
+        os.write(board, b"printed while no bridge ran\n")
+        mark = manager.count()
+        second = launch(text, [(grpc_socket, "grpc")])
+        with fail_after(TIMEOUT):
+            await wait_for(manager, "READY", "1", after=mark)
+            await to_thread.run_sync(
+                lambda: second.wait_for_line(r"serial device taken back from the service manager")
+            )
+            async with unix_stream(sockdir / "grpc.sock", "uart") as stream:
+                assert b"printed while no bridge ran\n" in await receive_until(stream, b"no bridge ran\n")
+                await stream.send(b"typed after the restart\n")
+                assert b"typed after the restart\n" in await to_thread.run_sync(
+                    lambda: read_from_tty(board, b"restart\n")
+                )
+        assert await to_thread.run_sync(second.stop) == 0
+    finally:
+        os.close(board)
+        os.close(device)

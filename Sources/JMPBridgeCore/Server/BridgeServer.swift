@@ -40,7 +40,7 @@ public final class BridgeServer: Service, Sendable {
     private let channels = NIOLockedValueBox<[any Channel]>([])
     private let consoles = NIOLockedValueBox<[String: OpenConsole]>([:])
     private let passed: PassedDescriptors
-    private let notifier: ServiceNotifier
+    let notifier: ServiceNotifier
     private let idleExit: IdleExitTimer?
     private let shutdownStarted = Atomic<Bool>(false)
     /// The local doors' event loop, started with the first door.
@@ -391,7 +391,7 @@ public final class BridgeServer: Service, Sendable {
     /// service manager drops its stored copy; otherwise (shutdown) a stored console keeps its
     /// link for the next start.
     private func closeConsole(_ name: String, forget: Bool) async {
-        if await self.closeSerialConsole(name) { return }
+        if await self.closeSerialConsole(name, forget: forget) { return }
         let hub = self.environment.consoles.withLockedValue { $0.removeValue(forKey: name) }
         try? await hub?.close().get()
         guard let console = self.consoles.withLockedValue({ $0.removeValue(forKey: name) }) else { return }
@@ -414,7 +414,10 @@ public final class BridgeServer: Service, Sendable {
 
     /// Stored consoles of routes that no longer exist: closed, and dropped from the store.
     private func releaseStaleConsoles() {
-        for stale in self.passed.claim(prefix: Self.storeName(ofConsole: "")) {
+        let stale =
+            self.passed.claim(prefix: Self.storeName(ofConsole: ""))
+            + self.passed.claim(prefix: Self.storeName(ofSerial: ""))
+        for stale in stale {
             close(stale.descriptor)
             self.notifier.removeStored(name: stale.name)
             self.logger.notice(
