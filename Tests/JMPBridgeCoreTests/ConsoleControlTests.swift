@@ -45,6 +45,44 @@ struct ConsoleControlTests {
         }
     }
 
+    @Test("local attaches count towards max-attachments, and their places come back when they close")
+    func maxAttachments() async throws {
+        try await BridgeHarness.with(
+            targets: [
+                "console": { directory in
+                    var pty = PtyConfiguration(link: "\(directory)/console")
+                    pty.maxAttachments = 1
+                    return .pty(pty)
+                }
+            ],
+            control: true
+        ) { bridge in
+            let first = try ControlConnection(path: bridge.controlSocket)
+            #expect(try await first.request("attach console") == "ok")
+            let second = try ControlConnection(path: bridge.controlSocket)
+            let refused = try await second.request("attach console ro")
+            #expect(refused.hasPrefix("error route 'console': 1 attachments already (max-attachments)"), "\(refused)")
+            // A gRPC stream is refused as well while the local attach holds the place.
+            try await bridge.withClient { client in
+                do {
+                    _ = try await Router.call(client, metadata: ["jmp-route": "console"]) { _ in }
+                    Issue.record("a stream was attached beyond max-attachments")
+                } catch let error as RPCError {
+                    #expect(error.code == .resourceExhausted, "\(error)")
+                }
+            }
+            shutdown(first.fd, Int32(SHUT_WR))
+            #expect(try await first.readToEnd().isEmpty)
+            // The bridge frees the place when it sees the connection close: poll until it has.
+            var answer = ""
+            for _ in 0..<500 where answer != "ok" {
+                answer = try await ControlConnection(path: bridge.controlSocket).request("attach console")
+                if answer != "ok" { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(answer == "ok", "the place did not come back: \(answer)")
+        }
+    }
+
     @Test("bad requests get an error line naming the problem")
     func errors() async throws {
         try await BridgeHarness.with(

@@ -196,6 +196,15 @@ public enum RouteTarget: Sendable, Equatable, CustomStringConvertible {
     /// A serial device the bridge holds open, shared by every stream attached to the route.
     case serial(SerialConfiguration)
 
+    /// The `max-attachments` of a console route; nil: no limit, or not a console.
+    public var maxAttachments: Int? {
+        switch self {
+        case .pty(let pty): return pty.maxAttachments
+        case .serial(let serial): return serial.maxAttachments
+        default: return nil
+        }
+    }
+
     public var description: String {
         switch self {
         case .unix(let path): return "unix:\(path)"

@@ -10,11 +10,14 @@ public struct SerialConfiguration: Sendable, Equatable {
     public var scrollback: Int = 64 * 1024
     /// Output bytes an attachment may fall behind before it is cut.
     public var lagLimit: Int = 1024 * 1024
+    /// Attachments (streams and local attaches) allowed at once; nil: no limit.
+    public var maxAttachments: Int?
 
     /// The keys of a `serial:` target, as documented in jmp-bridge.yaml(5); the command-line form
     /// `serial:DEVICE,KEY=VALUE,…` takes the same keys but `device`.
     public static let keys = [
         "device", "baud", "data-bits", "parity", "stop-bits", "flow", "hupcl", "scrollback", "lag-limit",
+        "max-attachments",
     ]
 
     /// Creates a configuration for `device` with the defaults (115200 8N1, no flow control,
@@ -63,6 +66,11 @@ public struct SerialConfiguration: Sendable, Equatable {
                 return "'\(text)' is not a size from 4KiB to 256MiB (e.g. 1MiB)"
             }
             self.lagLimit = size
+        case "max-attachments":
+            guard let count = Int(text), (1...100_000).contains(count) else {
+                return "'\(text)' is not a number from 1 to 100000"
+            }
+            self.maxAttachments = count
         default:
             return "unknown key (expected one of: \(Self.keys.dropFirst().joined(separator: ", ")))"
         }

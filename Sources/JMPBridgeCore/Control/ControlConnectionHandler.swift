@@ -28,6 +28,8 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
     private var requestBytes: ByteBuffer
     private var context: ChannelHandlerContext?
     private var readOnly = false
+    /// The console route whose `max-attachments` place this attach holds, until it closes.
+    private var place: String?
     /// Output that arrived while the attach reply was being prepared.
     private var early: [ByteBuffer] = []
     /// Input read while attaching, written once attached.
@@ -96,6 +98,10 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.detach()
+        if let place = self.place {
+            self.place = nil
+            self.environment.releaseAttachmentPlace(place)
+        }
         self.phase = .done
         context.fireChannelInactive()
     }
@@ -160,6 +166,15 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
             self.reply(error: "route '\(name)': the console is not open", context: context)
             return
         }
+        guard self.environment.takeAttachmentPlace(route) else {
+            self.logger.notice("local attach refused: max-attachments", metadata: ["route": "\(route.name)"])
+            self.reply(
+                error: "route '\(name)': \(route.target.maxAttachments ?? 0) attachments already (max-attachments)",
+                context: context
+            )
+            return
+        }
+        self.place = route.name
         self.phase = .attaching
         self.readOnly = readOnly
         self.logger[metadataKey: "route"] = "\(route.name)"

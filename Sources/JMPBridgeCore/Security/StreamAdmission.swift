@@ -43,14 +43,8 @@ struct StreamAdmission {
             )
         }
         var console: String?
-        if case .pty(let pty) = route.target, let maximum = pty.maxAttachments {
-            let admitted = environment.consoleAttachments.withLockedValue { counts in
-                let count = counts[route.name, default: 0]
-                guard count < maximum else { return false }
-                counts[route.name] = count + 1
-                return true
-            }
-            guard admitted else {
+        if let maximum = route.target.maxAttachments {
+            guard environment.takeAttachmentPlace(route) else {
                 connection.open.subtract(1, ordering: .relaxed)
                 environment.statistics.activeStreams.subtract(1, ordering: .relaxed)
                 return .failure(
@@ -71,7 +65,7 @@ struct StreamAdmission {
         self.environment.statistics.activeStreams.subtract(1, ordering: .relaxed)
         self.connection.open.subtract(1, ordering: .relaxed)
         if let console = self.console {
-            self.environment.consoleAttachments.withLockedValue { $0[console, default: 1] -= 1 }
+            self.environment.releaseAttachmentPlace(console)
         }
     }
 }

@@ -17,8 +17,25 @@ public struct StreamEnvironment: Sendable {
     public let logger: Logger
     /// The open consoles of `pty:` routes, by route name.
     public let consoles: NIOLockedValueBox<[String: ConsoleHub]>
-    /// Streams attached to each console route now, for `max-attachments`.
+    /// Attachments (streams and local attaches) to each console route now, for `max-attachments`.
     let consoleAttachments = NIOLockedValueBox<[String: Int]>([:])
+
+    /// Takes one of a console route's `max-attachments` places; false when all are taken. A
+    /// route without the limit always has room (and nothing to give back).
+    func takeAttachmentPlace(_ route: RouteConfiguration) -> Bool {
+        guard let maximum = route.target.maxAttachments else { return true }
+        return self.consoleAttachments.withLockedValue { counts in
+            let count = counts[route.name, default: 0]
+            guard count < maximum else { return false }
+            counts[route.name] = count + 1
+            return true
+        }
+    }
+
+    /// Gives back a place taken with ``takeAttachmentPlace(_:)``.
+    func releaseAttachmentPlace(_ route: String) {
+        self.consoleAttachments.withLockedValue { $0[route, default: 1] -= 1 }
+    }
 
     /// Creates an environment.
     public init(routes: RouteTable, limits: Limits, linger: TimeAmount, statistics: BridgeStatistics, logger: Logger) {
