@@ -21,7 +21,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from anyio import EndOfStream, fail_after, to_thread
+from anyio import fail_after, to_thread
 from jumpstarter.common.streams import connect_router_stream
 from jumpstarter.config.tls import TLSConfigV1Alpha1
 from jumpstarter.streams.common import create_memory_stream
@@ -30,6 +30,7 @@ from jumpstarter_protocol import router_pb2_grpc
 
 from conftest import Bridge, _bridges_key, echo, upper_echo
 from service_manager import ServiceManager, listening_unix_socket
+from test_router_stream import receive_all, receive_exactly
 
 TIMEOUT = 30
 
@@ -86,28 +87,11 @@ async def unix_stream(path: Path, route: str | None = None):
             yield stream
 
 
-async def receive_exactly(stream, count: int) -> bytes:
-    data = bytearray()
-    while len(data) < count:
-        data += await stream.receive()
-    assert len(data) == count
-    return bytes(data)
-
-
 async def receive_until(stream, marker: bytes) -> bytes:
     data = bytearray()
     while marker not in data:
         data += await stream.receive()
     return bytes(data)
-
-
-async def receive_all(stream) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunks.append(await stream.receive())
-        except EndOfStream:
-            return b"".join(chunks)
 
 
 async def round_trip(stream, message: bytes, expected: bytes | None = None):

@@ -7,7 +7,7 @@ import NIOCore
 /// ``ConsoleHub`` subscriber: the scrollback first, then the live output, with the same lag
 /// limit as a gRPC attachment (output the socket has not taken counts as lag); its input goes to
 /// the device unless the attachment is read-only. The client's end-of-file detaches it.
-final class ControlConnectionHandler: ChannelDuplexHandler {
+final class ControlConnectionHandler: ChannelDuplexHandler, ConsoleAttachment {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -178,7 +178,7 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
         self.phase = .attaching
         self.readOnly = readOnly
         self.logger[metadataKey: "route"] = "\(route.name)"
-        let subscriber = Subscriber(handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+        let subscriber = LoopHoppingSubscriber(self, on: context.eventLoop)
         hub.attach(subscriber).hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
             switch result {
             case .failure(let error):
@@ -206,7 +206,7 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
 
     // MARK: - Attached
 
-    private func output(_ bytes: ByteBuffer) {
+    func output(_ bytes: ByteBuffer) {
         switch self.phase {
         case .attaching: self.early.append(bytes)
         case .attached: self.deliver(bytes, acknowledge: true)
@@ -248,7 +248,7 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    private func cut(_ reason: ConsoleUnavailable) {
+    func cut(_ reason: ConsoleUnavailable) {
         guard case .attached = self.phase, let context = self.context else { return }
         self.phase = .done
         self.logger.warning("local console attachment ended", metadata: ["reason": "\(reason.reason)"])
@@ -266,25 +266,6 @@ final class ControlConnectionHandler: ChannelDuplexHandler {
         // Output already written goes out first.
         context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer())).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
-        }
-    }
-
-    /// Receives hub events on the hub's loop and hands them to the handler on the connection's.
-    private final class Subscriber: ConsoleSubscriber {
-        let handler: NIOLoopBound<ControlConnectionHandler>
-
-        init(handler: NIOLoopBound<ControlConnectionHandler>) {
-            self.handler = handler
-        }
-
-        func consoleOutput(_ bytes: ByteBuffer) {
-            let handler = self.handler
-            handler.eventLoop.execute { handler.value.output(bytes) }
-        }
-
-        func consoleCut(_ reason: ConsoleUnavailable) {
-            let handler = self.handler
-            handler.eventLoop.execute { handler.value.cut(reason) }
         }
     }
 }

@@ -3,7 +3,7 @@ import NIOCore
 
 /// A stream attached to a console route: it receives the scrollback and then the live output,
 /// and its input goes to the device. Ending the client's input detaches it; the console goes on.
-final class ConsoleStreamTarget: StreamTarget {
+final class ConsoleStreamTarget: StreamTarget, ConsoleAttachment {
     /// Input bytes on their way to the device above which the client is held back.
     private static let inputHighWatermark = 64 * 1024
 
@@ -34,7 +34,7 @@ final class ConsoleStreamTarget: StreamTarget {
         on eventLoop: any EventLoop
     ) -> EventLoopFuture<any StreamTarget> {
         let target = ConsoleStreamTarget(hub: hub, eventLoop: eventLoop, sink: sink)
-        let subscriber = Subscriber(target: NIOLoopBound(target, eventLoop: eventLoop))
+        let subscriber = LoopHoppingSubscriber(target, on: eventLoop)
         return hub.attach(subscriber).hop(to: eventLoop).assumeIsolated().map { attachment -> any StreamTarget in
             target.id = attachment.id
             target.waiting.insert(attachment.scrollback, at: 0)
@@ -42,7 +42,7 @@ final class ConsoleStreamTarget: StreamTarget {
         }.nonisolated()
     }
 
-    private func output(_ bytes: ByteBuffer) {
+    func output(_ bytes: ByteBuffer) {
         guard !self.detached else { return }
         if self.started {
             self.deliver(bytes)
@@ -62,7 +62,7 @@ final class ConsoleStreamTarget: StreamTarget {
         }
     }
 
-    private func cut(_ reason: ConsoleUnavailable) {
+    func cut(_ reason: ConsoleUnavailable) {
         guard !self.detached else { return }
         self.detached = true
         self.sink?.targetClosed(error: reason)
@@ -112,25 +112,6 @@ final class ConsoleStreamTarget: StreamTarget {
         if self.held > 0, let id = self.id {
             self.hub.acknowledge(id, count: self.held)
             self.held = 0
-        }
-    }
-
-    /// Receives hub events on the hub's loop and hands them to the target on the stream's loop.
-    private final class Subscriber: ConsoleSubscriber {
-        let target: NIOLoopBound<ConsoleStreamTarget>
-
-        init(target: NIOLoopBound<ConsoleStreamTarget>) {
-            self.target = target
-        }
-
-        func consoleOutput(_ bytes: ByteBuffer) {
-            let target = self.target
-            target.eventLoop.execute { target.value.output(bytes) }
-        }
-
-        func consoleCut(_ reason: ConsoleUnavailable) {
-            let target = self.target
-            target.eventLoop.execute { target.value.cut(reason) }
         }
     }
 }
