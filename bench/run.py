@@ -96,10 +96,12 @@ class Bridge:
             if not line:
                 break
             self.log_file.write(line)
+            # The bound port, from the "listening" line (a warning may name the configured :0 first).
             m = re.search(r"address=tcp:127\.0\.0\.1:(\d+)", line)
-            if m and self.port is None:
+            if m and self.port is None and m.group(1) != "0":
                 self.port = int(m.group(1))
-            if re.search(r"\bready\b", line):
+            # jmp-bridge's readiness line ends "] ready" ("console ready" and the like come before).
+            if re.search(r"\] ready$" if kind == "jmp-bridge" else r"\bready\b", line.rstrip()):
                 self.ready_s = time.perf_counter() - t0
                 break
         if self.ready_s is None or self.port is None:
