@@ -439,6 +439,13 @@ async def test_sighup_adds_and_removes_consoles(launch, manager, sockdir):
         await wait_for(manager, "READY", "1")
         assert set(manager.store) == {"pty.old"}
         async with unix_stream(sockdir / "grpc.sock", "old") as attached:
+            # Attached for sure before the reload: a byte from the device has come through.
+            old_device = os.open(old_link, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            try:
+                os.write(old_device, b"attached\n")
+                assert b"attached\n" in await receive_until(attached, b"attached\n")
+            finally:
+                os.close(old_device)
             bridge.config_path.write_text(config(listeners, {"new": f"{{pty: {{link: {new_link}}}}}"}))
             mark = manager.count()
             bridge.proc.send_signal(signal.SIGHUP)

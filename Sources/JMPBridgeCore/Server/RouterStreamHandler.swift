@@ -469,6 +469,13 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     func targetClosed(error: (any Error)?) {
         self.targetGone = true
         self.target = nil
+        // A console can cut an attachment before the attach's own completion has reached this
+        // loop (the console closed, say, by a reload that removed its route): fail now, or the
+        // stream would be bridged to a target that is already gone.
+        if self.phase == .connecting, let error = error as? ConsoleUnavailable {
+            self.fail(GRPCStatus(error.lagged ? .resourceExhausted : .unavailable, error.reason))
+            return
+        }
         guard self.phase == .bridging else { return }
         if let error = error as? ConsoleUnavailable {
             self.fail(GRPCStatus(error.lagged ? .resourceExhausted : .unavailable, error.reason))
