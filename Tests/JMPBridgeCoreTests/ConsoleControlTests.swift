@@ -143,13 +143,19 @@ struct ConsoleControlTests {
                         seed += 1
                         try await blocking { try device.write(chunk) }
                         sent += chunk
-                        for progress in healthy { await progress.wait(for: sent.count) }
+                        for progress in healthy where await !progress.wait(for: sent.count) {
+                            throw TimedOut(what: "a healthy stream: \(progress.bytes.count) of \(sent.count) bytes")
+                        }
                     }
                     // The console goes on for the others after the cut.
                     let after = Array("after the cut".utf8)
                     try device.write(after)
                     sent += after
-                    for progress in healthy { await progress.wait(for: sent.count) }
+                    for progress in healthy where await !progress.wait(for: sent.count) {
+                        throw TimedOut(
+                            what: "a healthy stream after the cut: \(progress.bytes.count) of \(sent.count) bytes"
+                        )
+                    }
                     for progress in healthy { #expect(progress.bytes == sent) }
                     let line = try await ControlConnection.status(bridge.controlSocket).first {
                         $0.hasPrefix("route=console ")

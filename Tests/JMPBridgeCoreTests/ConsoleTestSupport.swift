@@ -196,41 +196,57 @@ final class ControlConnection: Sendable {
 
 /// Bytes received so far by a reader in another task, with a way to wait for a total.
 final class ByteProgress: Sendable {
-    private let state = NIOLockedValueBox<(bytes: [UInt8], waiters: [(Int, CheckedContinuation<Void, Never>)])>(
-        ([], [])
-    )
+    private struct Waiter {
+        let id: UInt64
+        let count: Int
+        let continuation: CheckedContinuation<Bool, Never>
+    }
+
+    private let state = NIOLockedValueBox<(bytes: [UInt8], waiters: [Waiter], nextID: UInt64)>(([], [], 0))
 
     func append(_ more: [UInt8]) {
-        let ready = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+        let ready = self.state.withLockedValue { state -> [Waiter] in
             state.bytes += more
             let count = state.bytes.count
-            let ready = state.waiters.filter { $0.0 <= count }.map(\.1)
-            state.waiters.removeAll { $0.0 <= count }
+            let ready = state.waiters.filter { $0.count <= count }
+            state.waiters.removeAll { $0.count <= count }
             return ready
         }
-        for waiter in ready { waiter.resume() }
+        for waiter in ready { waiter.continuation.resume(returning: true) }
     }
 
     /// Replaces what was received with `all` (for readers that report their whole history).
     func set(_ all: [UInt8]) {
         let more = self.state.withLockedValue { state -> [UInt8] in
-            let more = Array(all.dropFirst(state.bytes.count))
-            return more
+            Array(all.dropFirst(state.bytes.count))
         }
         self.append(more)
     }
 
     var bytes: [UInt8] { self.state.withLockedValue { $0.bytes } }
 
-    /// Returns once at least `count` bytes have arrived.
-    func wait(for count: Int) async {
+    /// Returns true once at least `count` bytes have arrived, false if they have not within
+    /// `timeout` (so that a stream that stopped receiving fails the test instead of hanging it).
+    func wait(for count: Int, timeout: Duration = .seconds(60)) async -> Bool {
         await withCheckedContinuation { continuation in
-            let now = self.state.withLockedValue { state -> Bool in
-                if state.bytes.count >= count { return true }
-                state.waiters.append((count, continuation))
-                return false
+            let id = self.state.withLockedValue { state -> UInt64? in
+                if state.bytes.count >= count { return nil }
+                state.nextID += 1
+                state.waiters.append(Waiter(id: state.nextID, count: count, continuation: continuation))
+                return state.nextID
             }
-            if now { continuation.resume() }
+            guard let id else {
+                continuation.resume(returning: true)
+                return
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                let expired = self.state.withLockedValue { state -> Waiter? in
+                    guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                    return state.waiters.remove(at: index)
+                }
+                expired?.continuation.resume(returning: false)
+            }
         }
     }
 }
