@@ -11,9 +11,10 @@ private func grpcStream(_ messages: [[UInt8]]) -> [UInt8] {
 /// Feeds `chunks` to a fresh deframer and returns the messages it produced and the deframer.
 private func deframe(
     _ chunks: [[UInt8]],
-    limit: Int = 1 << 20
+    limit: Int = 1 << 20,
+    owns: Bool = false
 ) throws -> (messages: [[UInt8]], deframer: GRPCMessageDeframer) {
-    var deframer = GRPCMessageDeframer(maximumMessageLength: limit)
+    var deframer = GRPCMessageDeframer(maximumMessageLength: limit, ownsMessages: owns)
     var messages: [[UInt8]] = []
     for chunk in chunks {
         try deframer.process(ByteBuffer(bytes: chunk)) { messages.append($0.bytes) }
@@ -37,24 +38,24 @@ private func split(_ bytes: [UInt8], at cuts: [Int]) -> [[UInt8]] {
 struct GRPCMessageDeframerTests {
     static let sample: [[UInt8]] = [[1, 2, 3], [], [4], Array(repeating: 7, count: 300), [], [8, 9]]
 
-    @Test("messages split at every possible chunk boundary")
-    func everySingleSplit() throws {
+    @Test("messages split at every possible chunk boundary", arguments: [false, true])
+    func everySingleSplit(owns: Bool) throws {
         let stream = grpcStream(Self.sample)
         for cut in 0...stream.count {
-            let (messages, deframer) = try deframe(split(stream, at: [cut]))
+            let (messages, deframer) = try deframe(split(stream, at: [cut]), owns: owns)
             #expect(messages == Self.sample, "cut at \(cut)")
             #expect(deframer.bufferedBytes == 0)
             #expect(throws: Never.self) { try deframer.finish() }
         }
     }
 
-    @Test("messages split at every pair of chunk boundaries")
-    func everyDoubleSplit() throws {
+    @Test("messages split at every pair of chunk boundaries", arguments: [false, true])
+    func everyDoubleSplit(owns: Bool) throws {
         let messages: [[UInt8]] = [[1, 2, 3], [], [4, 5, 6, 7, 8, 9, 10], [11]]
         let stream = grpcStream(messages)
         for first in 0...stream.count {
             for second in first...stream.count {
-                let (result, deframer) = try deframe(split(stream, at: [first, second]))
+                let (result, deframer) = try deframe(split(stream, at: [first, second]), owns: owns)
                 #expect(result == messages, "cuts at \(first), \(second)")
                 #expect(deframer.bufferedBytes == 0)
             }
@@ -75,8 +76,8 @@ struct GRPCMessageDeframerTests {
         try deframer.finish()
     }
 
-    @Test("random messages in random chunks")
-    func randomChunks() throws {
+    @Test("random messages in random chunks", arguments: [false, true])
+    func randomChunks(owns: Bool) throws {
         var random = SeededGenerator(seed: 11)
         for _ in 0..<100 {
             let messages = (0..<Int.random(in: 0...30, using: &random)).map { _ in
@@ -93,7 +94,7 @@ struct GRPCMessageDeframerTests {
                 if position > stream.count { break }
                 cuts.append(position)
             }
-            let (result, deframer) = try deframe(split(stream, at: cuts), limit: 5000)
+            let (result, deframer) = try deframe(split(stream, at: cuts), limit: 5000, owns: owns)
             #expect(result == messages)
             try deframer.finish()
         }
@@ -148,9 +149,9 @@ struct GRPCMessageDeframerTests {
         }
     }
 
-    @Test("messages before an oversized one are still delivered")
-    func deliveredBeforeTooLarge() {
-        var deframer = GRPCMessageDeframer(maximumMessageLength: 10)
+    @Test("messages before an oversized one are still delivered", arguments: [false, true])
+    func deliveredBeforeTooLarge(owns: Bool) {
+        var deframer = GRPCMessageDeframer(maximumMessageLength: 10, ownsMessages: owns)
         var messages: [[UInt8]] = []
         let stream = grpcStream([[1], [2, 3]]) + Wire.grpcPrefix(11)
         #expect(throws: GRPCDeframingError.messageTooLarge(length: 11, limit: 10)) {
@@ -169,6 +170,9 @@ struct GRPCMessageDeframerTests {
         for cut in 0...stream.count {
             #expect(throws: GRPCDeframingError.compressedWithoutEncoding, "cut at \(cut)") {
                 try deframe(split(stream, at: [cut]))
+            }
+            #expect(throws: GRPCDeframingError.compressedWithoutEncoding, "cut at \(cut), owning") {
+                try deframe(split(stream, at: [cut]), owns: true)
             }
         }
     }
@@ -228,5 +232,41 @@ struct GRPCMessageDeframerTests {
         var messages: [[UInt8]] = []
         try deframer.process(buffer) { messages.append($0.bytes) }
         #expect(messages == [[1, 2], [3]])
+    }
+
+    @Test("with ownsMessages no message shares memory with the buffers passed in")
+    func ownedMessagesAreCopies() throws {
+        let messages: [[UInt8]] = [[1, 2, 3], Array(repeating: 9, count: 200), [4], [], [5, 6]]
+        let stream = grpcStream(messages)
+        for cut in stride(from: 0, through: stream.count, by: 7) {
+            var deframer = GRPCMessageDeframer(maximumMessageLength: 1000, ownsMessages: true)
+            var received: [[UInt8]] = []
+            for chunk in split(stream, at: [cut]) {
+                let input = ByteBuffer(bytes: chunk)
+                try deframer.process(input) { message in
+                    received.append(message.bytes)
+                    #expect(!Self.overlaps(message, input), "cut at \(cut)")
+                }
+            }
+            #expect(received == messages)
+        }
+        // Without it, whole messages are slices of the frame's buffer.
+        var slicing = GRPCMessageDeframer(maximumMessageLength: 1000)
+        let input = ByteBuffer(bytes: stream)
+        var shared = 0
+        try slicing.process(input) { message in
+            if message.readableBytes > 0 && Self.overlaps(message, input) { shared += 1 }
+        }
+        #expect(shared == 4)
+    }
+
+    /// Whether the readable bytes of `message` lie inside those of `input`.
+    private static func overlaps(_ message: ByteBuffer, _ input: ByteBuffer) -> Bool {
+        input.withUnsafeReadableBytes { outer in
+            message.withUnsafeReadableBytes { inner in
+                guard let innerStart = inner.baseAddress, let outerStart = outer.baseAddress else { return false }
+                return innerStart >= outerStart && innerStart < outerStart + outer.count
+            }
+        }
     }
 }

@@ -8,7 +8,8 @@ import NIOHTTP2
 /// Serves one `jumpstarter.v1.RouterService/Stream` call on one HTTP/2 stream channel and bridges
 /// it to the route's target, both channels on the same event loop.
 ///
-/// Client → target: DATA frames are split into gRPC messages, decoded in place, and their payload
+/// Client → target: DATA frames are split into gRPC messages, copied once out of NIOHTTP2's
+/// decoder buffer (see `GRPCMessageDeframer.ownsMessages`), decoded in place, and their payload
 /// slices written to the target. Target → client: each read becomes one StreamResponse, written
 /// as a small prefix plus the read buffer itself. Backpressure is channel writability in both
 /// directions: while one side cannot take more, reads from the other are held, so the HTTP/2
@@ -82,7 +83,10 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         self.connection = connection
         self.tracksActivity = environment.limits.idleTimeout != nil
         self.logger = environment.logger
-        self.deframer = GRPCMessageDeframer(maximumMessageLength: environment.limits.maxMessageSize)
+        self.deframer = GRPCMessageDeframer(
+            maximumMessageLength: environment.limits.maxMessageSize,
+            ownsMessages: true
+        )
     }
 
     // MARK: - Channel events
