@@ -10,10 +10,14 @@ public struct UnixSocketConnector: Sendable {
     /// The most bytes one read takes from the socket (and so the largest outgoing payload).
     public var maxReadSize: Int
     /// Bytes buffered towards the target above which the bridge stops reading from the client.
+    /// The default, 1 MiB, is four of the bridge's largest reads: with less, a target that
+    /// briefly falls behind stops the stream's reads often, and the frames then wait in NIOHTTP2,
+    /// which makes its decoder copy its buffer (measured: 20 % more CPU per GiB at 256 KiB).
+    /// It is still a bound: what a stream holds is this plus its HTTP/2 window.
     public var writeBufferHighWatermark: Int
 
     /// Creates a connector for `path`.
-    public init(path: String, maxReadSize: Int, writeBufferHighWatermark: Int = 256 * 1024) {
+    public init(path: String, maxReadSize: Int, writeBufferHighWatermark: Int = 1024 * 1024) {
         self.path = path
         self.maxReadSize = maxReadSize
         self.writeBufferHighWatermark = writeBufferHighWatermark

@@ -120,7 +120,7 @@ public final class BridgeServer: Service, Sendable {
         } catch {
             for channel in channels { try? await channel.close() }
             await self.closeConsoles()
-            self.stopDoors()
+            await self.stopDoors()
             throw error
         }
         self.channels.withLockedValue { $0 = channels }
@@ -181,7 +181,7 @@ public final class BridgeServer: Service, Sendable {
             tasks.cancelAll()
         }
         await self.closeConsoles()
-        self.stopDoors()
+        await self.stopDoors()
         self.logger.info("stopped")
     }
 
@@ -191,7 +191,7 @@ public final class BridgeServer: Service, Sendable {
         self.beginShutdown(promise)
         try await promise.futureResult.get()
         await self.closeConsoles()
-        self.stopDoors()
+        await self.stopDoors()
     }
 
     /// Starts the drain once, whichever of a signal, idleness or ``shutdown()`` asks first.
@@ -493,12 +493,12 @@ public final class BridgeServer: Service, Sendable {
     }
 
     /// Closes every door and door connection.
-    private func stopDoors() {
+    private func stopDoors() async {
         let loop = self.doorLoop.withLockedValue { loop in
             defer { loop = nil }
             return loop
         }
-        loop?.stop()
+        await loop?.stop()
     }
 
     // MARK: - Listeners
@@ -576,6 +576,16 @@ public final class BridgeServer: Service, Sendable {
         let quiescing = self.quiescing
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 256)
+            // Reads of up to 256 KiB, one per readiness event: NIOHTTP2's frame decoder copies each
+            // read into its own buffer and hands DATA frames up as slices of it, which reach the
+            // streams only at the read's end. A second read before that end would find the buffer
+            // shared and copy it whole (see GRPCMessageDeframer.ownsMessages); one large read
+            // per event keeps that copy to the one of the bytes just read.
+            .childChannelOption(
+                .recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 262_144)
+            )
+            .childChannelOption(.maxMessagesPerRead, value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
