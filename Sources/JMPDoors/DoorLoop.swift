@@ -27,8 +27,8 @@ public final class DoorLoop: @unchecked Sendable {
     private let requests = Mutex<[Request]>([])
     private let active = Atomic<Int>(0)
     private let total = Atomic<Int>(0)
-    private let finished = Mutex<Bool>(false)
-    private let finishedCondition = NSCondition()
+    /// Whether the loop thread has ended, and who waits for it to (``stop()``).
+    private let finish = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     // Loop-thread state.
     private var doors: [UInt64: Door] = [:]
@@ -82,12 +82,21 @@ public final class DoorLoop: @unchecked Sendable {
         self.submit(.remove(route: route))
     }
 
-    /// Closes every door and connection and ends the thread; returns once it has.
-    public func stop() {
-        self.submit(.stop)
-        self.finishedCondition.lock()
-        while !self.finished.withLock({ $0 }) { self.finishedCondition.wait() }
-        self.finishedCondition.unlock()
+    /// Closes every door and connection and ends the thread; returns once it has (without
+    /// blocking the caller's thread: the loop thread resumes it).
+    public func stop() async {
+        await withCheckedContinuation { continuation in
+            let done = self.finish.withLock { state -> Bool in
+                if state.done { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if done {
+                continuation.resume()
+            } else {
+                self.submit(.stop)
+            }
+        }
     }
 
     private func submit(_ request: Request) {
@@ -124,10 +133,12 @@ public final class DoorLoop: @unchecked Sendable {
         for relay in self.relays.values { self.finish(relay, failure: "the bridge is stopping") }
         close(self.epoll)
         close(self.wakeup)
-        self.finishedCondition.lock()
-        self.finished.withLock { $0 = true }
-        self.finishedCondition.broadcast()
-        self.finishedCondition.unlock()
+        let waiters = self.finish.withLock { state in
+            state.done = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     private func handleRequests() {

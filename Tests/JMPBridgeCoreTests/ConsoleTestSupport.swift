@@ -200,6 +200,8 @@ final class ByteProgress: Sendable {
         let id: UInt64
         let count: Int
         let continuation: CheckedContinuation<Bool, Never>
+        /// The timeout, cancelled when the bytes arrive first.
+        var timer: Task<Void, Never>?
     }
 
     private let state = NIOLockedValueBox<(bytes: [UInt8], waiters: [Waiter], nextID: UInt64)>(([], [], 0))
@@ -212,7 +214,10 @@ final class ByteProgress: Sendable {
             state.waiters.removeAll { $0.count <= count }
             return ready
         }
-        for waiter in ready { waiter.continuation.resume(returning: true) }
+        for waiter in ready {
+            waiter.timer?.cancel()
+            waiter.continuation.resume(returning: true)
+        }
     }
 
     /// Replaces what was received with `all` (for readers that report their whole history).
@@ -239,14 +244,20 @@ final class ByteProgress: Sendable {
                 continuation.resume(returning: true)
                 return
             }
-            Task {
-                try? await Task.sleep(for: timeout)
+            let timer = Task {
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }  // cancelled: bytes came
                 let expired = self.state.withLockedValue { state -> Waiter? in
                     guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
                     return state.waiters.remove(at: index)
                 }
                 expired?.continuation.resume(returning: false)
             }
+            let waiting = self.state.withLockedValue { state -> Bool in
+                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return false }
+                state.waiters[index].timer = timer
+                return true
+            }
+            if !waiting { timer.cancel() }
         }
     }
 }
