@@ -29,6 +29,13 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ]
+        ),
+        // The swift-protobuf types generated from proto/ (scripts/generate-protos): the reference
+        // the hand-written codec is tested against. Tests only: the bridge does not link them.
+        .target(
+            name: "JMPProtocolReference",
+            dependencies: [
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
@@ -98,6 +105,7 @@ let package = Package(
             name: "JMPProtocolTests",
             dependencies: [
                 "JMPProtocol",
+                "JMPProtocolReference",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
@@ -114,6 +122,7 @@ let package = Package(
                 "CJMPSystem",
                 "JMPBridgeCore",
                 "JMPProtocol",
+                "JMPProtocolReference",
                 "JMPTargets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import JMPBridgeCore
 import JMPProtocol
+import JMPProtocolReference
 import Logging
 import NIOCore
 import NIOPosix

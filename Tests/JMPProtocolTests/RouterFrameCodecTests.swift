@@ -1,4 +1,5 @@
 import Foundation
+import JMPProtocolReference
 import NIOCore
 import SwiftProtobuf
 import Testing
