@@ -18,12 +18,10 @@ import uuid
 import grpc
 import pytest
 from anyio import fail_after
-from jumpstarter.common.streams import connect_router_stream
 from jumpstarter.config.tls import TLSConfigV1Alpha1
-from jumpstarter.streams.common import create_memory_stream
 
 from conftest import echo
-from test_router_stream import TIMEOUT, credentials, field, receive_all, receive_exactly, start_call
+from test_router_stream import TIMEOUT, connect_router_stream_echo, credentials, field, start_call
 
 ROUTER_KEY = b"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # openssl rand -hex 32
 
@@ -77,13 +75,8 @@ async def test_router_token_passes_with_connect_router_stream(start_bridge, unix
     token = router_token()
     message = b"authenticated hello\n"
 
-    local, remote = create_memory_stream()
     with fail_after(TIMEOUT):
-        async with connect_router_stream(bridge.endpoint, token, remote, TLSConfigV1Alpha1(ca=tls.ca_base64), {}):
-            await local.send(message)
-            assert await receive_exactly(local, len(message)) == message
-            await local.send_eof()
-            assert await receive_all(local) == b""
+        await connect_router_stream_echo(bridge.endpoint, token, TLSConfigV1Alpha1(ca=tls.ca_base64), message)
 
     [line] = bridge.stream_lines(count=1)
     assert field(line, "status") == "OK"

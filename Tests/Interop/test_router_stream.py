@@ -88,6 +88,18 @@ async def receive_exactly(stream, count: int) -> bytes:
     return bytes(data)
 
 
+async def connect_router_stream_echo(endpoint: str, token: str, tls_config, message: bytes) -> None:
+    """jumpstarter's own client path (``connect_router_stream``, as a Lease uses it) against an
+    echo route: ``message`` comes back whole, and the local half-close comes back as the end of
+    the stream."""
+    local, remote = create_memory_stream()
+    async with connect_router_stream(endpoint, token, remote, tls_config, {}):
+        await local.send(message)
+        assert await receive_exactly(local, len(message)) == message
+        await local.send_eof()
+        assert await receive_all(local) == b""
+
+
 def field(line: str, name: str) -> str:
     match = re.search(rf"(?:^|\s){re.escape(name)}=(\S+)", line)
     assert match, f"no {name}= in log line: {line}"
@@ -129,13 +141,8 @@ async def test_round_trip_with_connect_router_stream(start_bridge, unix_server, 
     tls_config = TLSConfigV1Alpha1(ca=tls.ca_base64) if tls_mode == "ca" else TLSConfigV1Alpha1(insecure=True)
     message = b"hello through jmp-bridge\n"
 
-    local, remote = create_memory_stream()
     with fail_after(TIMEOUT):
-        async with connect_router_stream(bridge.endpoint, TOKEN, remote, tls_config, {}):
-            await local.send(message)
-            assert await receive_exactly(local, len(message)) == message
-            await local.send_eof()
-            assert await receive_all(local) == b""
+        await connect_router_stream_echo(bridge.endpoint, TOKEN, tls_config, message)
 
     [line] = bridge.stream_lines(count=1)
     assert field(line, "status") == "OK"

@@ -22,15 +22,13 @@ from pathlib import Path
 import grpc
 import pytest
 from anyio import fail_after, to_thread
-from jumpstarter.common.streams import connect_router_stream
 from jumpstarter.config.tls import TLSConfigV1Alpha1
-from jumpstarter.streams.common import create_memory_stream
 from jumpstarter.streams.router import RouterStream
 from jumpstarter_protocol import router_pb2_grpc
 
 from conftest import Bridge, _bridges_key, echo, upper_echo
 from service_manager import ServiceManager, listening_unix_socket
-from test_router_stream import receive_all, receive_exactly
+from test_router_stream import connect_router_stream_echo, receive_all, receive_exactly
 
 TIMEOUT = 30
 
@@ -150,16 +148,11 @@ async def test_systemd_socket_activate_unix_and_tcp(sockdir, unix_server, tls, r
     try:
         bridge.wait_for_line(rf"Listening on 127\.0\.0\.1:{port}")
         message = b"through an activated socket\n"
-        local, remote = create_memory_stream()
         with fail_after(TIMEOUT):
             # The first connection makes systemd-socket-activate exec the bridge.
-            async with connect_router_stream(
-                f"127.0.0.1:{port}", "token", remote, TLSConfigV1Alpha1(ca=tls.ca_base64), {}
-            ):
-                await local.send(message)
-                assert await receive_exactly(local, len(message)) == message
-                await local.send_eof()
-                assert await receive_all(local) == b""
+            await connect_router_stream_echo(
+                f"127.0.0.1:{port}", "token", TLSConfigV1Alpha1(ca=tls.ca_base64), message
+            )
             async with unix_stream(grpc_path) as stream:
                 await round_trip(stream, b"and through the unix one\n")
         listening = bridge.wait_for_line(r"\blistening\b", count=2)
