@@ -66,8 +66,12 @@ FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
 DISTDIR ?= dist
 # Extra rpmbuild options, e.g. RPMBUILD_FLAGS='--define "_binary_payload w1.gzdio"' for speed.
 RPMBUILD_FLAGS ?=
-# The Swift runtime linked in statically; full RELRO, as Debian's hardening flags ask.
-RELEASE_FLAGS = -c release --static-swift-stdlib -Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now
+# The Swift runtime linked in statically; full RELRO, as Debian's hardening flags ask. Linked by
+# the toolchain's lld with packed relative relocations (DT_RELR, glibc >= 2.36): the position-
+# independent binary has about 120,000 of them, 2.9 MB as classic RELA entries that every start
+# reads into memory (a tenth of the idle RSS), 24 KB as DT_RELR. gold, swiftc's default, cannot.
+RELEASE_FLAGS = -c release --static-swift-stdlib -Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now \
+    -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld -Xlinker -z -Xlinker pack-relative-relocs
 # The release binary (built on demand) unless BINARY names one.
 BINARY ?=
 ifeq ($(strip $(BINARY)),)
