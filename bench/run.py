@@ -167,16 +167,45 @@ def vcpus_awake():
             stop(spinner)
 
 
-def raw_latency(tool: str, bridge: Bridge, iters: int) -> dict:
-    """1-byte round trips with bench/rawlatency.c on route echo; its JSON line as a dict."""
-    cmd = [tool, "--addr", bridge.addr, "--iters", str(iters), "--route", "echo", "--pid", str(bridge.pid)]
+def raw_client(tool: str, bridge: Bridge, *opts, timeout=120, target_pid=None) -> dict:
+    """bench/rawclient.c with opts against bridge; its JSON line as a dict."""
+    cmd = [tool, "--addr", bridge.addr, "--pid", str(bridge.pid), *map(str, opts)]
+    target_cpu0 = proc_cpu(target_pid) if target_pid else None
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError) as error:
-        result = {"ok": False, "error": f"rawlatency: {error}"}
+        result = {"ok": False, "error": f"rawclient: {error}"}
     result["cmd"] = " ".join(cmd)
+    if target_pid:
+        result["target_cpu_s"] = proc_cpu(target_pid) - target_cpu0
     return result
+
+
+def raw_latency(tool: str, bridge: Bridge, iters: int) -> dict:
+    """1-byte round trips with bench/rawclient.c on route echo."""
+    return raw_client(tool, bridge, "--iters", iters, "--route", "echo")
+
+
+def summarize_runs(rs: list[dict]) -> dict:
+    """Throughput runs of one bridge and size: the median run, with CPU per GiB over all good runs."""
+    good = sorted((x for x in rs if "bytes_per_s" in x), key=lambda x: x["bytes_per_s"])
+    r = dict(good[len(good) // 2]) if good else dict(rs[0])
+    r["ok"] = all(x.get("ok") for x in rs)
+    r["runs_bytes_per_s"] = [x.get("bytes_per_s") for x in rs]
+    moved = sum(x.get("moved", 0) for x in good)
+    cpu = sum(x.get("bridge_cpu_s", 0) for x in good)
+    r["cpu_per_gib"] = cpu / (moved / GIB) if moved else None
+    r["all_moved"], r["all_bridge_cpu_s"] = moved, cpu
+    r["all_seconds"] = sum(x.get("seconds", 0) for x in good)
+    r["all_client_cpu_s"] = sum(x.get("client_cpu_s", 0) for x in good)
+    r["all_target_cpu_s"] = sum(x.get("target_cpu_s", 0) for x in good)
+    errors = [x.get("error") or f"status {x.get('status')} {x.get('message', '')}".strip()
+              if "status" in x else x.get("error") or f"ended: {x.get('ended')}"
+              for x in rs if not x.get("ok")]
+    if errors:
+        r["error"] = "; ".join(map(str, errors))
+    return r
 
 
 def client(args, bridge: Bridge, *opts, timeout=300, target_pid=None) -> dict:
@@ -247,7 +276,7 @@ def main() -> int:
     p.add_argument("--bridge", required=True)
     p.add_argument("--bridge-origin", default="", help="where the jmp-bridge binary comes from, for the header")
     p.add_argument("--client", required=True)
-    p.add_argument("--rawlatency", required=True, help="the raw HTTP/2 round-trip client (bench/rawlatency.c)")
+    p.add_argument("--rawclient", required=True, help="the raw HTTP/2 client (bench/rawclient.c)")
     p.add_argument("--targets", required=True)
     p.add_argument("--python", required=True)
     p.add_argument("--reference", required=True)
@@ -319,11 +348,11 @@ def main() -> int:
 
         # 1-byte round trips: --repeat runs per bridge, alternating; each percentile is the median
         # over the runs.
-        # Twice: with the grpc C++ load client, and with bench/rawlatency.c, a minimal HTTP/2
+        # Twice: with the grpc C++ load client, and with bench/rawclient.c, a minimal HTTP/2
         # client on one blocking socket (grpc C++ passes every message through its own threads,
         # which is most of a round trip here).
         # A third time with the raw client while every vCPU is kept awake (see vcpus_awake()).
-        for key, tool in (("latency", None), ("rawlatency", args.rawlatency), ("rawlatency-awake", args.rawlatency)):
+        for key, tool in (("latency", None), ("rawlatency", args.rawclient), ("rawlatency-awake", args.rawclient)):
             lat_runs = {k: [] for k in kinds}
             with vcpus_awake() if key == "rawlatency-awake" else contextlib.nullcontext():
                 for rep in range(args.repeat):
@@ -360,27 +389,30 @@ def main() -> int:
                                                  "--batch", args.batch, "--route", route,
                                                  "--timeout", args.seconds + 120, target_pid=target_pids[route]))
                 for kind in kinds:
-                    rs = runs[kind]
-                    good = sorted((x for x in rs if "bytes_per_s" in x), key=lambda x: x["bytes_per_s"])
-                    r = dict(good[len(good) // 2]) if good else dict(rs[0])
-                    r["ok"] = all(x.get("ok") for x in rs)
-                    r["runs_bytes_per_s"] = [x.get("bytes_per_s") for x in rs]
-                    moved = sum(x.get("moved", 0) for x in good)
-                    cpu = sum(x.get("bridge_cpu_s", 0) for x in good)
-                    r["cpu_per_gib"] = cpu / (moved / GIB) if moved else None
-                    r["all_moved"], r["all_bridge_cpu_s"] = moved, cpu
-                    r["all_seconds"] = sum(x.get("seconds", 0) for x in good)
-                    r["all_client_cpu_s"] = sum(x.get("client_cpu_s", 0) for x in good)
-                    r["all_target_cpu_s"] = sum(x.get("target_cpu_s", 0) for x in good)
-                    errors = [x.get("error") or f"status {x.get('status')} {x.get('message', '')}"
-                              for x in rs if not x.get("ok")]
-                    if errors:
-                        r["error"] = "; ".join(map(str, errors))
+                    r = summarize_runs(runs[kind])
                     res[kind][f"{mode}-{size}"] = r
                     log(f"{kind}: {mode} {size // KIB} KiB: {fmt_rate(r.get('bytes_per_s', 0))} "
                         f"(runs {[round(v / 1e6) if v else v for v in r['runs_bytes_per_s']]} MB/s), "
                         f"{r['cpu_per_gib'] or 0:.2f} CPU s/GiB, ok={r['ok']}"
                         + (f" error={r.get('error')}" if r.get("error") else ""))
+
+        # One-way again with bench/rawclient.c, which writes a prepared buffer in DATA frames as
+        # large as the bridge allows and costs next to nothing itself: what each bridge carries
+        # when the grpc C++ client is not the limit.
+        for size in sizes:
+            runs = {k: [] for k in kinds}
+            for rep in range(args.repeat):
+                for kind, b in bridges.items():
+                    runs[kind].append(raw_client(args.rawclient, b, "--mode", "oneway", "--size", size,
+                                                 "--seconds", args.seconds, "--route", "discard",
+                                                 timeout=args.seconds + 120, target_pid=target_pids["discard"]))
+            for kind in kinds:
+                r = summarize_runs(runs[kind])
+                res[kind][f"raw-oneway-{size}"] = r
+                log(f"{kind}: raw client oneway {size // KIB} KiB: {fmt_rate(r.get('bytes_per_s') or 0)} "
+                    f"(runs {[round(v / 1e6) if v else v for v in r['runs_bytes_per_s']]} MB/s), "
+                    f"{r['cpu_per_gib'] or 0:.2f} CPU s/GiB, ok={r['ok']}"
+                    + (f" error={r.get('error')}" if r.get("error") else ""))
 
         for kind, b in bridges.items():
             b.close()
@@ -401,9 +433,15 @@ def main() -> int:
         res["sink"]["latency"] = client(args, sink, "--mode", "latency", "--iters", args.iters, "--route", "echo",
                                         "--timeout", 120)
         log(f"grpc C++ sink: RTT p50 {res['sink']['latency'].get('p50_us')} p99 {res['sink']['latency'].get('p99_us')}")
-        res["sink"]["rawlatency"] = raw_latency(args.rawlatency, sink, args.iters)
+        for size in sizes:
+            r = raw_client(args.rawclient, sink, "--mode", "oneway", "--size", size, "--seconds", args.seconds,
+                           "--route", "discard", timeout=args.seconds + 120)
+            res["sink"][f"raw-oneway-{size}"] = r
+            log(f"grpc C++ sink, raw client: oneway {size // KIB} KiB: {fmt_rate(r.get('bytes_per_s') or 0)}, "
+                f"server CPU {r.get('bridge_cpu_s')} s")
+        res["sink"]["rawlatency"] = raw_latency(args.rawclient, sink, args.iters)
         with vcpus_awake():
-            res["sink"]["rawlatency-awake"] = raw_latency(args.rawlatency, sink, args.iters)
+            res["sink"]["rawlatency-awake"] = raw_latency(args.rawclient, sink, args.iters)
         log(f"grpc C++ sink, raw client: RTT p50 {res['sink']['rawlatency'].get('p50_us')} "
             f"p99 {res['sink']['rawlatency'].get('p99_us')}")
         sink.close()
@@ -583,6 +621,15 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
             label = "one-way" if mode == "oneway" else "echo"
             rows.append((f"{label} {size // KIB} KiB frames", (fmt_rate(a) if a else "failed") + flag(g(J, key)),
                          (fmt_rate(b) if b else "failed") + flag(g(R, key)), ratio(a, b), gtext, gmet))
+    for size in sizes:
+        key = f"raw-oneway-{size}"
+        a, b = g(J, key, "bytes_per_s"), g(R, key, "bytes_per_s")
+        gtext, gmet = "", ""
+        if size == 65536 and a and b:
+            gtext, gmet = "≥ 3× and ≥ 1.5 GB/s", verdict(a >= 3 * b and a >= 1.5e9)
+        rows.append((f"one-way {size // KIB} KiB frames (raw HTTP/2 client)",
+                     (fmt_rate(a) if a else "failed") + flag(g(J, key)),
+                     (fmt_rate(b) if b else "failed") + flag(g(R, key)), ratio(a, b), gtext, gmet))
 
     for mode in ("oneway", "echo"):
         key = f"{mode}-65536"
@@ -657,13 +704,14 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
             "| run | bridge | MB/s per run | payload moved (all runs) | seconds | bridge CPU s | CPU s/GiB "
             "| client CPU | target CPU | last status | ok |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
-    for mode in ("oneway", "echo"):
+    for mode in ("oneway", "echo", "raw-oneway"):
         for size in sizes:
             for kind in ("jmp-bridge", "reference"):
                 r = res[kind].get(f"{mode}-{size}", {})
                 if "seconds" not in r:
                     out.append(f"| {mode} {size // KIB} KiB | {kind} | – | – | – | – | – | – | – | {r.get('error', '')} | no |")
                     continue
+                last = f"{r['status']} {r.get('message', '')}" if "status" in r else f"ended: {r.get('ended')}"
                 cpg = r.get("cpu_per_gib")
                 secs_all = r["all_seconds"] or 1
                 runs_txt = ", ".join(f"{v / 1e6:,.0f}" if v else "–" for v in r["runs_bytes_per_s"])
@@ -671,7 +719,7 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
                            f"| {r['all_seconds']:.2f} | {r['all_bridge_cpu_s']:.2f} | {cpg:.2f} "
                            f"| {100 * r['all_client_cpu_s'] / secs_all:.0f}% "
                            f"| {100 * r['all_target_cpu_s'] / secs_all:.0f}% "
-                           f"| {r['status']} {r.get('message', '')} | {'yes' if r.get('ok') else '**no**'} |")
+                           f"| {last} | {'yes' if r.get('ok') else '**no**'} |")
 
     D = res.get("doors", {})
     if D:
@@ -706,11 +754,13 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
                 "Unix socket, one run each: what the client and gRPC reach on this machine by themselves (the server "
                 "echoes message by message, so small-frame echo is not a ceiling for a bridge that coalesces):", "",
                 "| run | throughput | server CPU | client CPU |", "|---|---:|---:|---:|"]
-        for mode in ("oneway", "echo"):
+        for mode in ("oneway", "echo", "raw-oneway"):
             for size in sizes:
                 r = S.get(f"{mode}-{size}", {})
                 if "seconds" in r:
-                    out.append(f"| {mode} {size // KIB} KiB | {fmt_rate(r['bytes_per_s'])} "
+                    label = f"one-way {size // KIB} KiB (raw HTTP/2 client)" if mode == "raw-oneway" else \
+                        f"{mode} {size // KIB} KiB"
+                    out.append(f"| {label} | {fmt_rate(r['bytes_per_s'])} "
                                f"| {100 * r['bridge_cpu_s'] / r['seconds']:.0f}% "
                                f"| {100 * r['client_cpu_s'] / r['seconds']:.0f}% |")
         for key, client_name in (("rawlatency", "raw HTTP/2 client"), ("rawlatency-awake", "raw client, vCPUs awake"),
@@ -733,6 +783,11 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
         f"The client marks {args.batch - 1} of every {args.batch} writes with gRPC's buffer hint (`--batch {args.batch}`) so that small frames are not limited by its per-message cost; several "
         "gRPC messages may then share an HTTP/2 DATA frame; it serializes its one request message once and "
         "writes it by reference (no user-space payload copy). The streams test puts all streams on one HTTP/2 connection.",
+        "- Raw HTTP/2 client rows: bench/rawclient.c writes a prepared buffer of whole messages again and "
+        "again in DATA frames as large as the bridge's SETTINGS_MAX_FRAME_SIZE and flow-control windows allow "
+        f"(max frame seen: jmp-bridge {g(J, 'raw-oneway-65536', 'max_frame')}, reference "
+        f"{g(R, 'raw-oneway-65536', 'max_frame')} bytes), with no per-message work; the time runs until the "
+        "stream's trailers. It shows what each bridge carries when the grpc C++ client is not the limit.",
         "- jmp-bridge runs with its default log level (info).",
         f"- Latency: {args.repeat} runs of {args.iters} round trips after 500 warm-up each, per client; p99 per "
         f"run with the raw HTTP/2 client {[x.get('p99_us') for x in g(J, 'rawlatency', 'runs') or []]} µs "
@@ -740,7 +795,7 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
         f"grpc C++ client {[x.get('p99_us') for x in g(J, 'latency', 'runs') or []]} / "
         f"{[x.get('p99_us') for x in g(R, 'latency', 'runs') or []]} µs; median max (raw) "
         f"{g(J, 'rawlatency', 'max_us')} / {g(R, 'rawlatency', 'max_us')} µs. The raw client "
-        "(bench/rawlatency.c) writes each request as one DATA frame on one blocking socket and reads the "
+        "(bench/rawclient.c) writes each request as one DATA frame on one blocking socket and reads the "
         "reply itself; the grpc C++ client passes each message through its completion-queue threads, "
         "which on 2 cores costs more than the bridge's own hop. \"vCPUs awake\": the same raw runs while a "
         "`nice -n 19` busy loop runs on every CPU, so that no round trip waits for the hypervisor to wake a "
