@@ -231,6 +231,14 @@ def client(args, bridge: Bridge, *opts, timeout=300, target_pid=None) -> dict:
     return result
 
 
+def log_throughput(label: str, r: dict) -> None:
+    """One progress line for a summarized throughput measurement."""
+    log(f"{label}: {fmt_rate(r.get('bytes_per_s') or 0)} "
+        f"(runs {[round(v / 1e6) if v else v for v in r['runs_bytes_per_s']]} MB/s), "
+        f"{r['cpu_per_gib'] or 0:.2f} CPU s/GiB, ok={r['ok']}"
+        + (f" error={r.get('error')}" if r.get("error") else ""))
+
+
 def machine_header(args) -> str:
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -389,12 +397,8 @@ def main() -> int:
                                                  "--batch", args.batch, "--route", route,
                                                  "--timeout", args.seconds + 120, target_pid=target_pids[route]))
                 for kind in kinds:
-                    r = summarize_runs(runs[kind])
-                    res[kind][f"{mode}-{size}"] = r
-                    log(f"{kind}: {mode} {size // KIB} KiB: {fmt_rate(r.get('bytes_per_s', 0))} "
-                        f"(runs {[round(v / 1e6) if v else v for v in r['runs_bytes_per_s']]} MB/s), "
-                        f"{r['cpu_per_gib'] or 0:.2f} CPU s/GiB, ok={r['ok']}"
-                        + (f" error={r.get('error')}" if r.get("error") else ""))
+                    res[kind][f"{mode}-{size}"] = summarize_runs(runs[kind])
+                    log_throughput(f"{kind}: {mode} {size // KIB} KiB", res[kind][f"{mode}-{size}"])
 
         # One-way again with bench/rawclient.c, which writes a prepared buffer in DATA frames as
         # large as the bridge allows and costs next to nothing itself: what each bridge carries
@@ -407,12 +411,8 @@ def main() -> int:
                                                  "--seconds", args.seconds, "--route", "discard",
                                                  timeout=args.seconds + 120, target_pid=target_pids["discard"]))
             for kind in kinds:
-                r = summarize_runs(runs[kind])
-                res[kind][f"raw-oneway-{size}"] = r
-                log(f"{kind}: raw client oneway {size // KIB} KiB: {fmt_rate(r.get('bytes_per_s') or 0)} "
-                    f"(runs {[round(v / 1e6) if v else v for v in r['runs_bytes_per_s']]} MB/s), "
-                    f"{r['cpu_per_gib'] or 0:.2f} CPU s/GiB, ok={r['ok']}"
-                    + (f" error={r.get('error')}" if r.get("error") else ""))
+                res[kind][f"raw-oneway-{size}"] = summarize_runs(runs[kind])
+                log_throughput(f"{kind}: raw client oneway {size // KIB} KiB", res[kind][f"raw-oneway-{size}"])
 
         for kind, b in bridges.items():
             b.close()
