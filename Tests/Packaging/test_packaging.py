@@ -587,6 +587,17 @@ def test_extracted_binary_runs_and_checks_the_packaged_configuration(extracted):
     assert ".symtab" not in run("readelf", "-S", binary).stdout
 
 
+def test_extracted_binary_keeps_function_names_for_backtraces(extracted):
+    """Stripped, with the function symbols in .gnu_debugdata (MiniDebugInfo): gdb, as
+    systemd-coredump and eu-stack do, names the C entry point and the bridge's Swift functions."""
+    binary = extracted / "usr/bin/jmp-bridge"
+    assert ".gnu_debugdata" in run("readelf", "-S", "--wide", binary).stdout
+    names = run("gdb", "-nx", "-batch", "-ex", "info functions ^jmp_bridge_main$",
+                "-ex", "info functions 13JMPBridgeCore12BridgeServerC", binary).stdout
+    assert re.search(r"^0x[0-9a-f]+\s+jmp_bridge_main$", names, re.M), names
+    assert re.search(r"^0x[0-9a-f]+\s+\$s13JMPBridgeCore12BridgeServerC\w+$", names, re.M), names
+
+
 def test_extracted_units_verify(extracted):
     """The .deb's own units, against its own binary: ExecStart= is rewritten to the extracted path
     only, as /usr/bin/jmp-bridge exists only once the package is installed."""
