@@ -7,9 +7,14 @@
   ``jmp-bridge --help`` (and each subcommand's ``--help``) shows is in jmp-bridge(8), in the
   subcommand's own subsection; every key the configuration parser accepts (its key tables in
   Sources/JMPBridgeCore/Configuration) is an ``.It Ic KEY`` item of jmp-bridge.yaml(5).
-* ``make deb`` and ``make rpm`` with BINARY set to the binary under test (``$JMP_BRIDGE``, the
-  debug build in CI, so CI needs no release build), inspected with dpkg-deb, lintian and rpm; the
-  extracted binary runs, and checks the configuration the package installs.
+* ``make deb`` and ``make rpm`` with BINARY set to the binary under test (``$JMP_BRIDGE``),
+  inspected with dpkg-deb, lintian and rpm; the extracted binary runs, checks the configuration the
+  package installs, and keeps its function names for backtraces (MiniDebugInfo).
+
+* The binary ``make static-release`` builds for the packages (``$JMP_BRIDGE_PACKAGED``, else
+  ``.build/release/jmp-bridge``) is linked as the Makefile says: Swift runtime inside, full RELRO,
+  packed relative relocations, no exported symbols. ``scripts/test`` then runs the interop and
+  packaging tests a second time with that binary as ``$JMP_BRIDGE``.
 
 The binary is ``$JMP_BRIDGE`` (``scripts/test`` sets it), else ``.build/debug/jmp-bridge``.
 """
@@ -31,6 +36,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("JMP_BRIDGE") or REPO / ".build" / "debug" / "jmp-bridge").absolute()
+PACKAGED_BINARY = Path(
+    os.environ.get("JMP_BRIDGE_PACKAGED") or REPO / ".build" / "release" / "jmp-bridge"
+).absolute()
 MAN8 = REPO / "man" / "jmp-bridge.8"
 MAN5 = REPO / "man" / "jmp-bridge.yaml.5"
 UNIT_DIR = REPO / "packaging" / "systemd"
@@ -744,3 +752,25 @@ def test_make_deb_and_rpm_default_to_a_static_release_build():
         # Packed relative relocations (by lld) keep 2.9 MB of RELA records out of every start:
         # without them the idle bridge is over its 25 MiB budget (Makefile, README Performance).
         assert "-fuse-ld=lld" in plan and "-z -Xlinker pack-relative-relocs" in plan, plan
+        # Without exported symbols the symbol tables are 20 KB, not 3.3 MB (2.5 MiB of RSS).
+        assert "--no-export-dynamic" in plan, plan
+
+
+def test_packaged_binary_is_linked_as_the_makefile_says():
+    assert os.access(PACKAGED_BINARY, os.X_OK), (
+        f"no packaged binary at {PACKAGED_BINARY}: run `make static-release` (scripts/test does)"
+    )
+    dynamic = run("readelf", "--dynamic", "--wide", PACKAGED_BINARY).stdout
+    needed = re.findall(r"\(NEEDED\).*\[(.+?)\]", dynamic)
+    assert needed and not [lib for lib in needed if "swift" in lib or "dispatch" in lib], needed
+    assert re.search(r"\(RELR\)", dynamic), "no DT_RELR: relative relocations are not packed"
+    assert re.search(r"\(FLAGS\).*\bBIND_NOW\b", dynamic) or re.search(r"\(FLAGS_1\).*\bNOW\b", dynamic), dynamic
+    headers = run("readelf", "--program-headers", "--wide", PACKAGED_BINARY).stdout
+    assert "GNU_RELRO" in headers, headers
+    # Defined dynamic symbols: only what the linker itself puts there (_init, _end, ...), no Swift.
+    symbols = run("readelf", "--dyn-syms", "--wide", PACKAGED_BINARY).stdout
+    entries = [line.split() for line in symbols.splitlines() if re.match(r"\s*\d+:", line)]
+    defined = [fields[7] for fields in entries if len(fields) >= 8 and fields[6] != "UND"]
+    swift = [name for name in defined if name.startswith(("$s", "_$s", "swift_"))]
+    assert not swift and len(defined) < 50, f"{len(defined)} exported symbols, e.g. {(swift or defined)[:5]}"
+    run(PACKAGED_BINARY, "--version")
