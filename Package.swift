@@ -39,7 +39,7 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
-        // C wrappers for system interfaces Swift cannot call directly (ioctl, pty functions).
+        // C wrappers for system interfaces Swift cannot call directly (ioctl, pty functions, mallopt).
         .target(name: "CJMPSystem"),
         // libsystemd (sd-daemon), the system's own library, found through pkg-config.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
@@ -73,6 +73,7 @@ let package = Package(
         .target(
             name: "JMPBridgeCore",
             dependencies: [
+                "CJMPSystem",
                 "JMPProtocol",
                 "JMPTargets",
                 "JMPSystemd",

@@ -1,4 +1,5 @@
 import ArgumentParser
+import JMPBridgeCore
 
 /// The `jmp-bridge` command: the top of the command tree.
 @main
@@ -14,4 +15,11 @@ struct JMPBridgeCommand: AsyncParsableCommand {
         version: BuildInfo.version,
         subcommands: [ServeCommand.self, CheckCommand.self, AttachCommand.self, StatusCommand.self]
     )
+
+    /// Makes the malloc settings before any other thread exists (an arena limit made later would
+    /// not move threads that already have their own arena), then runs the command.
+    static func main() async {
+        _ = MallocTuning.startup
+        await Self.main(nil)
+    }
 }

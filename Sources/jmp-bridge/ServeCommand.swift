@@ -152,6 +152,12 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "jmp-bridge")
+        let malloc = MallocTuning.startup
+        if malloc == .refused {
+            logger.warning("\(MallocTuning.describe(malloc))")
+        } else {
+            logger.debug("\(MallocTuning.describe(malloc))")
+        }
         let notifier = ServiceNotifier(logger: logger)
         /// Startup errors: on a terminal as `jmp-bridge: error: ...`; in the journal at error
         /// priority, and as the unit's status.

@@ -30,7 +30,7 @@ from jumpstarter.streams.common import create_memory_stream
 from jumpstarter.streams.router import RouterStream
 from jumpstarter_protocol import router_pb2, router_pb2_grpc
 
-from conftest import digest_after_eof, echo, sha256_hex, upper_echo
+from conftest import Bridge, digest_after_eof, echo, sha256_hex, upper_echo
 
 TOKEN = "interop-test-token"
 TIMEOUT = 30
@@ -341,6 +341,44 @@ async def test_large_transfer_sha256(start_bridge, unix_server, tls):
     assert field(line, "status") == "OK"
     assert field(line, "bytes-to-target") == str(total)
     assert field(line, "bytes-from-target") == str(total)
+
+
+async def test_serve_keeps_transfer_buffers_warm_and_trims_them_unless_glibc_tunables_say(
+        start_bridge, unix_server, tls, sockdir):
+    """serve makes its malloc settings (MallocTuning; their effect is checked in
+    MallocTuningTests) and, after a bulk transfer, gives the free heap back (HeapTrimmer, every
+    10 s); an operator's GLIBC_TUNABLES malloc setting wins, and the bridge still carries data."""
+    target = unix_server("echo.sock", echo)
+    tuned = start_bridge({"echo": target.path}, extra_args=["--log-level", "debug"])
+    tuned.wait_for_line(r"malloc: one arena, buffers below 4 MiB from the heap, heap trimmed above 32 MiB free")
+    payload = random.Random(3).randbytes(256 * 1024)
+    with fail_after(TIMEOUT):
+        async with router_stream(tuned, tls) as (stream, call):
+            async with anyio.create_task_group() as tg:
+                async def send():
+                    for _ in range(128):
+                        await stream.send(payload)
+                    await stream.send_eof()
+                tg.start_soon(send)
+                assert len(await receive_all(stream)) == 128 * len(payload)
+    [trimmed] = await to_thread.run_sync(lambda: tuned.wait_for_line(r"\] heap trimmed$", timeout=15))
+    assert int(field(trimmed, "free-bytes")) >= 4 * 1024 * 1024
+
+    args = ["--listen", "tcp:127.0.0.1:0", "--tls-cert", str(tls.cert), "--tls-key", str(tls.key),
+            "--allow-unauthenticated", "--route", f"echo=unix:{target.path}", "--log-level", "debug"]
+    env = {**os.environ, "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576"}
+    operator = Bridge(args, cwd=sockdir, env=env)
+    try:
+        operator.wait_ready()
+        operator.wait_for_line(r"malloc: settings left to GLIBC_TUNABLES")
+        assert not any("one arena" in line for line in operator.lines())
+        with fail_after(TIMEOUT):
+            async with router_stream(operator, tls) as (stream, call):
+                await stream.send(b"still bridged")
+                assert await stream.receive() == b"still bridged"
+                await stream.send_eof()
+    finally:
+        assert operator.stop() == 0, operator.log()
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "CJMPMalloc.h"
 #include "CJMPRelay.h"
 
 /// Opens a new pty master (non-blocking, close-on-exec), unlocks its slave and writes the slave's

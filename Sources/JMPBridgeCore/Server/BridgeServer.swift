@@ -165,8 +165,10 @@ public final class BridgeServer: Service, Sendable {
             initialStatus: readyStatus,
             status: { [self] in self.statusLine() }
         )
+        let trimmer = HeapTrimmer(interval: .seconds(10), logger: self.logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await reporter.run() }
+            tasks.addTask { await trimmer.run() }
             try await withGracefulShutdownHandler {
                 try await promise.futureResult.get()
             } onGracefulShutdown: {
