@@ -8,7 +8,11 @@ int jmp_malloc_configure(int mmap_threshold, int trim_threshold, int arena_max) 
     return mallopt(M_TRIM_THRESHOLD, trim_threshold) == 1 && mallopt(M_MMAP_THRESHOLD, mmap_threshold) == 1;
 }
 
-size_t jmp_malloc_mapped_bytes(void) { return mallinfo2().hblkhd; }
+int jmp_malloc_chunk_is_mmapped(const void *pointer) {
+    // glibc's chunk header: the size field is the word before the pointer, and its bit 0x2 is
+    // IS_MMAPPED (malloc/malloc.c); unchanged since glibc 2.0.
+    return (((const size_t *)pointer)[-1] & 0x2) != 0;
+}
 
 size_t jmp_malloc_heap_bytes(void) { return mallinfo2().arena; }
 

@@ -8,8 +8,9 @@
 /// M_MMAP_THRESHOLD. Returns 1 if every setting was accepted, 0 otherwise.
 int jmp_malloc_configure(int mmap_threshold, int trim_threshold, int arena_max);
 
-/// Bytes glibc holds in mmapped chunks (mallinfo2's hblkhd).
-size_t jmp_malloc_mapped_bytes(void);
+/// Whether the live allocation `pointer` (from malloc) is a chunk of its own mapping rather than
+/// heap memory: the IS_MMAPPED bit of the size field glibc keeps just before it. For tests.
+int jmp_malloc_chunk_is_mmapped(const void *pointer);
 
 /// Bytes of heap glibc holds from the kernel over all arenas (mallinfo2's arena).
 size_t jmp_malloc_heap_bytes(void);
