@@ -26,29 +26,54 @@ func withTimeout<T: Sendable>(
 }
 
 /// A one-shot event that tasks can wait for.
+///
+/// A waiting task that is cancelled (a suite's time limit, a ``withTimeout``) stops waiting, so a
+/// test whose event never comes fails instead of hanging the whole test run.
 final class Signal: Sendable {
-    private let state = NIOLockedValueBox<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private struct State {
+        var fired = false
+        var nextWaiter = 0
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        /// Waiters cancelled before they were registered.
+        var cancelled: Set<Int> = []
+    }
+
+    private let state = NIOLockedValueBox(State())
 
     func fire() {
         let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             guard !state.fired else { return [] }
             state.fired = true
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
         }
         for waiter in waiters { waiter.resume() }
     }
 
     var isFired: Bool { self.state.withLockedValue { $0.fired } }
 
+    /// Returns once the signal has fired, or once the waiting task is cancelled.
     func wait() async {
-        await withCheckedContinuation { continuation in
-            let resumeNow = self.state.withLockedValue { state -> Bool in
-                if state.fired { return true }
-                state.waiters.append(continuation)
-                return false
+        let id = self.state.withLockedValue { state -> Int in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = self.state.withLockedValue { state -> Bool in
+                    if state.fired || state.cancelled.remove(id) != nil { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
             }
-            if resumeNow { continuation.resume() }
+        } onCancel: {
+            let waiter = self.state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+                if let waiter = state.waiters.removeValue(forKey: id) { return waiter }
+                if !state.fired { state.cancelled.insert(id) }
+                return nil
+            }
+            waiter?.resume()
         }
     }
 }

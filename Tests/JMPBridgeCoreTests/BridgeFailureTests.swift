@@ -271,7 +271,7 @@ struct BridgeFailureTests {
                 }
             }
             try await TargetServer.run(at: bridge.targetPath("echo"), handler: handler) {
-                let total = 32 << 20
+                let total = 48 << 20
                 let chunk = 64 * 1024
                 let sent = pseudoRandomBytes(count: total, seed: 11)
                 let written = Counter()
@@ -293,10 +293,12 @@ struct BridgeFailureTests {
                             last = now
                             try await Task.sleep(for: .milliseconds(300))
                         }
-                        // What the client got rid of is bounded by the HTTP/2 window (1 MiB), the
-                        // bridge's write buffer (256 KiB), the socket buffers and the client's own
-                        // buffering — far below the 32 MiB it wanted to send.
-                        #expect(last < 12 << 20, "the client wrote \(last) bytes into a target that reads nothing")
+                        // What the client got rid of is bounded by the HTTP/2 windows (1 MiB per
+                        // stream, 4 MiB per connection), the bridge's write buffer (1 MiB), the
+                        // socket buffers and the grpc-swift client's own buffering, which varies
+                        // with scheduling: 3–16 MiB in full parallel test runs. Half of what it
+                        // wanted to send is far from every byte.
+                        #expect(last < 24 << 20, "the client wrote \(last) bytes into a target that reads nothing")
                         #expect(last < total)
                         release.fire()
                         try await group.waitForAll()
