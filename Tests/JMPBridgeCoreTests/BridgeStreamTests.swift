@@ -62,12 +62,17 @@ struct BridgeStreamTests {
         let targetGot = Box<String>()
         try await BridgeHarness.with { bridge in
             let handler: @Sendable (NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws -> Void = { connection in
-                try await connection.executeThenClose { inbound, _ in
-                    try await TargetServer.send(connection, ByteBuffer(string: "banner"))
-                    try await TargetServer.halfClose(connection)
-                    var text = ""
-                    for try await buffer in inbound { text += String(buffer: buffer) }
+                var text = ""
+                do {
+                    try await connection.executeThenClose { inbound, _ in
+                        try await TargetServer.send(connection, ByteBuffer(string: "banner"))
+                        try await TargetServer.halfClose(connection)
+                        for try await buffer in inbound { text += String(buffer: buffer) }
+                    }
                     targetGot.set(text)
+                } catch {
+                    // Reported through the expectation below rather than lost with the task.
+                    targetGot.set("target failed after \(text.utf8.count) bytes: \(error)")
                 }
             }
             try await TargetServer.run(at: bridge.targetPath("echo"), handler: handler) {
