@@ -14,8 +14,6 @@ int jmp_malloc_chunk_is_mmapped(const void *pointer) {
     return (((const size_t *)pointer)[-1] & 0x2) != 0;
 }
 
-size_t jmp_malloc_heap_bytes(void) { return mallinfo2().arena; }
-
 size_t jmp_malloc_free_bytes(void) { return mallinfo2().fordblks; }
 
 int jmp_malloc_trim(void) { return malloc_trim(0); }

@@ -12,9 +12,6 @@ int jmp_malloc_configure(int mmap_threshold, int trim_threshold, int arena_max);
 /// heap memory: the IS_MMAPPED bit of the size field glibc keeps just before it. For tests.
 int jmp_malloc_chunk_is_mmapped(const void *pointer);
 
-/// Bytes of heap glibc holds from the kernel over all arenas (mallinfo2's arena).
-size_t jmp_malloc_heap_bytes(void);
-
 /// Free bytes inside glibc's heaps over all arenas (mallinfo2's fordblks).
 size_t jmp_malloc_free_bytes(void);
 

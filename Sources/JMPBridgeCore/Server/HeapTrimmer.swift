@@ -4,10 +4,11 @@ import Logging
 /// Gives free heap memory back to the kernel while the bridge runs.
 ///
 /// ``MallocTuning`` keeps freed transfer buffers in the heap, where the next transfer finds them
-/// already faulted in; glibc then returns memory only beyond 32 MiB of free heap per arena. So that
-/// a finished flash does not leave tens of MiB resident for months, every ``interval`` the
-/// trimmer calls `malloc_trim(0)` once at least ``minimumFreeBytes`` of the heap are free: that
-/// releases the top of every arena and the free pages inside it. During a transfer this costs
+/// already faulted in; glibc then returns memory only beyond 32 MiB of free heap. So that a
+/// finished flash does not leave tens of MiB resident for months, every ``interval`` the trimmer
+/// calls `malloc_trim(0)` once at least ``minimumFreeBytes`` of the heap are free: that releases
+/// the top of the main heap (with ``MallocTuning``, the only one) and the free pages inside every
+/// arena. During a transfer this costs
 /// one round of page faults per interval; idle, the resident size falls back within one interval.
 struct HeapTrimmer: Sendable {
     /// Below this much free heap, trimming is not worth the arenas' locks.
