@@ -74,9 +74,11 @@ struct AttachCommand: ParsableCommand {
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show the routes, console states, attachments and byte counts of the running bridge.",
+        abstract: "Show the state, listeners, routes, console states and byte counts of the running bridge.",
         discussion: """
-            Prints one `bridge …` line, then one `route …` line per route, as key=value pairs.
+            Prints one `bridge …` line (state and counters), one `listener …` line per bound gRPC \
+            socket (its real address, e.g. the port of a tcp:…:0 listener), then one `route …` line \
+            per route, as key=value pairs. Programs may rely on these lines (see jmp-bridge(8)).
             """
     )
 

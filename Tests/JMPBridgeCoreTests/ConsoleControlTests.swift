@@ -45,6 +45,37 @@ struct ConsoleControlTests {
         }
     }
 
+    @Test("status names every bound listener by its real address, with the configured one beside it")
+    func statusListeners() async throws {
+        try await BridgeHarness.with(
+            configure: { configuration, _ in
+                var tcp = ListenerConfiguration(address: .tcp(host: "127.0.0.1", port: 0), insecure: true)
+                tcp.allowUnauthenticated = true
+                configuration.listeners.append(tcp)
+            },
+            control: true
+        ) { bridge in
+            guard case .tcp(_, let port) = bridge.addresses.last else {
+                Issue.record("no tcp listener bound: \(bridge.addresses)")
+                return
+            }
+            #expect(port != 0)
+            let status = try await ControlConnection.status(bridge.controlSocket)
+            // start() has bound everything, but only run() reports readiness.
+            #expect(status.first?.hasPrefix("bridge=jmp-bridge state=starting ") == true, "\(status)")
+            let listeners = status.filter { $0.hasPrefix("listener=") }
+            #expect(
+                listeners == [
+                    "listener=unix:\(bridge.grpcSocket) configured=unix:\(bridge.grpcSocket) tls=off auth=none",
+                    "listener=tcp:127.0.0.1:\(port) configured=tcp:127.0.0.1:0 tls=off auth=none",
+                ],
+                "\(status)"
+            )
+            // Listener lines come between the bridge line and the route lines.
+            #expect(status.firstIndex { $0.hasPrefix("route=") } == 3, "\(status)")
+        }
+    }
+
     @Test("local attaches count towards max-attachments, and their places come back when they close")
     func maxAttachments() async throws {
         try await BridgeHarness.with(

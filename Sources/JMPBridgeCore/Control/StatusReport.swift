@@ -1,9 +1,10 @@
 import JMPTargets
 import NIOCore
 
-/// The reply to a `status` request: a `bridge …` line with the stream counters, then one
-/// `route …` line per route, sorted by name, every item `key=value` (values with spaces quoted,
-/// as in the log).
+/// The reply to a `status` request: a `bridge …` line with the state and stream counters, one
+/// `listener …` line per bound gRPC socket (in configuration order), then one `route …` line per
+/// route, sorted by name, every item `key=value` (values with spaces quoted, as in the log). The
+/// format is documented in jmp-bridge(8) and is stable: programs read it.
 enum StatusReport {
     static func make(environment: StreamEnvironment, on eventLoop: any EventLoop) -> EventLoopFuture<String> {
         let statistics = environment.statistics
@@ -11,6 +12,7 @@ enum StatusReport {
         let consoles = environment.consoles.withLockedValue { $0 }
         let header = Self.line([
             ("bridge", "jmp-bridge"),
+            ("state", environment.state.withLockedValue { $0 }.rawValue),
             ("default-route", table.defaultRoute ?? "none"),
             ("streams-active", "\(statistics.activeStreams.load(ordering: .relaxed))"),
             ("streams-total", "\(statistics.totalStreams.load(ordering: .relaxed))"),
@@ -18,6 +20,14 @@ enum StatusReport {
             ("bytes-to-targets", "\(statistics.bytesToTargets.load(ordering: .relaxed))"),
             ("bytes-from-targets", "\(statistics.bytesFromTargets.load(ordering: .relaxed))"),
         ])
+        let listeners = environment.listeners.withLockedValue { $0 }.map { listener in
+            Self.line([
+                ("listener", "\(listener.address)"),
+                ("configured", "\(listener.configured)"),
+                ("tls", listener.tls ? "on" : "off"),
+                ("auth", listener.auth.rawValue),
+            ])
+        }
         let routes = table.routes.values.sorted { $0.name < $1.name }
         let lines = routes.map { route -> EventLoopFuture<String> in
             var items: [(String, String)] = [("route", route.name)]
@@ -48,7 +58,7 @@ enum StatusReport {
             }
         }
         return EventLoopFuture.whenAllSucceed(lines, on: eventLoop).map { lines in
-            header + lines.joined()
+            header + listeners.joined() + lines.joined()
         }
     }
 

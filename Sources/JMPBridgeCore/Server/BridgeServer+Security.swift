@@ -9,16 +9,10 @@ extension BridgeServer {
         return try await TokenVerifier.load(configuration)
     }
 
-    /// What `listener` demands of its connections and streams; a `tcp:` listener without
-    /// authentication is logged as a warning, as it lets anyone who reaches it use every route.
+    /// What `listener` demands of its connections and streams. (A `tcp:` socket without
+    /// authentication is logged as a warning once bound, with its real address: see start().)
     func security(of listener: ListenerConfiguration, verifier: TokenVerifier?) -> ListenerSecurity {
         let auth = listener.effectiveAuth(jwtConfigured: self.configuration.jwt != nil)
-        if auth == .none, case .tcp = listener.address {
-            self.logger.warning(
-                "UNAUTHENTICATED LISTENER: anyone who can reach it may use every route (allow-unauthenticated)",
-                metadata: ["address": "\(listener.address)"]
-            )
-        }
         return ListenerSecurity(
             listener: "\(listener.address)",
             verifier: auth == .jwt ? verifier : nil,

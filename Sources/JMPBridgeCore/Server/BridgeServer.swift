@@ -94,7 +94,7 @@ public final class BridgeServer: Service, Sendable {
     @discardableResult
     public func start() async throws -> [ListenAddress] {
         var channels: [any Channel] = []
-        var bound: [ListenAddress] = []
+        var bound: [BoundListener] = []
         let configuration = self.configuration
         // Security before anything else: a bad key file opens nothing, and a listener that
         // asks for JWT never runs without a verifier.
@@ -111,9 +111,14 @@ public final class BridgeServer: Service, Sendable {
             }
             try await self.bindControlSocket()
             for listener in configuration.listeners {
+                let auth = listener.effectiveAuth(jwtConfigured: configuration.jwt != nil)
                 for channel in try await self.bind(listener, verifier: verifier) {
                     channels.append(channel)
-                    bound.append(Self.boundAddress(of: channel, configured: listener.address))
+                    let address = Self.boundAddress(of: channel, configured: listener.address)
+                    // Passed Unix sockets are served plain whatever the listener says (see adopt).
+                    var tls = false
+                    if case .tcp = address { tls = listener.tls != nil }
+                    bound.append(BoundListener(address: address, configured: listener.address, tls: tls, auth: auth))
                 }
             }
             try self.checkEveryPassedSocketIsUsed()
@@ -124,10 +129,20 @@ public final class BridgeServer: Service, Sendable {
             throw error
         }
         self.channels.withLockedValue { $0 = channels }
-        for address in bound {
-            self.logger.info("listening", metadata: ["address": "\(address)"])
+        self.environment.listeners.withLockedValue { $0 = bound }
+        for listener in bound {
+            self.logger.info(
+                "listening",
+                metadata: ["address": "\(listener.address)", "configured": "\(listener.configured)"]
+            )
+            if case .tcp = listener.address, listener.auth == .none {
+                self.logger.warning(
+                    "UNAUTHENTICATED LISTENER: anyone who can reach it may use every route (allow-unauthenticated)",
+                    metadata: ["address": "\(listener.address)"]
+                )
+            }
         }
-        return bound
+        return bound.map(\.address)
     }
 
     /// Serves until a graceful shutdown (SIGTERM or SIGINT under a ServiceGroup) or, with
@@ -149,6 +164,7 @@ public final class BridgeServer: Service, Sendable {
             ]
         )
         let readyStatus = self.statusLine()
+        self.environment.state.withLockedValue { $0 = .ready }
         self.notifier.ready(status: readyStatus)
         let promise = self.group.any().makePromise(of: Void.self)
         if let idleExit = self.idleExit, let idleTime = configuration.exitIdleTime {
@@ -202,6 +218,7 @@ public final class BridgeServer: Service, Sendable {
             // A second request (a signal during an idle exit): wait for the first drain.
             return
         }
+        self.environment.state.withLockedValue { $0 = .stopping }
         self.idleExit?.stop()
         if let doors = self.doorLoop.withLockedValue({ $0 }) {
             for route in self.configuration.routes.keys { doors.remove(route: route) }
@@ -637,10 +654,6 @@ public final class BridgeServer: Service, Sendable {
                                 + "configure 'jwt:' or say 'allow-unauthenticated: true'"
                         )
                     }
-                    self.logger.warning(
-                        "UNAUTHENTICATED LISTENER: anyone who can reach it may use every route (allow-unauthenticated)",
-                        metadata: ["address": "\(listener.address)", "fd": "\(socket.descriptor)"]
-                    )
                 }
                 let configured = isTCP ? tls.childChannelOption(.socketOption(.tcp_nodelay), value: 1) : plain
                 channels.append(try await configured.withBoundSocket(socket.descriptor).get())
@@ -657,10 +670,15 @@ public final class BridgeServer: Service, Sendable {
         return "\(error)"
     }
 
+    /// The address `channel` is bound to: a `tcp:` listener keeps its configured host with the
+    /// real port; a passed socket is named by its own address (`tcp:IP:PORT` or `unix:PATH`).
     static func boundAddress(of channel: any Channel, configured: ListenAddress) -> ListenAddress {
-        if case .tcp(let host, _) = configured, let port = channel.localAddress?.port {
-            return .tcp(host: host, port: port)
+        guard let local = channel.localAddress else { return configured }
+        if let port = local.port {
+            if case .tcp(let host, _) = configured { return .tcp(host: host, port: port) }
+            if let ip = local.ipAddress { return .tcp(host: ip, port: port) }
         }
+        if let path = local.pathname, !path.isEmpty { return .unix(path: path) }
         return configured
     }
 }

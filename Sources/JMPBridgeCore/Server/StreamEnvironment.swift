@@ -17,6 +17,10 @@ public struct StreamEnvironment: Sendable {
     public let logger: Logger
     /// The open consoles of `pty:` routes, by route name.
     public let consoles: NIOLockedValueBox<[String: ConsoleHub]>
+    /// The bridge's life cycle state, for `status`.
+    public let state: NIOLockedValueBox<BridgeState>
+    /// The sockets the bridge serves gRPC on, once bound, for `status`.
+    public let listeners: NIOLockedValueBox<[BoundListener]>
     /// Attachments (streams and local attaches) to each console route now, for `max-attachments`.
     let consoleAttachments = NIOLockedValueBox<[String: Int]>([:])
 
@@ -45,5 +49,7 @@ public struct StreamEnvironment: Sendable {
         self.statistics = statistics
         self.logger = logger
         self.consoles = NIOLockedValueBox([:])
+        self.state = NIOLockedValueBox(.starting)
+        self.listeners = NIOLockedValueBox([])
     }
 }
