@@ -72,7 +72,9 @@ class Bridge:
         if kind == "sink":
             cmd = [args.client, "--addr", "127.0.0.1:0", "--mode", "sink"]
         elif kind == "jmp-bridge":
-            cmd = [args.bridge, "serve", "--listen", "tcp:127.0.0.1:0", "--insecure", "--allow-unauthenticated"]
+            self.control = os.path.join(work, f"control-{tag}.sock")
+            cmd = [args.bridge, "serve", "--listen", "tcp:127.0.0.1:0", "--insecure", "--allow-unauthenticated",
+                   "--control", self.control]
             for name, path in routes.items():
                 cmd += ["--route", f"{name}=unix:{path}"]
             cmd += ["--default-route", next(iter(routes))]
@@ -97,14 +99,19 @@ class Bridge:
             if not line:
                 break
             self.log_file.write(line)
-            # The bound port, from the "listening" line (a warning may name the configured :0 first).
-            m = re.search(r"address=tcp:127\.0\.0\.1:(\d+)", line)
-            if m and self.port is None and m.group(1) != "0":
-                self.port = int(m.group(1))
             # jmp-bridge's readiness line ends "] ready" ("console ready" and the like come before).
             if re.search(r"\] ready$" if kind == "jmp-bridge" else r"\bready\b", line.rstrip()):
                 self.ready_s = time.perf_counter() - t0
                 break
+            # The sink and the reference bridge print their bound port on their ready line's way.
+            if kind != "jmp-bridge" and (m := re.search(r"127\.0\.0\.1:(\d+)", line)) and m.group(1) != "0":
+                self.port = int(m.group(1))
+        if kind == "jmp-bridge" and self.ready_s is not None:
+            # What jmp-bridge bound comes from `jmp-bridge status` (its listener= line), not its log.
+            reply = subprocess.run([args.bridge, "status", "--control", self.control],
+                                   capture_output=True, text=True, timeout=10).stdout
+            if m := re.search(r"^listener=tcp:127\.0\.0\.1:(\d+) ", reply, re.M):
+                self.port = int(m.group(1))
         if self.ready_s is None or self.port is None:
             stop(self.proc)
             self.log_file.close()

@@ -52,7 +52,7 @@ def main() -> int:
     with open(args.ca, "rb") as f:
         ca_pem = f.read()
     message = args.message.encode()
-    print(f"sent:     {args.message}")
+    print(f"sent:     {args.message!r} ({len(message)} bytes)", flush=True)
     try:
         received = anyio.run(round_trip, args.endpoint, ca_pem, args.token, message, args.timeout, backend="asyncio")
     except TimeoutError:
@@ -61,7 +61,7 @@ def main() -> int:
     except Exception as e:  # noqa: BLE001 - report any failure in one line
         print(f"demo-client: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
-    print(f"received: {received.decode(errors='replace')}")
+    print(f"received: {received.decode(errors='replace')!r} ({len(received)} bytes, back through jmp-bridge)")
     if received != message:
         print(f"demo-client: mismatch: sent {len(message)} bytes, received {len(received)}", file=sys.stderr)
         return 1

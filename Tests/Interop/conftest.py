@@ -1,9 +1,10 @@
 """Fixtures for the interop tests: jmp-bridge against the real jumpstarter 0.9.0 packages.
 
 * ``tls`` makes a throwaway self-signed certificate for 127.0.0.1/localhost (openssl CLI).
-* ``start_bridge`` runs ``jmp-bridge serve`` as a subprocess on ``tcp:127.0.0.1:0`` with TLS,
-  waits for its ``listening``/``ready`` log lines, and always stops it with SIGTERM and checks
-  that it exits 0. Its log is attached to the report of a failing test.
+* ``start_bridge`` runs ``jmp-bridge serve`` as a subprocess on ``tcp:127.0.0.1:0`` with TLS and
+  a control socket, waits for its ``ready`` log line, learns the bound ports from
+  ``jmp-bridge status`` (never from the log), and always stops it with SIGTERM and checks that it
+  exits 0. Its log is attached to the report of a failing test.
 * ``unix_server`` runs small threaded Unix-socket services (echo, digest, ...) as route targets.
 * ``sockdir`` is a short directory under /tmp for sockets (sun_path is limited to 108 bytes).
 
@@ -130,14 +131,26 @@ def tls(tmp_path_factory) -> TLSFiles:
 # the bridge process
 
 
+def parse_status_line(line: str) -> dict[str, str]:
+    """One line of the ``status`` reply: ``key=value key="value with spaces"`` (backslash escapes)."""
+    items: dict[str, str] = {}
+    for m in re.finditer(r'([A-Za-z0-9_-]+)=(?:"((?:[^"\\]|\\.)*)"|(\S*))', line):
+        items[m.group(1)] = re.sub(r"\\(.)", r"\1", m.group(2)) if m.group(2) is not None else m.group(3)
+    return items
+
+
 class Bridge:
     """A running ``jmp-bridge serve``; its combined stdout/stderr is collected line by line."""
 
-    def __init__(self, args: list[str], cwd: Path, *, launcher: list[str] = (), **popen_options):
+    def __init__(self, args: list[str], cwd: Path, *, launcher: list[str] = (), control: Path | None = None,
+                 **popen_options):
         """``launcher`` goes before the bridge's command line (e.g. systemd-socket-activate);
-        ``popen_options`` (pass_fds, preexec_fn, env) go to :class:`subprocess.Popen`."""
+        ``control`` is the path of the bridge's control socket (its ``--control`` or ``control:``),
+        for :meth:`status` and :meth:`wait_ready`; ``popen_options`` (pass_fds, preexec_fn, env) go
+        to :class:`subprocess.Popen`."""
         if not os.access(BRIDGE_BINARY, os.X_OK):
             pytest.fail(f"jmp-bridge binary not found at {BRIDGE_BINARY} (run `swift build` or set JMP_BRIDGE)")
+        self.control = control
         self.args = [*launcher, str(BRIDGE_BINARY), "serve", *args]
         self._lines: list[str] = []
         self._cond = threading.Condition()
@@ -205,11 +218,23 @@ class Bridge:
 
     # -- lifecycle
 
+    def status(self) -> list[dict[str, str]]:
+        """``jmp-bridge status`` through the control socket, one dict per line (``key=value`` items)."""
+        assert self.control is not None, "this bridge was started without a control socket"
+        result = subprocess.run([str(BRIDGE_BINARY), "status", "--control", str(self.control)],
+                                capture_output=True, text=True, timeout=STARTUP_TIMEOUT)
+        assert result.returncode == 0, f"jmp-bridge status failed: {result.stderr}\n{self.log()}"
+        return [parse_status_line(line) for line in result.stdout.splitlines()]
+
     def wait_ready(self):
-        listening = self.wait_for_line(r"\blistening\b")
+        """Waits for readiness, then takes the bound TCP ports from ``status`` (``listener=`` lines)."""
         self.wait_for_line(r"\] ready$")
-        self.ports = [int(m.group(1)) for line in listening if (m := re.search(r"address=tcp:127\.0\.0\.1:(\d+)", line))]
-        assert self.ports, f"no tcp listener in the log:\n{self.log()}"
+        reply = self.status()
+        assert reply[0].get("state") == "ready", reply
+        self.ports = [int(item["listener"].rsplit(":", 1)[1]) for item in reply
+                      if item.get("listener", "").startswith("tcp:127.0.0.1:")]
+        assert self.ports, f"no tcp listener in jmp-bridge status: {reply}\n{self.log()}"
+        assert 0 not in self.ports, reply
         self.port = self.ports[0]
 
     @property
@@ -257,7 +282,16 @@ def start_bridge(request, tls, sockdir):
         if default_route is not None:
             args += ["--default-route", default_route]
         args += list(extra_args)
-        bridge = Bridge(args, cwd=sockdir)
+        # Every bridge has a control socket for `status`: the test's own, or one added here.
+        configured = re.search(r"^control:\s*(?:unix:)?(\S+)", config or "", re.M)
+        if "--control" in args:
+            control = Path(args[args.index("--control") + 1].removeprefix("unix:"))
+        elif configured and not configured.group(1).startswith("systemd:"):
+            control = Path(configured.group(1))
+        else:
+            control = sockdir / f"control-{len(bridges)}.sock"
+            args += ["--control", str(control)]
+        bridge = Bridge(args, cwd=sockdir, control=control)
         bridges.append(bridge)
         bridge.wait_ready()
         return bridge

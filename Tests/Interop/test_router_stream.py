@@ -151,6 +151,26 @@ async def test_round_trip_with_connect_router_stream(start_bridge, unix_server, 
     assert field(line, "bytes-from-target") == str(len(message))
 
 
+async def test_status_tells_programs_the_bound_port(start_bridge, unix_server, tls):
+    """``jmp-bridge status`` is how programs learn what the bridge bound (the demo once read the
+    configured port 0 from a warning in the log and failed): its listener line has the real port,
+    which serves; in the log, port 0 only ever appears as what was configured."""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path})
+    header, listener, *routes = bridge.status()
+    assert header["bridge"] == "jmp-bridge" and header["state"] == "ready", header
+    assert listener == {"listener": f"tcp:127.0.0.1:{bridge.port}", "configured": "tcp:127.0.0.1:0",
+                        "tls": "on", "auth": "none"}
+    assert bridge.port != 0
+    assert routes == [{"route": "echo", "type": "unix", "target": str(target.path)}]
+    with fail_after(TIMEOUT):
+        await connect_router_stream_echo(bridge.endpoint, TOKEN, TLSConfigV1Alpha1(ca=tls.ca_base64), b"bound\n")
+
+    assert not [line for line in bridge.lines() if re.search(r"\baddress=tcp:127\.0\.0\.1:0\b", line)], bridge.log()
+    [warning] = [line for line in bridge.lines() if "UNAUTHENTICATED LISTENER" in line]
+    assert field(warning, "address") == f"tcp:127.0.0.1:{bridge.port}"
+
+
 async def test_jmp_route_metadata_selects_the_route(start_bridge, unix_server, tls):
     """``jmp-route`` picks a named route; without it the default route is used."""
     plain = unix_server("plain.sock", echo)
@@ -367,7 +387,8 @@ async def test_serve_keeps_transfer_buffers_warm_and_trims_them_unless_glibc_tun
     args = ["--listen", "tcp:127.0.0.1:0", "--tls-cert", str(tls.cert), "--tls-key", str(tls.key),
             "--allow-unauthenticated", "--route", f"echo=unix:{target.path}", "--log-level", "debug"]
     env = {**os.environ, "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576"}
-    operator = Bridge(args, cwd=sockdir, env=env)
+    operator = Bridge([*args, "--control", str(sockdir / "operator.sock")], cwd=sockdir,
+                      control=sockdir / "operator.sock", env=env)
     try:
         operator.wait_ready()
         operator.wait_for_line(r"malloc: settings left to GLIBC_TUNABLES")

@@ -156,8 +156,9 @@ async def test_systemd_socket_activate_unix_and_tcp(sockdir, unix_server, tls, r
             async with unix_stream(grpc_path) as stream:
                 await round_trip(stream, b"and through the unix one\n")
         listening = bridge.wait_for_line(r"\blistening\b", count=2)
-        assert any("address=systemd:grpc " in line or line.endswith("address=systemd:grpc") for line in listening)
-        assert any("systemd:grpc-tls" in line for line in listening)
+        # Each passed socket is logged with its own address and the listener it serves.
+        assert any(f"address=unix:{grpc_path} configured=systemd:grpc" in line for line in listening), listening
+        assert any(f"address=tcp:127.0.0.1:{port} configured=systemd:grpc-tls" in line for line in listening), listening
     finally:
         assert await to_thread.run_sync(bridge.stop) == 0
 
