@@ -3,7 +3,7 @@ import NIOCore
 /// The `frame_type` of a `jumpstarter.v1` StreamRequest or StreamResponse.
 ///
 /// Values not known to this version are kept as ``unknown(_:)`` so that they can be ignored
-/// rather than treated as errors (forward compatibility, SPEC §2).
+/// rather than treated as errors (forward compatibility: docs/WIRE.md, Frame types).
 public enum RouterFrameType: Hashable, Sendable {
     /// Payload bytes of the routed stream.
     case data

@@ -262,7 +262,7 @@ struct ServeCommand: AsyncParsableCommand {
     /// Merges the configuration file and the command line, then validates the result.
     ///
     /// With no listener configured, every socket the service manager passed named `grpc` (or
-    /// unnamed) becomes a `systemd:` listener (SPEC §4). On reload the passed sockets are taken
+    /// unnamed) becomes a `systemd:` listener (jmp-bridge(8), SYSTEMD). On reload the passed sockets are taken
     /// already: a file without listeners keeps `currentListeners`.
     func makeConfiguration(
         passed: PassedDescriptors = PassedDescriptors(),

@@ -6,7 +6,7 @@ import NIOCore
 import Synchronization
 import Testing
 
-/// Every failure ends only its own stream, with the status SPEC §2 names, while a neighbour
+/// Every failure ends only its own stream, with the status docs/WIRE.md names, while a neighbour
 /// stream on the same HTTP/2 connection keeps every byte.
 @Suite("Failures and limits", .timeLimit(.minutes(2)))
 struct BridgeFailureTests {

@@ -6,7 +6,7 @@ import NIOCore
 import Synchronization
 import Testing
 
-/// Stream semantics of SPEC §2 against a real grpc-swift-2 client and real Unix-socket targets.
+/// Stream semantics (docs/WIRE.md) against a real grpc-swift-2 client and real Unix-socket targets.
 @Suite("Stream semantics", .timeLimit(.minutes(2)))
 struct BridgeStreamTests {
     @Test("bytes round-trip and END_STREAM half-closes the target")

@@ -39,9 +39,9 @@ func expectError(
     #expect(error.description == prefix + error.message, sourceLocation: sourceLocation)
 }
 
-/// The configuration of SPEC §5, with only the route kinds this version supports.
+/// The example configuration of jmp-bridge.yaml(5), with only the route kinds this version supports.
 private let fullConfiguration = """
-    # jmp-bridge configuration (SPEC §5; unix routes only)
+    # jmp-bridge configuration (unix routes only)
     listen:
       - address: tcp:0.0.0.0:8083
         tls: {cert: /etc/jmp-bridge/tls.crt, key: /etc/jmp-bridge/tls.key}

@@ -187,7 +187,7 @@ struct GRPCHeadersTests {
     }
 
     /// A `jmp-route` header that is present but names no valid route must fail the stream; it
-    /// must not fall back to the default route as if the header were absent (SPEC §2: absent ⇒
+    /// must not fall back to the default route as if the header were absent (docs/WIRE.md, Metadata: absent ⇒
     /// the default route; names are `[A-Za-z0-9._-]{1,64}`).
     @Test("an empty or comma-only jmp-route is NOT_FOUND, not the default route", arguments: ["", " ", ",", " , "])
     func emptyRoute(value: String) {
