@@ -21,9 +21,12 @@ public struct JournalLogHandler: LogHandler {
     }
 
     /// True when standard error is the journal: `JOURNAL_STREAM` (set by systemd as
-    /// `DEVICE:INODE`) names the very file standard error is.
-    public static func isStandardErrorJournal() -> Bool {
-        guard let value = getenv("JOURNAL_STREAM").map({ String(cString: $0) }) else { return false }
+    /// `DEVICE:INODE`) names the very file standard error is. `journalStream` is the variable's
+    /// value (by default read from the environment).
+    public static func isStandardErrorJournal(
+        journalStream: String? = getenv("JOURNAL_STREAM").map { String(cString: $0) }
+    ) -> Bool {
+        guard let value = journalStream else { return false }
         let parts = value.split(separator: ":")
         guard parts.count == 2, let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return false }
         var status = stat()

@@ -15,8 +15,9 @@ public struct ServiceNotifier: Sendable {
     private let logger: Logger
 
     /// Reads `NOTIFY_SOCKET` from the environment (left in place: every later call needs it).
-    public init(logger: Logger) {
-        self.isEnabled = getenv("NOTIFY_SOCKET") != nil
+    /// `notifySocket` stands for its value (by default read from the environment).
+    public init(logger: Logger, notifySocket: String? = getenv("NOTIFY_SOCKET").map { String(cString: $0) }) {
+        self.isEnabled = notifySocket != nil
         self.logger = logger
     }
 

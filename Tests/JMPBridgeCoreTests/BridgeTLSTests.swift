@@ -134,10 +134,8 @@ struct BridgeTLSTests {
                         try await writer.write(Router.data([2]))
                     }
                     // Connected (and past the handshake) once the bridge counts the stream.
-                    try await withTimeout(10, "the stream to open") {
-                        while bridge.server.statistics.activeStreams.load(ordering: .relaxed) < 1 {
-                            try await Task.sleep(for: .milliseconds(20))
-                        }
+                    try await eventually("the stream to open", within: 10) {
+                        bridge.server.statistics.activeStreams.load(ordering: .relaxed) >= 1
                     }
                     try pki.copy("server2.crt", to: pki.path("live.crt"))
                     try pki.copy("server2.key", to: pki.path("live.key"))

@@ -22,16 +22,13 @@ struct JMPSystemdTests {
 
     @Test("stderr is the journal only when JOURNAL_STREAM names its device and inode")
     func journalStream() {
+        // The variable's value is passed in: tests run in parallel and share the environment.
         var status = stat()
         #expect(fstat(STDERR_FILENO, &status) == 0)
-        setenv("JOURNAL_STREAM", "\(status.st_dev):\(status.st_ino)", 1)
-        #expect(JournalLogHandler.isStandardErrorJournal())
-        setenv("JOURNAL_STREAM", "\(status.st_dev):\(status.st_ino + 1)", 1)
-        #expect(!JournalLogHandler.isStandardErrorJournal())
-        setenv("JOURNAL_STREAM", "garbage", 1)
-        #expect(!JournalLogHandler.isStandardErrorJournal())
-        unsetenv("JOURNAL_STREAM")
-        #expect(!JournalLogHandler.isStandardErrorJournal())
+        #expect(JournalLogHandler.isStandardErrorJournal(journalStream: "\(status.st_dev):\(status.st_ino)"))
+        #expect(!JournalLogHandler.isStandardErrorJournal(journalStream: "\(status.st_dev):\(status.st_ino + 1)"))
+        #expect(!JournalLogHandler.isStandardErrorJournal(journalStream: "garbage"))
+        #expect(!JournalLogHandler.isStandardErrorJournal(journalStream: nil))
     }
 
     @Test("store and socket names: printable ASCII without ':'")
@@ -89,8 +86,7 @@ struct JMPSystemdTests {
 
     @Test("without NOTIFY_SOCKET every notification is a no-op")
     func withoutServiceManager() {
-        unsetenv("NOTIFY_SOCKET")
-        let notifier = ServiceNotifier(logger: Logger(label: "test"))
+        let notifier = ServiceNotifier(logger: Logger(label: "test"), notifySocket: nil)
         #expect(!notifier.isEnabled)
         #expect(!notifier.store(descriptor: 0, name: "pty.console"))
         notifier.ready(status: "ok")
