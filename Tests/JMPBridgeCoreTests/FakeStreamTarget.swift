@@ -1,5 +1,6 @@
 import JMPTargets
 import NIOCore
+import Testing
 
 /// A ``StreamTarget`` that records what the stream handler does to it. Writes complete only when
 /// the test completes their promises.
@@ -13,6 +14,15 @@ final class FakeStreamTarget: StreamTarget {
     private(set) var inputFinished: [Bool] = []
     private(set) var closed = false
     private(set) var resumedReads = 0
+
+    /// Completes write number `index` (from 0), as the target's socket would.
+    func completeWrite(_ index: Int, with result: Result<Void, any Error> = .success(())) {
+        guard index < self.promises.count else {
+            Issue.record("write \(index) was never issued (\(self.promises.count) were)")
+            return
+        }
+        self.promises[index].completeWith(result)
+    }
 
     func write(_ payload: ByteBuffer, promise: EventLoopPromise<Void>?) {
         self.writes.append(String(buffer: payload))

@@ -49,7 +49,7 @@ struct RouterStreamHandlerTests {
         #expect(try stream.sent() == [.messages(["<goaway>"])])
         #expect(!target.closed)
 
-        target.promises[0].succeed()
+        target.completeWrite(0)
         #expect(try stream.sent() == [.end(grpcStatus: 0, message: nil, withStatusLine: false), .reset(.noError)])
         #expect(target.closed)
         #expect(stream.statistics.bytesToTargets.load(ordering: .relaxed) == 5)
@@ -87,6 +87,22 @@ struct RouterStreamHandlerTests {
         stream.connect(target)
         #expect(target.writes == ["x"])
         #expect(target.inputFinished == [true])
+    }
+
+    @Test("request headers with END_STREAM end the request; the target is half-closed once connected")
+    func headersEndStream() throws {
+        let target = FakeStreamTarget()
+        let stream = try Stream()
+        try stream.sendHeaders(endStream: true)
+        stream.connect(target)
+        #expect(try stream.sent() == [.headers(status: "200")])
+        #expect(target.inputFinished == [false], "nothing was written before the EOF")
+        stream.handler.targetReachedEOF()
+        #expect(
+            try stream.sent() == [
+                .messages(["<goaway>"]), .end(grpcStatus: 0, message: nil, withStatusLine: false), .reset(.noError),
+            ]
+        )
     }
 
     @Test("a console cut while connecting fails the stream at once; the target connecting later is closed")
@@ -144,9 +160,9 @@ struct RouterStreamHandlerTests {
 
         try stream.send([Stream.data("2")])
         #expect(target.writes == ["1", "2"])
-        target.promises[0].succeed()
+        target.completeWrite(0)
         #expect(try stream.sent() == [], "the second write is not in yet")
-        target.promises[1].succeed()
+        target.completeWrite(1)
         #expect(try stream.sent() == [.end(grpcStatus: 0, message: nil, withStatusLine: false), .reset(.noError)])
         #expect(stream.statistics.bytesToTargets.load(ordering: .relaxed) == 2)
     }
@@ -159,7 +175,7 @@ struct RouterStreamHandlerTests {
         _ = try stream.sent()
         stream.channel.embeddedEventLoop.advanceTime(by: .milliseconds(600))
         try stream.send([Stream.data("x")])
-        target.promises[0].succeed()
+        target.completeWrite(0)
         stream.channel.embeddedEventLoop.advanceTime(by: .milliseconds(600))
         #expect(try stream.sent() == [], "the payload started the wait again")
         stream.channel.embeddedEventLoop.advanceTime(by: .milliseconds(400))
@@ -171,7 +187,7 @@ struct RouterStreamHandlerTests {
         let target = FakeStreamTarget()
         let stream = try Self.bridged(target)
         try stream.send([Stream.data("x")])
-        target.promises[0].fail(ChannelError.ioOnClosedChannel)
+        target.completeWrite(0, with: .failure(ChannelError.ioOnClosedChannel))
         let sent = try stream.sent()
         guard case .end(grpcStatus: 14, let message?, withStatusLine: false)? = sent.first else {
             Issue.record("expected UNAVAILABLE trailers, got \(sent)")

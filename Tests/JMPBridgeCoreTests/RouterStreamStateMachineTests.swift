@@ -151,6 +151,23 @@ struct RouterStreamStateMachineTests {
         #expect(machine.phase == .finished, "admission after the end changes nothing")
     }
 
+    @Test("while admission is decided, only an end or the client leaving changes anything")
+    func authorizing() {
+        let machine = Machine()
+        _ = machine.receivedHeaders(Self.requestHeaders)
+        #expect(machine.phase == .authorizing)
+        #expect(!machine.isReceivingRequest)
+        #expect(machine.readRequested())
+        #expect(machine.idleTimerFired(idle: true, timeout: .seconds(1)) == .none)
+        #expect(machine.targetReachedEOF() == .none)
+        #expect(machine.requestEnded() == .none)
+        #expect(machine.targetConnected() == .closeTarget)
+        #expect(machine.phase == .authorizing)
+        #expect(machine.clientWentAway() == .cancel(GRPCStatus(.cancelled, "the client cancelled the stream")))
+        machine.admitted(route: "echo", readOnly: false)
+        #expect(machine.phase == .finished)
+    }
+
     // MARK: - Connecting
 
     @Test("payload received while connecting is kept and handed over, in order, once connected")
