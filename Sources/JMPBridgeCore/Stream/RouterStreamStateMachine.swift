@@ -7,8 +7,9 @@ import NIOHPACK
 /// what happens (request headers, messages, the target's events, timers, completed writes) and
 /// performs the actions it returns.
 ///
-/// A stream waits for its request headers, connects to its target (payload that arrives
-/// meanwhile is kept, bounded by the stream window), bridges, and finishes exactly once. While
+/// A stream waits for its request headers, is admitted (``RouterStreamAuthorizer``), connects to
+/// its target (payload that arrives meanwhile is kept, bounded by the stream window), bridges,
+/// and finishes exactly once. While
 /// bridging, each direction ends on its own (docs/WIRE.md, frame types): the client's GOAWAY or
 /// END_STREAM is passed on as EOF once everything before it is written; the target's EOF goes
 /// to the client as GOAWAY. The RPC ends with OK once both have ended and the last write to the
@@ -46,8 +47,8 @@ struct RouterStreamStateMachine {
     enum TargetOutput: Equatable {
         /// The target may still send.
         case open
-        /// The target reached EOF and GOAWAY went to the client; `lingering` while the linger
-        /// wait for the client's end is armed.
+        /// The target reached EOF and GOAWAY went to the client; `lingering` once the linger
+        /// wait for the client's end was armed (from then on, payload from the client restarts it).
         case ended(lingering: Bool)
     }
 
