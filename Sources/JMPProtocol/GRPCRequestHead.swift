@@ -9,7 +9,7 @@ public enum GRPCRequestRejection: Error, Hashable, Sendable {
 }
 
 /// The parts of a gRPC request's HEADERS frame that the bridge acts on.
-public struct GRPCRequestHead: Sendable {
+public struct GRPCRequestHead: Sendable, Equatable {
     /// The `:path`, e.g. `/jumpstarter.v1.RouterService/Stream`.
     public var path: String
     /// The deadline the client set with `grpc-timeout`, in nanoseconds.
