@@ -1,5 +1,6 @@
 import ArgumentParser
 import JMPBridgeCore
+import JMPProtocol
 import JMPSystemd
 import Logging
 import NIOCore
@@ -262,7 +263,7 @@ struct ServeCommand: AsyncParsableCommand {
     /// Merges the configuration file and the command line, then validates the result.
     ///
     /// With no listener configured, every socket the service manager passed named `grpc` (or
-    /// unnamed) becomes a `systemd:` listener (SPEC §4). On reload the passed sockets are taken
+    /// unnamed) becomes a `systemd:` listener. On reload the passed sockets are taken
     /// already: a file without listeners keeps `currentListeners`.
     func makeConfiguration(
         passed: PassedDescriptors = PassedDescriptors(),
@@ -301,7 +302,7 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ConfigurationError(file: "command line", key: "--route", "'\(text)' is not NAME=TARGET")
             }
             let name = String(text[..<equals])
-            guard RouteNames.isValid(name) else {
+            guard RouterService.isValidRouteName(name) else {
                 throw ConfigurationError(
                     file: "command line",
                     key: "--route",
