@@ -14,19 +14,12 @@ import Synchronization
 /// Doors are added and removed from any thread; the request is queued and the loop woken
 /// through an eventfd. Everything else lives on the loop's thread.
 public final class DoorLoop: @unchecked Sendable {
-    /// Connections relayed right now.
-    public var activeConnections: Int { self.active.load(ordering: .relaxed) }
-    /// Connections relayed since start.
-    public var totalConnections: Int { self.total.load(ordering: .relaxed) }
-
     private let epoll: CInt
     private let wakeup: CInt
     private let logger: Logger
     private let capacity: Int
     private let onConnection: (@Sendable (_ opened: Bool) -> Void)?
     private let requests = Mutex<[Request]>([])
-    private let active = Atomic<Int>(0)
-    private let total = Atomic<Int>(0)
     /// Whether the loop thread has ended, and who waits for it to (``stop()``).
     private let finish = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
@@ -220,8 +213,6 @@ public final class DoorLoop: @unchecked Sendable {
             }
             self.relays[id] = relay
             self.onConnection?(true)
-            self.active.add(1, ordering: .relaxed)
-            self.total.add(1, ordering: .relaxed)
             self.logger.debug(
                 "door connection relayed",
                 metadata: ["route": "\(door.route)", "door": "\(door.address)", "splice": "\(door.splice)"]
@@ -248,7 +239,6 @@ public final class DoorLoop: @unchecked Sendable {
         _ = jmp_epoll_remove(self.epoll, relay.client)
         _ = jmp_epoll_remove(self.epoll, relay.target)
         relay.close()
-        self.active.subtract(1, ordering: .relaxed)
         self.onConnection?(false)
         var metadata: Logger.Metadata = [
             "route": "\(relay.route)",

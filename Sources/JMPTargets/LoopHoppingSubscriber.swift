@@ -1,7 +1,7 @@
 import NIOCore
 
-/// The receiving end of a console attachment, living on its own event loop (a gRPC stream, a
-/// local attach): it gets the console's output and, once, the reason it was detached.
+/// The receiving end of a console attachment, living on its own event loop (a ``ConsoleSession``):
+/// it gets the console's output and, once, the reason it was detached.
 public protocol ConsoleAttachment: AnyObject, SendableMetatype {
     /// Output the device printed; on the attachment's event loop.
     func output(_ bytes: ByteBuffer)

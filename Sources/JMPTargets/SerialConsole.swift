@@ -11,7 +11,11 @@ import NIOPosix
 /// a hang-up on read: the adapter was unplugged) the route is down, and the bridge reopens the
 /// device with backoff (``initialRetryDelay`` doubling up to ``maximumRetryDelay``) until it is
 /// back; the scrollback is kept across.
-public final class SerialConsole: Sendable {
+///
+/// Every time the device is opened its descriptor goes to the service manager's
+/// file-descriptor store (its ``ConsoleStoreSlot``), and a restarted bridge takes it back: the
+/// device is never closed across a restart (no DTR drop), and it stays locked for this bridge.
+public final class SerialConsole: RouteConsole {
     /// First wait before reopening a device that went away.
     public static let initialRetryDelay = TimeAmount.milliseconds(100)
     /// Longest wait between reopen attempts.
@@ -38,7 +42,8 @@ public final class SerialConsole: Sendable {
         var lastDelay = SerialConsole.initialRetryDelay
     }
 
-    /// Creates the console; nothing is opened until ``start()``.
+    /// Creates the console; nothing is opened until ``start()``. `slot`: where the device's
+    /// descriptor is kept across a restart, and the one kept before it, if any.
     public init(
         name: String,
         device: String,
@@ -48,9 +53,9 @@ public final class SerialConsole: Sendable {
         eventLoop: any EventLoop,
         threadPool: NIOThreadPool = .singleton,
         logger: Logger,
-        onOpened: (@Sendable (CInt) -> Void)? = nil
+        slot: ConsoleStoreSlot
     ) {
-        self.onOpened = onOpened
+        self.slot = slot
         self.device = device
         self.settings = settings
         self.threadPool = threadPool
@@ -66,9 +71,9 @@ public final class SerialConsole: Sendable {
         self.retry = NIOLoopBoundBox.makeBoxSendingValue(RetryState(), eventLoop: eventLoop)
     }
 
-    /// Told the descriptor each time the device is opened (at start and after every reopen), for
-    /// the service manager's file-descriptor store; on the console's event loop.
-    private let onOpened: (@Sendable (CInt) -> Void)?
+    /// Where the device's descriptor goes each time it is opened (at start and after every
+    /// reopen), replacing the stale copy of a device that was unplugged.
+    private let slot: ConsoleStoreSlot
 
     /// The open device's descriptor (owned by NIO: never close it), or nil while it is down.
     public var descriptor: CInt? { self.hub.descriptor }
@@ -77,9 +82,9 @@ public final class SerialConsole: Sendable {
     /// terminal, not permitted, settings refused) fails the start; an absent one leaves the route
     /// down and is retried.
     ///
-    /// `adopting`: a descriptor of the device kept over a restart, used instead of opening the
-    /// device again if it still is that device (else it is closed and the device opened anew).
-    public func start(adopting stored: CInt? = nil) -> EventLoopFuture<Void> {
+    /// The descriptor kept in the slot over a restart is used instead of opening the device again
+    /// if it still is that device (else it is closed and the device opened anew).
+    public func start() -> EventLoopFuture<Void> {
         let eventLoop = self.hub.eventLoop
         self.hub.onDeviceLost { [weak self] _ in
             guard let self else { return }
@@ -94,14 +99,14 @@ public final class SerialConsole: Sendable {
             }
             self.scheduleReopen(after: delay)
         }
-        return self.openDevice(adopting: stored).flatMap { result in
+        return self.openDevice(adopting: self.slot.restored).flatMap { result in
             switch result {
             case .success(let fd):
                 self.retry.value.openedAt = .now()
                 return self.hub.connect(descriptor: fd).flatMapError { error in
                     Glibc.close(fd)
                     return eventLoop.makeFailedFuture(error)
-                }.map { self.onOpened?(fd) }
+                }.map { self.slot.replace(with: fd) }
             case .failure(let error) where error.isAbsent:
                 self.markDown(error)
                 self.scheduleReopen(after: Self.initialRetryDelay)
@@ -110,6 +115,13 @@ public final class SerialConsole: Sendable {
                 return eventLoop.makeFailedFuture(error)
             }
         }
+    }
+
+    /// Stops reopening and closes the device; `forget`: the route is gone, so the stored copy
+    /// goes too.
+    public func close(forget: Bool) async {
+        try? await self.close().get()
+        if forget { self.slot.remove() }
     }
 
     /// Stops reopening and closes the device; every attachment is cut.
@@ -191,7 +203,7 @@ public final class SerialConsole: Sendable {
                 self.hub.connect(descriptor: fd).whenComplete { connected in
                     switch connected {
                     case .success:
-                        self.onOpened?(fd)
+                        self.slot.replace(with: fd)
                         let retry = self.retry.value
                         retry.lastProblem = nil
                         retry.openedAt = .now()

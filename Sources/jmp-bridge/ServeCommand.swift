@@ -1,5 +1,6 @@
 import ArgumentParser
 import JMPBridgeCore
+import JMPProtocol
 import JMPSystemd
 import Logging
 import NIOCore
@@ -301,7 +302,7 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ConfigurationError(file: "command line", key: "--route", "'\(text)' is not NAME=TARGET")
             }
             let name = String(text[..<equals])
-            guard RouteNames.isValid(name) else {
+            guard RouterService.isValidRouteName(name) else {
                 throw ConfigurationError(
                     file: "command line",
                     key: "--route",

@@ -1,5 +1,3 @@
-import JMPProtocol
-
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -23,9 +21,4 @@ func printMessage(_ message: String) {
 /// Whether a file exists at `path`.
 func fileExists(_ path: String) -> Bool {
     access(path, F_OK) == 0
-}
-
-/// Route-name rules shared with the protocol module.
-enum RouteNames {
-    static func isValid(_ name: String) -> Bool { RouterService.isValidRouteName(name) }
 }

@@ -1,9 +1,10 @@
 import Foundation
 import GRPCCore
-import JMPBridgeCore
 import JMPTargets
 import Logging
 import Testing
+
+@testable import JMPBridgeCore
 
 /// `serial:` routes on fake serial devices made from real ptys: the bridge opens the slave
 /// through a device path as it would `/dev/ttyUSB0`, the test plays the board on the master.
@@ -173,7 +174,7 @@ struct SerialRouteTests {
                 defer { replugged.unplug() }
                 replugged.setHangUpOnClose()
                 try await eventually("the device to be reopened") {
-                    bridge.server.consoleDescriptors()["uart"] != nil
+                    bridge.server.environment.consoles.withLockedValue { $0["uart"]?.descriptor } != nil
                 }
                 #expect(replugged.attributes().c_cflag & tcflag_t(HUPCL) == 0)
                 async let received = Router.call(client, metadata: ["jmp-route": "uart"]) { writer in

@@ -3,22 +3,19 @@ import Logging
 import NIOCore
 
 /// Serves one connection on the control socket: reads the request line (see ``ControlRequest``),
-/// then answers a status request, or attaches the connection to a console as one more
-/// ``ConsoleHub`` subscriber: the scrollback first, then the live output, with the same lag
-/// limit as a gRPC attachment (output the socket has not taken counts as lag); its input goes to
-/// the device unless the attachment is read-only. The client's end-of-file detaches it.
-final class ControlConnectionHandler: ChannelDuplexHandler, ConsoleAttachment {
+/// then answers a status request, or attaches the connection to a console through a
+/// ``ConsoleSession``, as a gRPC stream is: the scrollback first, then the live output, with the
+/// same lag limit (output the socket has not taken counts as lag); its input goes to the device
+/// unless the attachment is read-only. The client's end-of-file detaches it.
+final class ControlConnectionHandler: ChannelDuplexHandler, ConsoleSessionClient {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// Input bytes on their way to the device above which reading from the client pauses.
-    private static let inputHighWatermark = 64 * 1024
-
     private enum Phase {
         case request
-        case attaching
-        case attached(hub: ConsoleHub, id: UInt64)
+        case attaching(ConsoleSession)
+        case attached(ConsoleSession)
         case done
     }
 
@@ -30,11 +27,8 @@ final class ControlConnectionHandler: ChannelDuplexHandler, ConsoleAttachment {
     private var readOnly = false
     /// The console route whose `max-attachments` place this attach holds, until it closes.
     private var place: String?
-    /// Output that arrived while the attach reply was being prepared.
-    private var early: [ByteBuffer] = []
     /// Input read while attaching, written once attached.
     private var earlyInput: [ByteBuffer] = []
-    private var inputInFlight = 0
     private var readPending = false
     private var clientDone = false
 
@@ -112,7 +106,7 @@ final class ControlConnectionHandler: ChannelDuplexHandler, ConsoleAttachment {
     }
 
     func read(context: ChannelHandlerContext) {
-        if self.inputInFlight >= Self.inputHighWatermark {
+        if case .attached(let session) = self.phase, !session.isInputWritable {
             self.readPending = true
         } else {
             context.read()
@@ -175,27 +169,24 @@ final class ControlConnectionHandler: ChannelDuplexHandler, ConsoleAttachment {
             return
         }
         self.place = route.name
-        self.phase = .attaching
         self.readOnly = readOnly
         self.logger[metadataKey: "route"] = "\(route.name)"
-        let subscriber = LoopHoppingSubscriber(self, on: context.eventLoop)
-        hub.attach(subscriber).hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+        let session = ConsoleSession(hub: hub, on: context.eventLoop)
+        self.phase = .attaching(session)
+        session.attach(self).assumeIsolated().whenComplete { result in
             switch result {
             case .failure(let error):
                 let reason = (error as? ConsoleUnavailable)?.reason ?? "\(error)"
                 self.reply(error: reason, context: context)
-            case .success(let attachment):
+            case .success:
                 guard case .attaching = self.phase else {
-                    hub.detach(attachment.id)  // the client went away meanwhile
+                    session.detach()  // the client went away meanwhile
                     return
                 }
-                self.phase = .attached(hub: hub, id: attachment.id)
+                self.phase = .attached(session)
                 self.logger.info("local console attached", metadata: ["read-only": "\(readOnly)"])
                 context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer(string: "ok\n")), promise: nil)
-                self.deliver(attachment.scrollback, acknowledge: false)
-                let early = self.early
-                self.early = []
-                for bytes in early { self.deliver(bytes, acknowledge: true) }
+                session.start()
                 let input = self.earlyInput
                 self.earlyInput = []
                 for bytes in input { self.input(bytes) }
@@ -206,49 +197,35 @@ final class ControlConnectionHandler: ChannelDuplexHandler, ConsoleAttachment {
 
     // MARK: - Attached
 
-    func output(_ bytes: ByteBuffer) {
-        switch self.phase {
-        case .attaching: self.early.append(bytes)
-        case .attached: self.deliver(bytes, acknowledge: true)
-        default: break
-        }
-    }
-
-    /// Writes output to the client; once the socket has taken it, the hub hears it was taken.
-    private func deliver(_ bytes: ByteBuffer, acknowledge: Bool) {
-        guard let context = self.context, case .attached(let hub, let id) = self.phase else { return }
-        guard bytes.readableBytes > 0 else { return }
+    /// Writes output to the client; once the socket has taken it, the session hears it was taken.
+    func consoleSessionOutput(_ bytes: ByteBuffer) {
+        guard let context = self.context, case .attached(let session) = self.phase else { return }
         let count = bytes.readableBytes
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(Self.wrapOutboundOut(bytes), promise: promise)
-        if acknowledge {
-            promise.futureResult.whenSuccess { hub.acknowledge(id, count: count) }
-        }
+        promise.futureResult.assumeIsolated().whenSuccess { session.acknowledge(count) }
+    }
+
+    func consoleSessionInputWritabilityChanged(isWritable: Bool) {
+        guard isWritable, self.readPending, let context = self.context else { return }
+        self.readPending = false
+        context.read()
     }
 
     private func input(_ bytes: ByteBuffer) {
         switch self.phase {
         case .attaching:
             self.earlyInput.append(bytes)
-        case .attached(let hub, _):
+        case .attached(let session):
             // A read-only attachment's keys go nowhere.
             guard !self.readOnly, bytes.readableBytes > 0, let context = self.context else { return }
-            let count = bytes.readableBytes
-            self.inputInFlight += count
-            hub.write(bytes).hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
-                self.inputInFlight -= count
-                if case .failure = result { context.close(promise: nil) }
-                if self.readPending, self.inputInFlight < Self.inputHighWatermark {
-                    self.readPending = false
-                    context.read()
-                }
-            }
+            session.write(bytes).assumeIsolated().whenFailure { _ in context.close(promise: nil) }
         default:
             break
         }
     }
 
-    func cut(_ reason: ConsoleUnavailable) {
+    func consoleSessionCut(_ reason: ConsoleUnavailable) {
         guard case .attached = self.phase, let context = self.context else { return }
         self.phase = .done
         self.logger.warning("local console attachment ended", metadata: ["reason": "\(reason.reason)"])
@@ -256,7 +233,10 @@ final class ControlConnectionHandler: ChannelDuplexHandler, ConsoleAttachment {
     }
 
     private func detach() {
-        if case .attached(let hub, let id) = self.phase { hub.detach(id) }
+        switch self.phase {
+        case .attaching(let session), .attached(let session): session.detach()
+        case .request, .done: break
+        }
     }
 
     private func detachAndClose(context: ChannelHandlerContext) {

@@ -33,7 +33,7 @@ enum ControlServer {
                 .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
                 .get()
         } catch {
-            throw BridgeStartupError("cannot listen on the control socket \(path): \(BridgeServer.describe(error))")
+            throw BridgeStartupError("cannot listen on the control socket \(path): \(BridgeListeners.describe(error))")
         }
         if chmod(path, 0o600) != 0 {
             let reason = String(cString: strerror(errno))

@@ -1,28 +1,18 @@
 import JMPTargets
 import NIOCore
 
-/// A stream attached to a console route: it receives the scrollback and then the live output,
-/// and its input goes to the device. Ending the client's input detaches it; the console goes on.
-final class ConsoleStreamTarget: StreamTarget, ConsoleAttachment {
-    /// Input bytes on their way to the device above which the client is held back.
-    private static let inputHighWatermark = 64 * 1024
-
-    private let hub: ConsoleHub
-    private let eventLoop: any EventLoop
+/// A stream attached to a console route, through a ``ConsoleSession``: it receives the scrollback
+/// and then the live output, and its input goes to the device. Ending the client's input detaches
+/// it; the console goes on.
+final class ConsoleStreamTarget: StreamTarget, ConsoleSessionClient {
+    private let session: ConsoleSession
     private weak var sink: (any TargetSink)?
-    private var id: UInt64?
-    private var waiting: [ByteBuffer] = []
-    /// Output handed to the stream while the client could not take more, acknowledged to the
-    /// hub once it can: the hub cuts an attachment whose unacknowledged output grows too large.
+    /// Output handed to the stream while the client could not take more, acknowledged once it
+    /// can: the hub cuts an attachment whose unacknowledged output grows too large.
     private var held = 0
-    private var inputInFlight = 0
-    private var detached = false
-    /// The response has started: output goes out as it comes (before, it waits in `waiting`).
-    private var started = false
 
-    private init(hub: ConsoleHub, eventLoop: any EventLoop, sink: any TargetSink) {
-        self.hub = hub
-        self.eventLoop = eventLoop
+    private init(session: ConsoleSession, sink: any TargetSink) {
+        self.session = session
         self.sink = sink
     }
 
@@ -33,59 +23,36 @@ final class ConsoleStreamTarget: StreamTarget, ConsoleAttachment {
         sink: any TargetSink,
         on eventLoop: any EventLoop
     ) -> EventLoopFuture<any StreamTarget> {
-        let target = ConsoleStreamTarget(hub: hub, eventLoop: eventLoop, sink: sink)
-        let subscriber = LoopHoppingSubscriber(target, on: eventLoop)
-        return hub.attach(subscriber).hop(to: eventLoop).assumeIsolated().map { attachment -> any StreamTarget in
-            target.id = attachment.id
-            target.waiting.insert(attachment.scrollback, at: 0)
-            return target
-        }.nonisolated()
+        let target = ConsoleStreamTarget(session: ConsoleSession(hub: hub, on: eventLoop), sink: sink)
+        return target.session.attach(target).assumeIsolated().map { _ -> any StreamTarget in target }.nonisolated()
     }
 
-    func output(_ bytes: ByteBuffer) {
-        guard !self.detached else { return }
-        if self.started {
-            self.deliver(bytes)
-        } else {
-            self.waiting.append(bytes)
-        }
-    }
+    // MARK: - ConsoleSessionClient
 
-    private func deliver(_ bytes: ByteBuffer) {
-        guard let sink = self.sink, let id = self.id else { return }
+    func consoleSessionOutput(_ bytes: ByteBuffer) {
+        guard let sink = self.sink else { return }
         sink.targetRead(bytes)
         sink.targetReadComplete()
         if sink.targetMayRead {
-            self.hub.acknowledge(id, count: bytes.readableBytes)
+            self.session.acknowledge(bytes.readableBytes)
         } else {
             self.held += bytes.readableBytes
         }
     }
 
-    func cut(_ reason: ConsoleUnavailable) {
-        guard !self.detached else { return }
-        self.detached = true
+    func consoleSessionCut(_ reason: ConsoleUnavailable) {
         self.sink?.targetClosed(error: reason)
+    }
+
+    func consoleSessionInputWritabilityChanged(isWritable: Bool) {
+        self.sink?.targetWritabilityChanged(isWritable: isWritable)
     }
 
     // MARK: - StreamTarget
 
     func write(_ payload: ByteBuffer, promise: EventLoopPromise<Void>?) {
-        let count = payload.readableBytes
-        let wasWritable = self.inputInFlight < Self.inputHighWatermark
-        self.inputInFlight += count
-        let written = self.hub.write(payload).hop(to: self.eventLoop)
-        written.assumeIsolated().whenComplete { _ in
-            let before = self.inputInFlight
-            self.inputInFlight -= count
-            if before >= Self.inputHighWatermark, self.inputInFlight < Self.inputHighWatermark {
-                self.sink?.targetWritabilityChanged(isWritable: true)
-            }
-        }
+        let written = self.session.write(payload)
         if let promise { written.cascade(to: promise) }
-        if wasWritable, self.inputInFlight >= Self.inputHighWatermark {
-            self.sink?.targetWritabilityChanged(isWritable: false)
-        }
     }
 
     func flush() {}
@@ -97,20 +64,13 @@ final class ConsoleStreamTarget: StreamTarget, ConsoleAttachment {
     }
 
     func close() {
-        guard !self.detached else { return }
-        self.detached = true
-        if let id = self.id { self.hub.detach(id) }
+        self.session.detach()
     }
 
     func resumeReading() {
-        if !self.started {
-            self.started = true
-            let waiting = self.waiting
-            self.waiting = []
-            for bytes in waiting where bytes.readableBytes > 0 { self.deliver(bytes) }
-        }
-        if self.held > 0, let id = self.id {
-            self.hub.acknowledge(id, count: self.held)
+        self.session.start()
+        if self.held > 0 {
+            self.session.acknowledge(self.held)
             self.held = 0
         }
     }

@@ -15,7 +15,8 @@ public struct StreamEnvironment: Sendable {
     public let statistics: BridgeStatistics
     /// The bridge's logger.
     public let logger: Logger
-    /// The open consoles of `pty:` routes, by route name.
+    /// The hubs of the open consoles (`pty:` and `serial:` routes) that streams and local
+    /// attaches attach to, by route name; kept by the ``ConsoleRegistry``.
     public let consoles: NIOLockedValueBox<[String: ConsoleHub]>
     /// The bridge's life cycle state, for `status`.
     public let state: NIOLockedValueBox<BridgeState>

@@ -31,25 +31,3 @@ final class TLSContextBox: Sendable {
         self.current.withLockedValue { $0 = context }
     }
 }
-
-extension BridgeServer {
-    /// Re-reads the certificate, key and client CA of every TLS listener (for SIGHUP).
-    ///
-    /// Connections accepted afterwards use the new files; established connections and their
-    /// streams are not touched. All or nothing: if any listener's files cannot be loaded (missing,
-    /// unreadable, or a key that does not fit its certificate), no listener changes and the
-    /// error says which file is wrong. Returns how many listeners were reloaded.
-    @discardableResult
-    public func reloadTLS() throws(BridgeStartupError) -> Int {
-        let boxes = self.tlsContexts.withLockedValue { $0 }
-        var loaded: [(TLSContextBox, NIOSSLContext)] = []
-        for box in boxes {
-            loaded.append((box, try box.load()))
-        }
-        for (box, context) in loaded {
-            box.install(context)
-        }
-        self.logger.info("TLS certificates reloaded", metadata: ["listeners": "\(loaded.count)"])
-        return loaded.count
-    }
-}

@@ -1,0 +1,348 @@
+import JMPSystemd
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOExtras
+import NIOPosix
+import NIOSSL
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The sockets a bridge serves on: the gRPC listeners (bound here, or taken from the service
+/// manager), each with its security and TLS context, and the control socket. A graceful shutdown
+/// starts here: ``initiateShutdown(promise:)`` stops accepting and lets open connections finish.
+final class BridgeListeners: Sendable {
+    private let environment: StreamEnvironment
+    private let group: any EventLoopGroup
+    private let graceTime: TimeAmount
+    private let idleExit: IdleExitTimer?
+    private let passed: PassedDescriptors
+    private let logger: Logger
+    private let quiescing: ServerQuiescingHelper
+    private let channels = NIOLockedValueBox<[any Channel]>([])
+    private let controlChannel = NIOLockedValueBox<(any Channel)?>(nil)
+    /// The TLS context of every listener with TLS, for ``reloadTLS()``.
+    private let tlsContexts = NIOLockedValueBox<[TLSContextBox]>([])
+
+    /// Creates the listeners; nothing is bound until ``bind(_:verifier:)``.
+    init(
+        environment: StreamEnvironment,
+        group: any EventLoopGroup,
+        graceTime: TimeAmount,
+        idleExit: IdleExitTimer?,
+        passed: PassedDescriptors,
+        logger: Logger
+    ) {
+        self.environment = environment
+        self.group = group
+        self.graceTime = graceTime
+        self.idleExit = idleExit
+        self.passed = passed
+        self.logger = logger
+        self.quiescing = ServerQuiescingHelper(group: group)
+    }
+
+    /// True once ``bind(_:verifier:)`` has succeeded.
+    var isBound: Bool { self.channels.withLockedValue { !$0.isEmpty } }
+
+    /// Binds every listener of `configuration`, then checks that the service manager passed no
+    /// socket the configuration does not use (every other user of passed descriptors has claimed
+    /// its own by now). On failure whatever was bound is closed again. Returns every bound
+    /// socket with its real address (a `tcp:` port 0 resolved, a passed socket's own address).
+    func bind(_ configuration: BridgeConfiguration, verifier: TokenVerifier?) async throws -> [BoundListener] {
+        var channels: [any Channel] = []
+        var bound: [BoundListener] = []
+        do {
+            for listener in configuration.listeners {
+                let jwtConfigured = configuration.jwt != nil
+                let auth = listener.effectiveAuth(jwtConfigured: jwtConfigured)
+                for channel in try await self.bind(listener, verifier: verifier, jwtConfigured: jwtConfigured) {
+                    channels.append(channel)
+                    let address = Self.boundAddress(of: channel, configured: listener.address)
+                    // Passed Unix sockets are served plain whatever the listener says (see adopt).
+                    var tls = false
+                    if case .tcp = address { tls = listener.tls != nil }
+                    bound.append(BoundListener(address: address, configured: listener.address, tls: tls, auth: auth))
+                }
+            }
+            try self.checkEveryPassedSocketIsUsed()
+        } catch {
+            for channel in channels { try? await channel.close() }
+            throw error
+        }
+        self.channels.withLockedValue { $0 = channels }
+        return bound
+    }
+
+    /// Stops accepting on every listener; `promise` succeeds once every connection has closed.
+    func initiateShutdown(promise: EventLoopPromise<Void>) {
+        self.quiescing.initiateShutdown(promise: promise)
+    }
+
+    /// Re-reads the certificate, key and client CA of every TLS listener, all or nothing (see
+    /// ``BridgeServer/reloadTLS()``). Returns how many listeners were reloaded.
+    func reloadTLS() throws(BridgeStartupError) -> Int {
+        let boxes = self.tlsContexts.withLockedValue { $0 }
+        var loaded: [(TLSContextBox, NIOSSLContext)] = []
+        for box in boxes {
+            loaded.append((box, try box.load()))
+        }
+        for (box, context) in loaded {
+            box.install(context)
+        }
+        return loaded.count
+    }
+
+    // MARK: - The control socket
+
+    /// Binds the control socket `path` (`systemd:NAME`: the socket the service manager passed),
+    /// if one is configured.
+    func bindControlSocket(_ path: String?) async throws {
+        guard let path else { return }
+        let channel: any Channel
+        if path.hasPrefix("systemd:") {
+            let name = String(path.dropFirst(8))
+            let passed = self.passed.claim(name: name)
+            guard let socket = passed.first, passed.count == 1, socket.isListeningStreamSocket() else {
+                throw BridgeStartupError(
+                    "control \(path): needs exactly one passed listening socket named '\(name)' (got \(passed.count))"
+                )
+            }
+            do {
+                channel = try await ControlServer.bootstrap(environment: self.environment, group: self.group)
+                    .withBoundSocket(socket.descriptor).get()
+            } catch {
+                throw BridgeStartupError("cannot serve the control socket \(path): \(Self.describe(error))")
+            }
+        } else {
+            channel = try await ControlServer.bind(path: path, environment: self.environment, group: self.group)
+        }
+        self.controlChannel.withLockedValue { $0 = channel }
+        self.logger.info("control socket bound", metadata: ["path": "\(path)"])
+    }
+
+    /// Closes the control socket (connections on it end when their consoles close).
+    func closeControlSocket() async {
+        let channel = self.controlChannel.withLockedValue { channel in
+            defer { channel = nil }
+            return channel
+        }
+        try? await channel?.close()
+    }
+
+    // MARK: - Binding
+
+    private func checkEveryPassedSocketIsUsed() throws {
+        let unused = self.passed.unclaimed
+        guard !unused.isEmpty else { return }
+        let names = unused.map { "'\($0.name)' (fd \($0.descriptor))" }.joined(separator: ", ")
+        throw BridgeStartupError(
+            "the service manager passed sockets the configuration does not use: \(names); "
+                + "add a listener 'systemd:NAME' for each, or remove them from the socket unit"
+        )
+    }
+
+    private func bind(
+        _ listener: ListenerConfiguration,
+        verifier: TokenVerifier?,
+        jwtConfigured: Bool
+    ) async throws -> [any Channel] {
+        let tls = try listener.tls.map { files throws(BridgeStartupError) in
+            try TLSContextBox(files: files, listener: "\(listener.address)")
+        }
+        if let tls { self.tlsContexts.withLockedValue { $0.append(tls) } }
+        let security = self.security(of: listener, verifier: verifier, jwtConfigured: jwtConfigured)
+        let bootstrap = self.bootstrap(tls: tls, security: security)
+        do {
+            switch listener.address {
+            case .tcp(let host, let port):
+                return [
+                    try await bootstrap
+                        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                        .bind(host: host, port: port)
+                        .get()
+                ]
+            case .unix(let path):
+                let channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+                    .get()
+                if let mode = listener.mode, chmod(path, mode_t(mode)) != 0 {
+                    let reason = String(cString: strerror(errno))
+                    try? await channel.close()
+                    throw BridgeStartupError("cannot set mode \(String(mode, radix: 8)) on \(path): \(reason)")
+                }
+                if let group = listener.group {
+                    do {
+                        try Self.setGroup(group, of: path)
+                    } catch {
+                        try? await channel.close()
+                        throw error
+                    }
+                }
+                return [channel]
+            case .systemd(let name):
+                // TLS is for the network: passed Unix sockets (protected by the unit's
+                // SocketMode=/SocketGroup=) are served plain, TCP ones with the listener's TLS.
+                return try await self.adopt(
+                    listener,
+                    name: name,
+                    jwtConfigured: jwtConfigured,
+                    tls: bootstrap,
+                    plain: tls == nil ? bootstrap : self.bootstrap(tls: nil, security: security)
+                )
+            }
+        } catch let error as BridgeStartupError {
+            throw error
+        } catch {
+            throw BridgeStartupError("cannot listen on \(listener.address): \(Self.describe(error))")
+        }
+    }
+
+    /// What `listener` demands of its connections and streams. (A `tcp:` socket without
+    /// authentication is logged as a warning once bound, with its real address: see
+    /// BridgeServer.start().)
+    private func security(
+        of listener: ListenerConfiguration,
+        verifier: TokenVerifier?,
+        jwtConfigured: Bool
+    ) -> ListenerSecurity {
+        let auth = listener.effectiveAuth(jwtConfigured: jwtConfigured)
+        return ListenerSecurity(
+            listener: "\(listener.address)",
+            verifier: auth == .jwt ? verifier : nil,
+            peer: listener.peer
+        )
+    }
+
+    /// A server bootstrap whose connections get the pipeline for `tls` and `security`.
+    private func bootstrap(tls: TLSContextBox?, security: ListenerSecurity) -> ServerBootstrap {
+        let pipeline = ConnectionPipeline(
+            environment: self.environment,
+            tls: tls,
+            graceTime: self.graceTime,
+            idleExit: self.idleExit,
+            security: security
+        )
+        let quiescing = self.quiescing
+        return ServerBootstrap(group: self.group)
+            .serverChannelOption(.backlog, value: 256)
+            // Reads of up to 256 KiB, one per readiness event: NIOHTTP2's frame decoder copies each
+            // read into its own buffer and hands DATA frames up as slices of it, which reach the
+            // streams only at the read's end. A second read before that end would find the buffer
+            // shared and copy it whole (see GRPCMessageDeframer.ownsMessages); one large read
+            // per event keeps that copy to the one of the bytes just read.
+            .childChannelOption(
+                .recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 262_144)
+            )
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelInitializer { channel in pipeline.initialize(channel) }
+    }
+
+    /// Serves every socket the service manager passed as `name`: TCP ones with the `tls`
+    /// bootstrap (which needs TLS or `insecure`), Unix ones with the `plain` one.
+    private func adopt(
+        _ listener: ListenerConfiguration,
+        name: String,
+        jwtConfigured: Bool,
+        tls: ServerBootstrap,
+        plain: ServerBootstrap
+    ) async throws -> [any Channel] {
+        let sockets = self.passed.claim(name: name)
+        guard !sockets.isEmpty else {
+            let available = self.passed.unclaimedNames
+            throw BridgeStartupError(
+                "\(listener.address): the service manager passed no socket named '\(name)' ("
+                    + (available.isEmpty
+                        ? "none was passed: is the bridge started by its .socket unit?"
+                        : "passed: \(available.joined(separator: ", "))") + ")"
+            )
+        }
+        var channels: [any Channel] = []
+        do {
+            for socket in sockets {
+                guard socket.isListeningStreamSocket() else {
+                    throw BridgeStartupError(
+                        "\(listener.address): fd \(socket.descriptor) is not a listening stream socket "
+                            + "(use ListenStream= and Accept=no in the socket unit)"
+                    )
+                }
+                let family = socket.socketFamily
+                let isTCP = family == AF_INET || family == AF_INET6
+                if isTCP && listener.tls == nil && !listener.insecure {
+                    throw BridgeStartupError(
+                        "\(listener.address) is a TCP socket: it needs 'tls: {cert, key}' or, for plain TCP, 'insecure: true'"
+                    )
+                }
+                if isTCP, listener.effectiveAuth(jwtConfigured: jwtConfigured) == .none {
+                    guard listener.allowUnauthenticated else {
+                        throw BridgeStartupError(
+                            "\(listener.address) is a TCP socket and would accept streams without authentication: "
+                                + "configure 'jwt:' or say 'allow-unauthenticated: true'"
+                        )
+                    }
+                }
+                let configured = isTCP ? tls.childChannelOption(.socketOption(.tcp_nodelay), value: 1) : plain
+                channels.append(try await configured.withBoundSocket(socket.descriptor).get())
+            }
+        } catch {
+            for channel in channels { try? await channel.close() }
+            throw error
+        }
+        return channels
+    }
+
+    // MARK: - Helpers
+
+    /// Reads the `jwt:` key file, if there is a `jwt:` section.
+    static func loadVerifier(_ configuration: JWTConfiguration?) async throws(BridgeStartupError) -> TokenVerifier? {
+        guard let configuration else { return nil }
+        return try await TokenVerifier.load(configuration)
+    }
+
+    /// Gives a `unix:` listener's socket file to `group` (a name or a numeric id).
+    static func setGroup(_ group: String, of path: String) throws(BridgeStartupError) {
+        let gid: gid_t
+        if let number = UInt32(group) {
+            gid = number
+        } else if let entry = getgrnam(group) {
+            gid = entry.pointee.gr_gid
+        } else {
+            throw BridgeStartupError("unix:\(path): unknown group '\(group)'")
+        }
+        guard chown(path, uid_t.max, gid) == 0 else {
+            throw BridgeStartupError("cannot set group \(group) on \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// The system's reason for an I/O error, else the error's own description.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
+        return "\(error)"
+    }
+
+    /// The address `channel` is bound to: a `tcp:` listener keeps its configured host with the
+    /// real port, a `unix:` one its path; a passed socket is named by its own address (`tcp:IP:PORT`
+    /// or `unix:PATH`).
+    static func boundAddress(of channel: any Channel, configured: ListenAddress) -> ListenAddress {
+        guard let local = channel.localAddress else { return configured }
+        switch configured {
+        case .tcp(let host, _):
+            guard let port = local.port else { return configured }
+            return .tcp(host: host, port: port)
+        case .unix:
+            return configured
+        case .systemd:
+            if let port = local.port, let ip = local.ipAddress { return .tcp(host: ip, port: port) }
+            if let path = local.pathname, !path.isEmpty { return .unix(path: path) }
+            return configured
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import CJMPSystem
+import JMPDoors
+import JMPSystemd
+import Logging
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The local doors of the `unix:` routes that have one (`local:`): opens each door's listening
+/// socket (or takes the one the service manager passed) and hands it to the ``DoorLoop``, which is
+/// started with the first door and owned here until ``stop()``.
+final class LocalDoors: Sendable {
+    /// The doors' event loop, started with the first door.
+    private let loop = NIOLockedValueBox<DoorLoop?>(nil)
+    private let passed: PassedDescriptors
+    private let idleExit: IdleExitTimer?
+    private let logger: Logger
+
+    /// Creates the doors; no thread runs until the first door opens. Door connections keep a
+    /// bridge with `idleExit` running, like gRPC connections.
+    init(passed: PassedDescriptors, idleExit: IdleExitTimer?, logger: Logger) {
+        self.passed = passed
+        self.idleExit = idleExit
+        self.logger = logger
+    }
+
+    /// Opens a route's local door, if it has one, and hands it to the door loop.
+    func open(_ route: RouteConfiguration) throws {
+        guard let local = route.local, case .unix(let targetPath) = route.target else { return }
+        let listener: CInt
+        var socketFile: String?
+        switch local.address {
+        case .unix(let path):
+            listener = path.withCString { jmp_listen_unix($0, 256) }
+            guard listener >= 0 else {
+                throw BridgeStartupError(
+                    "route '\(route.name)': cannot listen on door \(local.address): \(String(cString: strerror(errno)))"
+                )
+            }
+            socketFile = path
+            if let mode = local.mode, chmod(path, mode_t(mode)) != 0 {
+                let reason = String(cString: strerror(errno))
+                close(listener)
+                unlink(path)
+                throw BridgeStartupError("route '\(route.name)': cannot set mode of door \(path): \(reason)")
+            }
+        case .systemd(let name):
+            let passed = self.passed.claim(name: name)
+            guard let socket = passed.first, passed.count == 1, socket.isListeningStreamSocket() else {
+                throw BridgeStartupError(
+                    "route '\(route.name)': door \(local.address) needs exactly one passed listening stream socket named '\(name)' (got \(passed.count))"
+                )
+            }
+            listener = socket.descriptor
+            _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
+        case .tcp:
+            return  // refused by the loader
+        }
+        let loop = try self.loop.withLockedValue { loop throws in
+            if let loop { return loop }
+            let idleExit = self.idleExit
+            let created = try DoorLoop(logger: self.logger) { opened in
+                if opened { idleExit?.connectionOpened() } else { idleExit?.connectionClosed() }
+            }
+            loop = created
+            return created
+        }
+        loop.add(
+            Door(
+                route: route.name,
+                listener: listener,
+                address: "\(local.address)",
+                targetPath: targetPath,
+                splice: local.splice,
+                socketFile: socketFile
+            )
+        )
+        self.logger.info(
+            "door open",
+            metadata: ["route": "\(route.name)", "door": "\(local.address)", "splice": "\(local.splice)"]
+        )
+    }
+
+    /// Stops accepting on the door of each of `routes` (open door connections go on).
+    func remove<Routes: Sequence<String>>(_ routes: Routes) {
+        guard let loop = self.loop.withLockedValue({ $0 }) else { return }
+        for route in routes { loop.remove(route: route) }
+    }
+
+    /// Closes every door and door connection and ends the loop's thread.
+    func stop() async {
+        let loop = self.loop.withLockedValue { loop in
+            defer { loop = nil }
+            return loop
+        }
+        await loop?.stop()
+    }
+}
