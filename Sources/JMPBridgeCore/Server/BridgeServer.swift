@@ -502,7 +502,8 @@ public final class BridgeServer: Service, Sendable {
                 address: "\(local.address)",
                 targetPath: targetPath,
                 splice: local.splice,
-                socketFile: socketFile
+                socketFile: socketFile,
+                maxConnections: local.maxConnections
             )
         )
         self.logger.info(
