@@ -36,3 +36,9 @@ int jmp_read_signal(int fd) {
     if (read(fd, &byte, 1) != 1) return -1;
     return byte;
 }
+
+int jmp_signal_is_ignored(int signal_number) {
+    struct sigaction current;
+    if (sigaction(signal_number, NULL, &current) != 0) return 0;
+    return current.sa_handler == SIG_IGN;
+}

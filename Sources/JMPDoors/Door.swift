@@ -13,14 +13,29 @@ public struct Door: Sendable {
     public let splice: Bool
     /// A socket file to remove when the door closes (nil for passed sockets).
     public let socketFile: String?
+    /// Connections relayed at once; one more is accepted and closed at once, with a log line.
+    /// Each connection holds a pipe of up to 1 MiB per direction.
+    public let maxConnections: Int
+
+    /// The default of ``maxConnections``.
+    public static let defaultMaxConnections = 64
 
     /// Creates a door.
-    public init(route: String, listener: CInt, address: String, targetPath: String, splice: Bool, socketFile: String?) {
+    public init(
+        route: String,
+        listener: CInt,
+        address: String,
+        targetPath: String,
+        splice: Bool,
+        socketFile: String?,
+        maxConnections: Int = Door.defaultMaxConnections
+    ) {
         self.route = route
         self.listener = listener
         self.address = address
         self.targetPath = targetPath
         self.splice = splice
         self.socketFile = socketFile
+        self.maxConnections = maxConnections
     }
 }

@@ -13,13 +13,23 @@ import Synchronization
 ///
 /// Doors are added and removed from any thread; the request is queued and the loop woken
 /// through an eventfd. Everything else lives on the loop's thread.
+///
+/// The process must ignore SIGPIPE (`jmp-bridge serve` does so first thing): splice(2) into a
+/// socket whose peer has gone raises it, and a library must not change process-wide signal
+/// handling behind its host's back. ``init(logger:capacity:onConnection:onFailure:)`` refuses
+/// to start otherwise.
 public final class DoorLoop: @unchecked Sendable {
+    /// Each route's door counters.
+    public var statistics: [String: DoorStatistics] { self.counters.withLock { $0 } }
+
     private let epoll: CInt
     private let wakeup: CInt
     private let logger: Logger
     private let capacity: Int
     private let onConnection: (@Sendable (_ opened: Bool) -> Void)?
+    private let onFailure: @Sendable (String) -> Void
     private let requests = Mutex<[Request]>([])
+    private let counters = Mutex<[String: DoorStatistics]>([:])
     /// Whether the loop thread has ended, and who waits for it to (``stop()``).
     private let finish = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
@@ -40,17 +50,22 @@ public final class DoorLoop: @unchecked Sendable {
 
     /// Starts the loop's thread. `capacity`: bytes in flight per direction of a connection;
     /// `onConnection` hears of every door connection opened (true) and closed (false), on the
-    /// loop's thread.
+    /// loop's thread; `onFailure` hears, once, that the loop died (its reason): every door is
+    /// closed then, and the host should not go on as if they worked.
     public init(
         logger: Logger,
         capacity: Int = 1 << 20,
-        onConnection: (@Sendable (_ opened: Bool) -> Void)? = nil
+        onConnection: (@Sendable (_ opened: Bool) -> Void)? = nil,
+        onFailure: @escaping @Sendable (String) -> Void = { _ in }
     ) throws(DoorError) {
         // A peer that closes while the relay writes must be an EPIPE to handle, not a signal.
-        signal(SIGPIPE, SIG_IGN)
+        guard Self.isSIGPIPEIgnored() else {
+            throw DoorError("SIGPIPE must be ignored before doors are opened (a closing peer would kill the process)")
+        }
         self.logger = logger
         self.capacity = capacity
         self.onConnection = onConnection
+        self.onFailure = onFailure
         let epoll = jmp_epoll_create()
         guard epoll >= 0 else { throw DoorError("epoll_create1: \(String(cString: strerror(errno)))") }
         let wakeup = jmp_eventfd()
@@ -92,6 +107,11 @@ public final class DoorLoop: @unchecked Sendable {
         }
     }
 
+    /// True when the process ignores SIGPIPE.
+    static func isSIGPIPEIgnored() -> Bool {
+        jmp_signal_is_ignored(SIGPIPE) != 0
+    }
+
     private func submit(_ request: Request) {
         self.requests.withLock { $0.append(request) }
         _ = jmp_eventfd_signal(self.wakeup)
@@ -101,14 +121,13 @@ public final class DoorLoop: @unchecked Sendable {
 
     private func run() {
         var events = [jmp_event](repeating: jmp_event(), count: 64)
+        var failure: String?
         while self.running {
             let count = jmp_epoll_wait(self.epoll, &events, CInt(events.count), -1)
             if count < 0 {
                 if errno == EINTR { continue }
-                self.logger.critical(
-                    "door loop: epoll_wait failed",
-                    metadata: ["error": "\(String(cString: strerror(errno)))"]
-                )
+                failure = "epoll_wait failed: \(String(cString: strerror(errno)))"
+                self.logger.critical("door loop died: every door is closed", metadata: ["error": "\(failure ?? "")"])
                 break
             }
             for event in events.prefix(Int(count)) {
@@ -132,6 +151,7 @@ public final class DoorLoop: @unchecked Sendable {
             return state.waiters
         }
         for waiter in waiters { waiter.resume() }
+        if let failure { self.onFailure(failure) }
     }
 
     private func handleRequests() {
@@ -153,6 +173,7 @@ public final class DoorLoop: @unchecked Sendable {
                     continue
                 }
                 self.doors[token] = door
+                self.counters.withLock { $0[door.route] = $0[door.route] ?? DoorStatistics() }
                 self.accept(on: token)  // connections may be waiting already
             case .remove(let route):
                 for (token, door) in self.doors where door.route == route { self.closeDoor(token) }
@@ -164,6 +185,8 @@ public final class DoorLoop: @unchecked Sendable {
 
     private func closeDoor(_ token: UInt64) {
         guard let door = self.doors.removeValue(forKey: token) else { return }
+        // A removed door's counters go with it once its last connection has ended.
+        self.counters.withLock { if $0[door.route]?.active == 0 { $0[door.route] = nil } }
         _ = jmp_epoll_remove(self.epoll, door.listener)
         close(door.listener)
         if let file = door.socketFile { unlink(file) }
@@ -181,8 +204,19 @@ public final class DoorLoop: @unchecked Sendable {
                 )
                 return
             }
+            let active = self.counters.withLock { $0[door.route]?.active ?? 0 }
+            guard active < door.maxConnections else {
+                self.count(door.route) { $0.refused += 1 }
+                self.logger.warning(
+                    "door connection refused: max-connections reached",
+                    metadata: ["route": "\(door.route)", "max-connections": "\(door.maxConnections)"]
+                )
+                close(client)
+                continue
+            }
             let target = door.targetPath.withCString { jmp_connect_unix($0) }
             guard target >= 0 else {
+                self.count(door.route) { $0.refused += 1 }
                 self.logger.warning(
                     "door connection refused: the target is unreachable",
                     metadata: [
@@ -213,6 +247,10 @@ public final class DoorLoop: @unchecked Sendable {
             }
             self.relays[id] = relay
             self.onConnection?(true)
+            self.count(door.route) {
+                $0.active += 1
+                $0.total += 1
+            }
             self.logger.debug(
                 "door connection relayed",
                 metadata: ["route": "\(door.route)", "door": "\(door.address)", "splice": "\(door.splice)"]
@@ -230,6 +268,15 @@ public final class DoorLoop: @unchecked Sendable {
         }
     }
 
+    /// Updates a route's door counters.
+    private func count(_ route: String, _ update: (inout DoorStatistics) -> Void) {
+        self.counters.withLock { counters in
+            var statistics = counters[route] ?? DoorStatistics()
+            update(&statistics)
+            counters[route] = statistics
+        }
+    }
+
     private static func milliseconds(_ duration: Duration) -> Int64 {
         duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
@@ -239,6 +286,12 @@ public final class DoorLoop: @unchecked Sendable {
         _ = jmp_epoll_remove(self.epoll, relay.client)
         _ = jmp_epoll_remove(self.epoll, relay.target)
         relay.close()
+        let open = self.doors.values.contains { $0.route == relay.route }
+        self.counters.withLock { counters in
+            counters[relay.route]?.active -= 1
+            // The door was removed meanwhile: its counters go with its last connection.
+            if !open, counters[relay.route]?.active == 0 { counters[relay.route] = nil }
+        }
         self.onConnection?(false)
         var metadata: Logger.Metadata = [
             "route": "\(relay.route)",

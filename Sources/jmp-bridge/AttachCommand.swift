@@ -29,7 +29,6 @@ struct AttachCommand: ParsableCommand {
     @OptionGroup var socket: ControlSocketOptions
 
     func run() throws {
-        signal(SIGPIPE, SIG_IGN)
         let client: ControlClient
         do {
             client = try ControlClient.open(
@@ -85,7 +84,6 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var socket: ControlSocketOptions
 
     func run() throws {
-        signal(SIGPIPE, SIG_IGN)
         do {
             let client = try ControlClient.open(path: try self.socket.socketPath(), request: .status)
             var buffer = [UInt8](repeating: 0, count: 65536)

@@ -1,6 +1,10 @@
 import ArgumentParser
 import JMPBridgeCore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The `jmp-bridge` command: the top of the command tree.
 @main
 struct JMPBridgeCommand: AsyncParsableCommand {
@@ -16,10 +20,13 @@ struct JMPBridgeCommand: AsyncParsableCommand {
         subcommands: [ServeCommand.self, CheckCommand.self, AttachCommand.self, StatusCommand.self]
     )
 
-    /// Makes the malloc settings before any other thread exists (an arena limit made later would
-    /// not move threads that already have their own arena), then runs the command.
+    /// Makes the process-wide settings before any other thread exists, then runs the command:
+    /// malloc's (an arena limit made later would not move threads that already have their own
+    /// arena), and SIGPIPE ignored, so a peer that goes away while the bridge writes (a door's
+    /// splice, a control client, a terminal pipe) is an EPIPE to handle, not the end of the process.
     static func main() async {
         _ = MallocTuning.startup
+        signal(SIGPIPE, SIG_IGN)
         await Self.main(nil)
     }
 }

@@ -38,4 +38,7 @@ int jmp_termination_pipe(void);
 /// Reads one caught signal from the pipe of jmp_termination_pipe(): its number, or -1 if none.
 int jmp_read_signal(int fd);
 
+/// 1 when the process ignores signal_number (SIG_IGN), else 0.
+int jmp_signal_is_ignored(int signal_number);
+
 #endif

@@ -1,3 +1,4 @@
+import JMPDoors
 import NIOCore
 
 /// Everything `jmp-bridge serve` runs from: listeners, routes and limits, merged from the
@@ -178,12 +179,21 @@ public struct LocalDoorConfiguration: Sendable, Equatable {
     public var mode: UInt32?
     /// Move bytes with splice(2); false forces read/write through a buffer.
     public var splice: Bool = true
+    /// Connections relayed at once (each holds up to 1 MiB of pipe per direction); one more is
+    /// closed at once and logged.
+    public var maxConnections: Int = Door.defaultMaxConnections
 
     /// Creates a door configuration.
-    public init(address: ListenAddress, mode: UInt32? = nil, splice: Bool = true) {
+    public init(
+        address: ListenAddress,
+        mode: UInt32? = nil,
+        splice: Bool = true,
+        maxConnections: Int = Door.defaultMaxConnections
+    ) {
         self.address = address
         self.mode = mode
         self.splice = splice
+        self.maxConnections = maxConnections
     }
 }
 

@@ -25,7 +25,7 @@ public enum ConfigurationLoader {
     /// The target keys of a route.
     public static let routeKeys = ["unix", "pty", "serial", "local"]
     /// The keys of a route's `local:` door.
-    public static let doorKeys = ["address", "mode", "splice"]
+    public static let doorKeys = ["address", "mode", "splice", "max-connections"]
     /// The keys of a `pty:` target.
     public static let ptyKeys = ["link", "mode", "group", "scrollback", "lag-limit", "max-attachments"]
     /// The keys of `limits:`.
@@ -393,7 +393,7 @@ struct Reader {
     }
 
     /// A route's `local:` door: `unix:PATH` or `systemd:NAME`, or a mapping with `address`,
-    /// `mode` and `splice`.
+    /// `mode`, `splice` and `max-connections`.
     func door(_ node: Node, key: String) throws(ConfigurationError) -> LocalDoorConfiguration {
         let fields: [(String, Node)]
         if case .scalar = node {
@@ -421,6 +421,8 @@ struct Reader {
                 door.mode = try fileMode(value, key: "\(key).mode")
             case "splice":
                 door.splice = try bool(value, key: "\(key).splice")
+            case "max-connections":
+                door.maxConnections = try integer(value, key: "\(key).max-connections", range: 1...65536)
             default:
                 break
             }

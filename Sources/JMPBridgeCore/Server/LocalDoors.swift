@@ -74,7 +74,8 @@ final class LocalDoors: Sendable {
                 address: "\(local.address)",
                 targetPath: targetPath,
                 splice: local.splice,
-                socketFile: socketFile
+                socketFile: socketFile,
+                maxConnections: local.maxConnections
             )
         )
         self.logger.info(
