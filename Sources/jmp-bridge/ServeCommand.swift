@@ -207,7 +207,13 @@ struct ServeCommand: AsyncParsableCommand {
                     await self.reload(server, passed: passed, notifier: notifier, logger: logger)
                 }
             }
-            try await group.run()
+            do {
+                try await group.run()
+            } catch {
+                // A part of the bridge died (BridgeServer.fail): say why, exit non-zero.
+                tasks.cancelAll()
+                throw fail(error)
+            }
             tasks.cancelAll()
         }
     }

@@ -143,3 +143,44 @@ def test_door_on_a_pty_route_is_refused_with_file_and_line(tmp_path):
     result = subprocess.run([str(BRIDGE_BINARY), "check", "--config", str(path)], capture_output=True, text=True)
     assert result.returncode == 1
     assert f"{path}:5: routes.console.local: local doors are available on unix: routes only" in result.stderr
+
+
+def test_door_connection_limit_refuses_the_extra_connection_and_status_counts(start_bridge, unix_server, tls, sockdir):
+    """``max-connections: 2``: a third connection while two are relayed is closed at once and
+    logged; the two go on with every byte; ``status`` counts active, total and refused
+    connections; once one ends, a new one is relayed again."""
+    target = unix_server("echo.sock", echo)
+    config = door_config(tls, sockdir, target.path).replace("mode: '0600'}", "mode: '0600', max-connections: 2}")
+    bridge = start_bridge(config=config)
+    bridge.wait_for_line(r"door open")
+    door = sockdir / "door.sock"
+
+    def route_line() -> dict[str, str]:
+        [line] = [item for item in bridge.status() if item.get("route") == "echo"]
+        return line
+
+    first, second = connect(door), connect(door)
+    for client in (first, second):  # relayed: an echo comes back
+        client.sendall(b"ping")
+        assert client.recv(4) == b"ping"
+    with connect(door) as third:
+        assert third.recv(1) == b"", "the connection over max-connections was not closed"
+    [refused] = bridge.wait_for_line(r"door connection refused: max-connections reached")
+    assert "max-connections=2" in refused and "route=echo" in refused
+    line = route_line()
+    assert line["door"] == f"unix:{door}"
+    assert (line["door-connections"], line["door-total"], line["door-refused"]) == ("2", "2", "1")
+
+    # The two relayed connections were not disturbed; once one ends, there is room again.
+    second.sendall(b"still here")
+    assert second.recv(10) == b"still here"
+    first.shutdown(socket.SHUT_WR)
+    assert receive_all(first) == b""
+    first.close()
+    bridge.wait_for_line(r"door connection finished")
+    with connect(door) as fourth:
+        fourth.sendall(b"room again")
+        assert fourth.recv(10) == b"room again"
+    second.close()
+    line = route_line()
+    assert (line["door-total"], line["door-refused"]) == ("3", "1")

@@ -99,7 +99,7 @@ struct BridgeTLSTests {
                 try await server.start()
                 try await server.shutdown()
                 Issue.record("the bridge started with broken TLS files")
-            } catch let error as BridgeStartupError {
+            } catch let error as BridgeError {
                 #expect(error.description.contains(expected), "\(error)")
             }
         }
@@ -149,7 +149,7 @@ struct BridgeTLSTests {
                 }
                 // A broken key: the reload fails and the working certificate stays.
                 try Data("not a key".utf8).write(to: URL(fileURLWithPath: pki.path("live.key")))
-                #expect(throws: BridgeStartupError.self) { try bridge.server.reloadTLS() }
+                #expect(throws: BridgeError.self) { try bridge.server.reloadTLS() }
                 #expect(try await Self.echo(bridge, trusting: pki.path("ca2.crt")) == [1, 2, 3])
             }
         }

@@ -139,6 +139,6 @@ struct SecurityConfigurationTests {
             #expect(error.description.contains("at least 32"))
             #expect(!error.description.contains("short-secret"))
         }
-        #expect(throws: BridgeStartupError.self) { try TokenVerifier.readKey("\(directory)/missing") }
+        #expect(throws: BridgeError.self) { try TokenVerifier.readKey("\(directory)/missing") }
     }
 }

@@ -33,12 +33,12 @@ enum ControlServer {
                 .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
                 .get()
         } catch {
-            throw BridgeStartupError("cannot listen on the control socket \(path): \(BridgeListeners.describe(error))")
+            throw BridgeError("cannot listen on the control socket \(path): \(BridgeListeners.describe(error))")
         }
         if chmod(path, 0o600) != 0 {
             let reason = String(cString: strerror(errno))
             try? await channel.close()
-            throw BridgeStartupError("cannot set mode 600 on the control socket \(path): \(reason)")
+            throw BridgeError("cannot set mode 600 on the control socket \(path): \(reason)")
         }
         return channel
     }

@@ -1,3 +1,4 @@
+import JMPDoors
 import JMPTargets
 import NIOCore
 
@@ -29,11 +30,21 @@ enum StatusReport {
             ])
         }
         let routes = table.routes.values.sorted { $0.name < $1.name }
+        let doors = environment.doorStatistics()
         let lines = routes.map { route -> EventLoopFuture<String> in
             var items: [(String, String)] = [("route", route.name)]
             switch route.target {
             case .unix(let path):
                 items += [("type", "unix"), ("target", path)]
+                if let local = route.local {
+                    let door = doors[route.name] ?? DoorStatistics()
+                    items += [
+                        ("door", "\(local.address)"),
+                        ("door-connections", "\(door.active)"),
+                        ("door-total", "\(door.total)"),
+                        ("door-refused", "\(door.refused)"),
+                    ]
+                }
             case .pty(let pty):
                 items += [("type", "pty"), ("target", pty.link)]
             case .serial(let serial):

@@ -36,7 +36,7 @@ public final class TokenVerifier: Sendable {
     }
 
     /// Reads the key file and prepares the verifier; errors name the file, never its contents.
-    public static func load(_ configuration: JWTConfiguration) async throws(BridgeStartupError) -> TokenVerifier {
+    public static func load(_ configuration: JWTConfiguration) async throws(BridgeError) -> TokenVerifier {
         let key = try Self.readKey(configuration.keyFile)
         return await Self.make(key: key, configuration: configuration)
     }
@@ -65,15 +65,15 @@ public final class TokenVerifier: Sendable {
 
     /// The secret as the router's `ROUTER_KEY` holds it: the file's bytes, one trailing newline
     /// ignored. At least 32 bytes (what HS256 needs).
-    static func readKey(_ path: String) throws(BridgeStartupError) -> [UInt8] {
+    static func readKey(_ path: String) throws(BridgeError) -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
             let reason = FileManager.default.fileExists(atPath: path) ? "cannot read it" : "no such file"
-            throw BridgeStartupError("jwt.key-file \(path): \(reason)")
+            throw BridgeError("jwt.key-file \(path): \(reason)")
         }
         var key = [UInt8](data)
         if key.last == UInt8(ascii: "\n") { key.removeLast() }
         guard key.count >= 32 else {
-            throw BridgeStartupError(
+            throw BridgeError(
                 "jwt.key-file \(path): the key has \(key.count) bytes; at least 32 are needed (HS256)"
             )
         }

@@ -83,7 +83,7 @@ final class BridgeListeners: Sendable {
 
     /// Re-reads the certificate, key and client CA of every TLS listener, all or nothing (see
     /// ``BridgeServer/reloadTLS()``). Returns how many listeners were reloaded.
-    func reloadTLS() throws(BridgeStartupError) -> Int {
+    func reloadTLS() throws(BridgeError) -> Int {
         let boxes = self.tlsContexts.withLockedValue { $0 }
         var loaded: [(TLSContextBox, NIOSSLContext)] = []
         for box in boxes {
@@ -106,7 +106,7 @@ final class BridgeListeners: Sendable {
             let name = String(path.dropFirst(8))
             let passed = self.passed.claim(name: name)
             guard let socket = passed.first, passed.count == 1, socket.isListeningStreamSocket() else {
-                throw BridgeStartupError(
+                throw BridgeError(
                     "control \(path): needs exactly one passed listening socket named '\(name)' (got \(passed.count))"
                 )
             }
@@ -114,7 +114,7 @@ final class BridgeListeners: Sendable {
                 channel = try await ControlServer.bootstrap(environment: self.environment, group: self.group)
                     .withBoundSocket(socket.descriptor).get()
             } catch {
-                throw BridgeStartupError("cannot serve the control socket \(path): \(Self.describe(error))")
+                throw BridgeError("cannot serve the control socket \(path): \(Self.describe(error))")
             }
         } else {
             channel = try await ControlServer.bind(path: path, environment: self.environment, group: self.group)
@@ -138,7 +138,7 @@ final class BridgeListeners: Sendable {
         let unused = self.passed.unclaimed
         guard !unused.isEmpty else { return }
         let names = unused.map { "'\($0.name)' (fd \($0.descriptor))" }.joined(separator: ", ")
-        throw BridgeStartupError(
+        throw BridgeError(
             "the service manager passed sockets the configuration does not use: \(names); "
                 + "add a listener 'systemd:NAME' for each, or remove them from the socket unit"
         )
@@ -149,7 +149,7 @@ final class BridgeListeners: Sendable {
         verifier: TokenVerifier?,
         jwtConfigured: Bool
     ) async throws -> [any Channel] {
-        let tls = try listener.tls.map { files throws(BridgeStartupError) in
+        let tls = try listener.tls.map { files throws(BridgeError) in
             try TLSContextBox(files: files, listener: "\(listener.address)")
         }
         if let tls { self.tlsContexts.withLockedValue { $0.append(tls) } }
@@ -171,7 +171,7 @@ final class BridgeListeners: Sendable {
                 if let mode = listener.mode, chmod(path, mode_t(mode)) != 0 {
                     let reason = String(cString: strerror(errno))
                     try? await channel.close()
-                    throw BridgeStartupError("cannot set mode \(String(mode, radix: 8)) on \(path): \(reason)")
+                    throw BridgeError("cannot set mode \(String(mode, radix: 8)) on \(path): \(reason)")
                 }
                 if let group = listener.group {
                     do {
@@ -193,10 +193,10 @@ final class BridgeListeners: Sendable {
                     plain: tls == nil ? bootstrap : self.bootstrap(tls: nil, security: security)
                 )
             }
-        } catch let error as BridgeStartupError {
+        } catch let error as BridgeError {
             throw error
         } catch {
-            throw BridgeStartupError("cannot listen on \(listener.address): \(Self.describe(error))")
+            throw BridgeError("cannot listen on \(listener.address): \(Self.describe(error))")
         }
     }
 
@@ -258,7 +258,7 @@ final class BridgeListeners: Sendable {
         let sockets = self.passed.claim(name: name)
         guard !sockets.isEmpty else {
             let available = self.passed.unclaimedNames
-            throw BridgeStartupError(
+            throw BridgeError(
                 "\(listener.address): the service manager passed no socket named '\(name)' ("
                     + (available.isEmpty
                         ? "none was passed: is the bridge started by its .socket unit?"
@@ -269,7 +269,7 @@ final class BridgeListeners: Sendable {
         do {
             for socket in sockets {
                 guard socket.isListeningStreamSocket() else {
-                    throw BridgeStartupError(
+                    throw BridgeError(
                         "\(listener.address): fd \(socket.descriptor) is not a listening stream socket "
                             + "(use ListenStream= and Accept=no in the socket unit)"
                     )
@@ -277,13 +277,13 @@ final class BridgeListeners: Sendable {
                 let family = socket.socketFamily
                 let isTCP = family == AF_INET || family == AF_INET6
                 if isTCP && listener.tls == nil && !listener.insecure {
-                    throw BridgeStartupError(
+                    throw BridgeError(
                         "\(listener.address) is a TCP socket: it needs 'tls: {cert, key}' or, for plain TCP, 'insecure: true'"
                     )
                 }
                 if isTCP, listener.effectiveAuth(jwtConfigured: jwtConfigured) == .none {
                     guard listener.allowUnauthenticated else {
-                        throw BridgeStartupError(
+                        throw BridgeError(
                             "\(listener.address) is a TCP socket and would accept streams without authentication: "
                                 + "configure 'jwt:' or say 'allow-unauthenticated: true'"
                         )
@@ -302,23 +302,23 @@ final class BridgeListeners: Sendable {
     // MARK: - Helpers
 
     /// Reads the `jwt:` key file, if there is a `jwt:` section.
-    static func loadVerifier(_ configuration: JWTConfiguration?) async throws(BridgeStartupError) -> TokenVerifier? {
+    static func loadVerifier(_ configuration: JWTConfiguration?) async throws(BridgeError) -> TokenVerifier? {
         guard let configuration else { return nil }
         return try await TokenVerifier.load(configuration)
     }
 
     /// Gives a `unix:` listener's socket file to `group` (a name or a numeric id).
-    static func setGroup(_ group: String, of path: String) throws(BridgeStartupError) {
+    static func setGroup(_ group: String, of path: String) throws(BridgeError) {
         let gid: gid_t
         if let number = UInt32(group) {
             gid = number
         } else if let entry = getgrnam(group) {
             gid = entry.pointee.gr_gid
         } else {
-            throw BridgeStartupError("unix:\(path): unknown group '\(group)'")
+            throw BridgeError("unix:\(path): unknown group '\(group)'")
         }
         guard chown(path, uid_t.max, gid) == 0 else {
-            throw BridgeStartupError("cannot set group \(group) on \(path): \(String(cString: strerror(errno)))")
+            throw BridgeError("cannot set group \(group) on \(path): \(String(cString: strerror(errno)))")
         }
     }
 

@@ -31,7 +31,11 @@ public final class BridgeServer: Service, Sendable {
     let environment: StreamEnvironment
     private let notifier: ServiceNotifier
     private let idleExit: IdleExitTimer?
-    private let shutdownStarted = Atomic<Bool>(false)
+    /// The drain, once one began (a signal, idleness, a failure or ``shutdown()``), and who waits
+    /// for one to begin.
+    private let drain = NIOLockedValueBox(Drain())
+    /// Why the bridge stops with an error (a part of it died), once it does.
+    private let failure = NIOLockedValueBox<String?>(nil)
     private let listeners: BridgeListeners
     private let consoles: ConsoleRegistry
     private let doors: LocalDoors
@@ -57,12 +61,15 @@ public final class BridgeServer: Service, Sendable {
         self.notifier = notifier
         let idleExit = configuration.exitIdleTime.map { IdleExitTimer(idleTime: $0, eventLoop: group.next()) }
         self.idleExit = idleExit
+        let doors = LocalDoors(passed: passedDescriptors, idleExit: idleExit, logger: logger)
+        self.doors = doors
         let environment = StreamEnvironment(
             routes: RouteTable(routes: configuration.routes, defaultRoute: configuration.defaultRoute),
             limits: configuration.limits,
             linger: configuration.linger,
             statistics: self.statistics,
-            logger: logger
+            logger: logger,
+            doorStatistics: { doors.statistics }
         )
         self.environment = environment
         self.listeners = BridgeListeners(
@@ -80,7 +87,13 @@ public final class BridgeServer: Service, Sendable {
             group: group,
             logger: logger
         )
-        self.doors = LocalDoors(passed: passedDescriptors, idleExit: idleExit, logger: logger)
+        self.doors.onFailure = { [weak self] reason in self?.fail("the local doors' event loop died (\(reason))") }
+    }
+
+    /// A drain and the tasks waiting for one to begin.
+    private struct Drain {
+        var future: EventLoopFuture<Void>?
+        var waiters: [CheckedContinuation<EventLoopFuture<Void>, Never>] = []
     }
 
     /// Opens every console and binds every listener. If one fails, what was already opened is
@@ -149,12 +162,11 @@ public final class BridgeServer: Service, Sendable {
         let readyStatus = self.statusLine()
         self.environment.state.withLockedValue { $0 = .ready }
         self.notifier.ready(status: readyStatus)
-        let promise = self.group.any().makePromise(of: Void.self)
         if let idleExit = self.idleExit, let idleTime = configuration.exitIdleTime {
             idleExit.start {
                 self.logger.info("exiting: no client connected", metadata: ["exit-idle-time": "\(idleTime)"])
                 self.notifier.stopping(status: "exiting: idle")
-                self.beginShutdown(promise)
+                self.beginShutdown()
             }
         }
         let reporter = ServiceManagerReporter(
@@ -169,7 +181,14 @@ public final class BridgeServer: Service, Sendable {
             tasks.addTask { await reporter.run() }
             tasks.addTask { await trimmer.run() }
             try await withGracefulShutdownHandler {
-                try await promise.futureResult.get()
+                // Whatever begins the drain (a signal, idleness, a failure, shutdown()), run()
+                // waits for that one drain to end; a cancelled run() begins it.
+                let drain = await withTaskCancellationHandler {
+                    await self.drainBegun()
+                } onCancel: {
+                    self.beginShutdown()
+                }
+                try await drain.get()
             } onGracefulShutdown: {
                 let open = self.statistics.activeStreams.load(ordering: .relaxed)
                 self.notifier.stopping(status: "stopping: draining \(Self.count(open, "open stream"))")
@@ -177,34 +196,77 @@ public final class BridgeServer: Service, Sendable {
                     "shutting down: no new connections; open streams may finish",
                     metadata: ["open-streams": "\(open)", "grace": "\(self.graceTime)"]
                 )
-                self.beginShutdown(promise)
+                self.beginShutdown()
             }
             tasks.cancelAll()
         }
         await self.closeConsoles()
         await self.doors.stop()
+        if let reason = self.failure.withLockedValue({ $0 }) {
+            self.logger.critical("stopped after a failure", metadata: ["reason": "\(reason)"])
+            throw BridgeError(reason)
+        }
         self.logger.info("stopped")
     }
 
-    /// Stops accepting and closes every connection after the grace time.
+    /// Stops accepting and closes every connection after the grace time. When a drain is already
+    /// running (a signal arrived first), waits for that one.
     public func shutdown() async throws {
-        let promise = self.group.any().makePromise(of: Void.self)
-        self.beginShutdown(promise)
-        try await promise.futureResult.get()
+        try await self.beginShutdown().get()
         await self.closeConsoles()
         await self.doors.stop()
     }
 
-    /// Starts the drain once, whichever of a signal, idleness or ``shutdown()`` asks first.
-    private func beginShutdown(_ promise: EventLoopPromise<Void>) {
-        guard !self.shutdownStarted.exchange(true, ordering: .relaxed) else {
-            // A second request (a signal during an idle exit): wait for the first drain.
-            return
+    /// Stops the bridge because a part of it died: STATUS= says why, the drain begins, and
+    /// ``run()`` then throws, so the process exits non-zero and a service manager restarts it.
+    /// Only the first failure counts.
+    func fail(_ reason: String) {
+        let first = self.failure.withLockedValue { failure -> Bool in
+            guard failure == nil else { return false }
+            failure = reason
+            return true
+        }
+        guard first else { return }
+        self.logger.critical("stopping: \(reason)")
+        self.notifier.stopping(status: "failed: \(reason)")
+        self.beginShutdown()
+    }
+
+    /// Starts the drain once, whichever of a signal, idleness, a failure or ``shutdown()`` asks
+    /// first; every request gets the future of that one drain.
+    @discardableResult
+    private func beginShutdown() -> EventLoopFuture<Void> {
+        let promise = self.group.any().makePromise(of: Void.self)
+        let (running, waiters) = self.drain.withLockedValue { drain in
+            if let future = drain.future {
+                return (Optional(future), [CheckedContinuation<EventLoopFuture<Void>, Never>]())
+            }
+            drain.future = promise.futureResult
+            defer { drain.waiters = [] }
+            return (nil, drain.waiters)
+        }
+        if let running {
+            promise.succeed()  // not used: the drain already running is the one to wait for
+            return running
         }
         self.environment.state.withLockedValue { $0 = .stopping }
         self.idleExit?.stop()
         self.doors.remove(self.configuration.routes.keys)
         self.listeners.initiateShutdown(promise: promise)
+        for waiter in waiters { waiter.resume(returning: promise.futureResult) }
+        return promise.futureResult
+    }
+
+    /// The drain's future once one has begun (at once if it has).
+    private func drainBegun() async -> EventLoopFuture<Void> {
+        await withCheckedContinuation { continuation in
+            let future = self.drain.withLockedValue { drain -> EventLoopFuture<Void>? in
+                if let future = drain.future { return future }
+                drain.waiters.append(continuation)
+                return nil
+            }
+            if let future { continuation.resume(returning: future) }
+        }
     }
 
     /// Closes the control socket, then every console (on shutdown or a failed start).
@@ -301,7 +363,7 @@ public final class BridgeServer: Service, Sendable {
     /// unreadable, or a key that does not fit its certificate), no listener changes and the
     /// error says which file is wrong. Returns how many listeners were reloaded.
     @discardableResult
-    public func reloadTLS() throws(BridgeStartupError) -> Int {
+    public func reloadTLS() throws(BridgeError) -> Int {
         let count = try self.listeners.reloadTLS()
         self.logger.info("TLS certificates reloaded", metadata: ["listeners": "\(count)"])
         return count

@@ -81,7 +81,7 @@ final class ConsoleRegistry: Sendable {
                     logger: self.logger
                 )
             } catch {
-                throw BridgeStartupError("route '\(route.name)': \(error)")
+                throw BridgeError("route '\(route.name)': \(error)")
             }
         case .serial(let options):
             let serial = SerialConsole(
@@ -98,7 +98,7 @@ final class ConsoleRegistry: Sendable {
                 try await serial.start().get()
             } catch {
                 try? await serial.close().get()
-                throw BridgeStartupError("route '\(route.name)': \(error)")
+                throw BridgeError("route '\(route.name)': \(error)")
             }
             console = serial
         case .unix:

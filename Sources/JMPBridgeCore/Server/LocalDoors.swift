@@ -17,6 +17,17 @@ final class LocalDoors: Sendable {
     private let passed: PassedDescriptors
     private let idleExit: IdleExitTimer?
     private let logger: Logger
+    /// Hears, once, that the doors' event loop died (every door is closed then).
+    private let failureHandler = NIOLockedValueBox<(@Sendable (String) -> Void)?>(nil)
+
+    /// Called, once, with the reason when the doors' event loop dies.
+    var onFailure: (@Sendable (String) -> Void)? {
+        get { self.failureHandler.withLockedValue { $0 } }
+        set { self.failureHandler.withLockedValue { $0 = newValue } }
+    }
+
+    /// Each route's door counters (active, total and refused connections).
+    var statistics: [String: DoorStatistics] { self.loop.withLockedValue { $0 }?.statistics ?? [:] }
 
     /// Creates the doors; no thread runs until the first door opens. Door connections keep a
     /// bridge with `idleExit` running, like gRPC connections.
@@ -35,7 +46,7 @@ final class LocalDoors: Sendable {
         case .unix(let path):
             listener = path.withCString { jmp_listen_unix($0, 256) }
             guard listener >= 0 else {
-                throw BridgeStartupError(
+                throw BridgeError(
                     "route '\(route.name)': cannot listen on door \(local.address): \(String(cString: strerror(errno)))"
                 )
             }
@@ -44,12 +55,12 @@ final class LocalDoors: Sendable {
                 let reason = String(cString: strerror(errno))
                 close(listener)
                 unlink(path)
-                throw BridgeStartupError("route '\(route.name)': cannot set mode of door \(path): \(reason)")
+                throw BridgeError("route '\(route.name)': cannot set mode of door \(path): \(reason)")
             }
         case .systemd(let name):
             let passed = self.passed.claim(name: name)
             guard let socket = passed.first, passed.count == 1, socket.isListeningStreamSocket() else {
-                throw BridgeStartupError(
+                throw BridgeError(
                     "route '\(route.name)': door \(local.address) needs exactly one passed listening stream socket named '\(name)' (got \(passed.count))"
                 )
             }
@@ -61,9 +72,14 @@ final class LocalDoors: Sendable {
         let loop = try self.loop.withLockedValue { loop throws in
             if let loop { return loop }
             let idleExit = self.idleExit
-            let created = try DoorLoop(logger: self.logger) { opened in
-                if opened { idleExit?.connectionOpened() } else { idleExit?.connectionClosed() }
-            }
+            let failureHandler = self.failureHandler
+            let created = try DoorLoop(
+                logger: self.logger,
+                onConnection: { opened in
+                    if opened { idleExit?.connectionOpened() } else { idleExit?.connectionClosed() }
+                },
+                onFailure: { reason in failureHandler.withLockedValue { $0 }?(reason) }
+            )
             loop = created
             return created
         }

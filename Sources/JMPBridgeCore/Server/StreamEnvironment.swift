@@ -1,3 +1,4 @@
+import JMPDoors
 import JMPTargets
 import Logging
 import NIOConcurrencyHelpers
@@ -42,8 +43,19 @@ public struct StreamEnvironment: Sendable {
         self.consoleAttachments.withLockedValue { $0[route, default: 1] -= 1 }
     }
 
+    /// Each route's local-door counters, for `status`.
+    public let doorStatistics: @Sendable () -> [String: DoorStatistics]
+
     /// Creates an environment.
-    public init(routes: RouteTable, limits: Limits, linger: TimeAmount, statistics: BridgeStatistics, logger: Logger) {
+    public init(
+        routes: RouteTable,
+        limits: Limits,
+        linger: TimeAmount,
+        statistics: BridgeStatistics,
+        logger: Logger,
+        doorStatistics: @escaping @Sendable () -> [String: DoorStatistics] = { [:] }
+    ) {
+        self.doorStatistics = doorStatistics
         self.routes = NIOLockedValueBox(routes)
         self.limits = limits
         self.linger = linger

@@ -12,7 +12,7 @@ final class TLSContextBox: Sendable {
     private let current: NIOLockedValueBox<NIOSSLContext>
 
     /// Loads the files; errors name the file and what is wrong with it.
-    init(files: TLSFiles, listener: String) throws(BridgeStartupError) {
+    init(files: TLSFiles, listener: String) throws(BridgeError) {
         self.files = files
         self.listener = listener
         self.current = NIOLockedValueBox(try TLSContextFactory.makeContext(files, listener: listener))
@@ -22,7 +22,7 @@ final class TLSContextBox: Sendable {
     var context: NIOSSLContext { self.current.withLockedValue { $0 } }
 
     /// Reads the files again, without installing the result.
-    func load() throws(BridgeStartupError) -> NIOSSLContext {
+    func load() throws(BridgeError) -> NIOSSLContext {
         try TLSContextFactory.makeContext(self.files, listener: self.listener)
     }
 

@@ -3,23 +3,23 @@ import NIOSSL
 /// Builds the TLS server context of a `tcp:` listener from PEM files, with errors that name the
 /// file and what is wrong with it.
 enum TLSContextFactory {
-    static func makeContext(_ files: TLSFiles, listener: String) throws(BridgeStartupError) -> NIOSSLContext {
+    static func makeContext(_ files: TLSFiles, listener: String) throws(BridgeError) -> NIOSSLContext {
         let chain: [NIOSSLCertificate]
         do {
             chain = try NIOSSLCertificate.fromPEMFile(files.certificate)
         } catch {
-            throw BridgeStartupError(
+            throw BridgeError(
                 "\(listener): cannot load TLS certificate \(files.certificate): \(Self.describe(error))"
             )
         }
         guard !chain.isEmpty else {
-            throw BridgeStartupError("\(listener): \(files.certificate) holds no PEM certificate")
+            throw BridgeError("\(listener): \(files.certificate) holds no PEM certificate")
         }
         let key: NIOSSLPrivateKey
         do {
             key = try NIOSSLPrivateKey(file: files.key, format: .pem)
         } catch {
-            throw BridgeStartupError("\(listener): cannot load TLS key \(files.key): \(Self.describe(error))")
+            throw BridgeError("\(listener): cannot load TLS key \(files.key): \(Self.describe(error))")
         }
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) },
@@ -33,7 +33,7 @@ enum TLSContextFactory {
         do {
             return try NIOSSLContext(configuration: configuration)
         } catch {
-            throw BridgeStartupError(
+            throw BridgeError(
                 "\(listener): TLS key \(files.key) does not fit certificate \(files.certificate): \(Self.describe(error))"
             )
         }
@@ -44,15 +44,15 @@ enum TLSContextFactory {
         signedBy path: String,
         in configuration: inout TLSConfiguration,
         listener: String
-    ) throws(BridgeStartupError) {
+    ) throws(BridgeError) {
         let authorities: [NIOSSLCertificate]
         do {
             authorities = try NIOSSLCertificate.fromPEMFile(path)
         } catch {
-            throw BridgeStartupError("\(listener): cannot load TLS client CA \(path): \(Self.describe(error))")
+            throw BridgeError("\(listener): cannot load TLS client CA \(path): \(Self.describe(error))")
         }
         guard !authorities.isEmpty else {
-            throw BridgeStartupError("\(listener): \(path) holds no PEM certificate")
+            throw BridgeError("\(listener): \(path) holds no PEM certificate")
         }
         configuration.trustRoots = .certificates(authorities)
         // For a server, any verification also makes a client certificate mandatory.
