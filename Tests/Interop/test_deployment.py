@@ -104,7 +104,8 @@ def test_lease_driver_calls_and_concurrent_streams(controller, router_process, e
     # and the exporter's streams by that token's sub.
     dials = controller.read(lambda c: list(c.dials))
     delivered = controller.read(lambda c: [m.router_token for m in c.delivered])
-    assert dials and [dial.router_token for dial in dials] == delivered
+    assert dials and [dial.exporter_token for dial in dials] == delivered
+    assert all(dial.exporter_token == dial.router_token for dial in dials)  # as the Go controller
     assert all(dial.lease == lease_name and dial.client == CLIENT_NAME for dial in dials)
     assert all(dial.router_endpoint == router_process.endpoint for dial in dials)
     assert all(tokens.verify(router_process.key, dial.router_token) == dial.sub for dial in dials)
@@ -126,10 +127,13 @@ def test_lease_driver_calls_and_concurrent_streams(controller, router_process, e
         assert (call.identity.namespace, call.identity.name, call.identity.token) == (NAMESPACE, *expected), call
 
 
-def test_exporter_serves_consecutive_leases(controller, exporter, client_config, event_loop_portal):
-    """After a lease ends the exporter takes the next one: a new Listen, new Dials, driver calls."""
+def test_exporter_serves_consecutive_leases(controller, router_process, exporter, client_config,
+                                           event_loop_portal):
+    """After a lease ends the exporter takes the next one: a new Listen, new Dials, driver calls.
+    The second lease's Dials give each side its own token for the stream (same sub)."""
     names = []
-    for _ in range(2):
+    for index in range(2):
+        controller.read(lambda c: setattr(c, "distinct_tokens", index == 1))
         with leased_client(client_config, event_loop_portal) as (lease, client):
             assert client.children["power"].on() is None
             names.append(lease.name)
@@ -140,7 +144,11 @@ def test_exporter_serves_consecutive_leases(controller, exporter, client_config,
     assert names[0] != names[1]
     listens = controller.read(lambda c: [call for call in c.calls if call.method == "Listen"])
     assert len(listens) >= 2
-    assert {dial.lease for dial in controller.read(lambda c: c.dials)} == set(names)
+    dials = controller.read(lambda c: list(c.dials))
+    assert {dial.lease for dial in dials} == set(names)
+    second = [dial for dial in dials if dial.lease == names[1]]
+    assert second and all(dial.exporter_token != dial.router_token for dial in second)
+    assert set(router_process.paired()) & {dial.sub for dial in second}, router_process.log()
 
 
 def test_exporter_unregisters_when_stopped(controller, exporter):

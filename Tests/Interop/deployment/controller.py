@@ -37,8 +37,10 @@ Mirrored from jumpstarter-dev/jumpstarter ``controller/internal/service/controll
   iss/aud/sub/exp/nbf/iat/jti, a fresh stream uuid as ``sub``), sent to the exporter's Listen
   queue as ``ListenResponse`` (``sendToListener``: UNAVAILABLE when nobody listens,
   RESOURCE_EXHAUSTED when the queue is full) and returned to the client as ``DialResponse`` —
-  both sides present the same token, so the router pairs them by its ``sub``. Every Dial is
-  recorded in :attr:`Controller.dials`.
+  both sides present the same token, so the router pairs them by its ``sub``. With
+  :attr:`Controller.distinct_tokens` set, each side gets its own token for the same ``sub``
+  instead (the router only needs the ``sub`` to match; nothing may rely on the tokens being
+  equal). Every Dial is recorded in :attr:`Controller.dials`.
 * the lease reconciler, reduced: a lease is assigned as soon as an exporter that matches its
   selector (``k=v``, ``k==v``, ``k!=v``, ``k``, comma-separated) or ``exporter_name`` is online
   (its ``Status`` stream is open), AVAILABLE and not leased; then the lease reports
@@ -146,7 +148,10 @@ class Dial:
     client: str
     sub: str
     router_endpoint: str
+    #: The token in the DialResponse (the client's side).
     router_token: str
+    #: The token in the exporter's ListenResponse (equal to ``router_token`` unless distinct).
+    exporter_token: str
 
 
 @dataclass(eq=False)
@@ -185,6 +190,8 @@ class Controller(jumpstarter_pb2_grpc.ControllerServiceServicer):
     def __init__(self, *, router_endpoint: str, router_key: bytes):
         self.router_endpoint = router_endpoint
         self.router_key = router_key
+        #: Mint one token per side (same ``sub``) instead of the Go controller's shared one.
+        self.distinct_tokens = False
         self.exporters: dict[tuple[str, str], ExporterState] = {}
         self.clients: set[tuple[str, str]] = set()
         self.leases: dict[tuple[str, str], LeaseState] = {}
@@ -482,7 +489,8 @@ class Controller(jumpstarter_pb2_grpc.ControllerServiceServicer):
 
         sub = str(uuid.uuid4())
         token = mint(self.router_key, sub)
-        response = jumpstarter_pb2.ListenResponse(router_endpoint=self.router_endpoint, router_token=token)
+        exporter_token = mint(self.router_key, sub) if self.distinct_tokens else token
+        response = jumpstarter_pb2.ListenResponse(router_endpoint=self.router_endpoint, router_token=exporter_token)
         queue = self._listen_queues.get((lease.namespace, lease.name))
         if queue is None or queue.superseded:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"exporter is not listening on lease {lease.name}")
@@ -490,7 +498,7 @@ class Controller(jumpstarter_pb2_grpc.ControllerServiceServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"listener buffer full on lease {lease.name}")
         queue.items.append(response)
         queue.wakeup.set()
-        self.dials.append(Dial(lease.name, identity.name, sub, self.router_endpoint, token))
+        self.dials.append(Dial(lease.name, identity.name, sub, self.router_endpoint, token, exporter_token))
         self._notify()
         return jumpstarter_pb2.DialResponse(router_endpoint=self.router_endpoint, router_token=token)
 

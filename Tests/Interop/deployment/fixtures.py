@@ -18,6 +18,9 @@ fixtures imported into a module). They build on ``tls`` and ``event_loop_portal`
   exporter (:data:`EXPORTER_NAME`, labels :data:`EXPORTER_LABELS`) and one client
   (:data:`CLIENT_NAME`) in :data:`NAMESPACE`. Wrapped as :class:`ControllerHandle` for
   synchronous tests (``wait_until``, ``read``).
+
+The router's and the exporter's output is attached to the report of a failing test
+(``conftest.attach_log``).
 * ``exporter_endpoint`` — **the seam for a gateway**: the ``endpoint:`` and ``tls.ca:`` written
   to the exporter YAML; by default the controller's. A test module that puts jmp-bridge between
   the exporter and the controller/router overrides this one fixture (or passes an
@@ -50,6 +53,8 @@ import yaml
 from jumpstarter.config.client import ClientConfigV1Alpha1, ClientConfigV1Alpha1Drivers
 from jumpstarter.config.common import ObjectMeta
 from jumpstarter.config.tls import TLSConfigV1Alpha1
+
+from conftest import attach_log
 
 from .controller import Controller, Status
 from .process import Process
@@ -86,8 +91,10 @@ class RouterProcess(Process):
     def __init__(self, args: list[str], key: bytes):
         super().__init__("router", args)
         self.key = key
-        line = self.wait_for_line(r"^ready ", timeout=TIMEOUT)[0]
-        self.endpoint = line.split()[1]
+        self.endpoint = ""
+
+    def wait_ready(self) -> None:
+        self.endpoint = self.wait_for_line(r"^ready ", timeout=TIMEOUT)[0].split()[1]
 
     def paired(self) -> list[str]:
         """The stream ids that reached forwarding (both sides connected)."""
@@ -149,13 +156,15 @@ def exporter_yaml(endpoint: Endpoint) -> str:
 
 
 @pytest.fixture
-def router_process(tls, tmp_path):
+def router_process(request, tls, tmp_path):
     key = os.urandom(32).hex().encode()
     key_file = tmp_path / "router.key"
     key_file.write_bytes(key + b"\n")
     router = RouterProcess([sys.executable, HERE / "router.py", "--listen", "127.0.0.1:0",
                             "--tls-cert", tls.cert, "--tls-key", tls.key, "--key-file", key_file], key)
+    attach_log(request, router)
     try:
+        router.wait_ready()
         yield router
     finally:
         status = router.stop()
@@ -193,6 +202,7 @@ def start_exporter(request, controller, exporter_endpoint, tmp_path):
         path.write_text(exporter_yaml(endpoint or exporter_endpoint))
         exporter = ExporterProcess(path)
         exporters.append(exporter)
+        attach_log(request, exporter)
         try:
             controller.wait_until(
                 lambda c: (e := c.exporters[(NAMESPACE, EXPORTER_NAME)]).registered and e.online
