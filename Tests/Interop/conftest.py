@@ -41,6 +41,13 @@ STARTUP_TIMEOUT = 20.0
 EXIT_TIMEOUT = 20.0
 
 _bridges_key = pytest.StashKey[list]()
+_processes_key = pytest.StashKey[list]()
+
+
+def attach_log(request, process) -> None:
+    """Attaches ``process.log()`` (titled with ``process.name`` and ``process.pid``) to the
+    report of the requesting test if it fails (used by the deployment fixtures)."""
+    request.node.stash.setdefault(_processes_key, []).append(process)
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,6 +84,8 @@ def pytest_runtest_makereport(item, call):
     if report.failed:
         for bridge in item.stash.get(_bridges_key, []):
             report.sections.append((f"jmp-bridge log (pid {bridge.pid}, {report.when})", bridge.log()))
+        for process in item.stash.get(_processes_key, []):
+            report.sections.append((f"{process.name} log (pid {process.pid}, {report.when})", process.log()))
     return report
 
 

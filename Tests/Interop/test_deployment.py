@@ -1,0 +1,260 @@
+"""A whole Jumpstarter deployment with real peers, directly: no jmp-bridge in it (yet).
+
+    stock client ──▶ test controller ◀── stock exporter (``jmp run``-style subprocess, real YAML)
+         └────────▶ test router ◀────────────┘      (each client connection = one routed stream)
+
+The controller (``deployment/controller.py``) and router (``deployment/router.py``) mirror
+Jumpstarter's Go ``controller_service.go`` and ``router_service.go``; the exporter and client
+are jumpstarter 0.9.0 itself, driving the MockPower and EchoNetwork drivers. The fixtures come
+from ``deployment/fixtures.py`` (its docstring explains each one).
+
+This proves the harness. A gateway test only changes where the exporter connects: override the
+``exporter_endpoint`` fixture (``Endpoint(bridge.endpoint, tls.ca_base64)``) or call
+``start_exporter(Endpoint(...))``; the exporter then reaches the controller and (through the
+rewritten ``router_endpoint``) the router only via the gateway, and the same assertions apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import signal
+
+import anyio
+import grpc
+import pytest
+from anyio import fail_after
+from jumpstarter_driver_power.common import PowerReading
+from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
+
+from deployment import tokens
+from deployment.controller import Status
+from deployment.fixtures import *  # noqa: F403 - the deployment fixtures
+from deployment.fixtures import (
+    CLIENT_NAME,
+    CLIENT_TOKEN,
+    EXPORTER_NAME,
+    EXPORTER_TOKEN,
+    NAMESPACE,
+    TIMEOUT,
+    leased_client,
+)
+
+#: Bytes each EchoNetwork stream carries (both directions at once) and how many run concurrently.
+STREAM_BYTES = 64 * 1024 * 1024
+STREAMS = 3
+CHUNK = 64 * 1024
+
+
+async def echo_transfer(echo, data: bytes) -> tuple[int, str]:
+    """Sends ``data`` through an EchoNetwork stream while reading the echo; (count, sha256)."""
+    digest, count = hashlib.sha256(), 0
+    async with echo.stream_async("connect") as stream:
+        async def send():
+            for offset in range(0, len(data), CHUNK):
+                await stream.send(data[offset:offset + CHUNK])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send)
+            while count < len(data):
+                chunk = await stream.receive()
+                digest.update(chunk)
+                count += len(chunk)
+    return count, digest.hexdigest()
+
+
+def test_lease_driver_calls_and_concurrent_streams(controller, router_process, exporter, client_config,
+                                                   event_loop_portal):
+    """Lease → MockPower calls → 3 concurrent EchoNetwork streams of 64 MiB each, SHA-256 checked
+    → release; every hop went where the deployment says."""
+    with leased_client(client_config, event_loop_portal) as (lease, client):
+        assert lease.exporter_name == EXPORTER_NAME
+        power = client.children["power"]
+        assert power.on() is None
+        assert power.off() is None
+        assert list(power.read()) == [PowerReading(voltage=0.0, current=0.0), PowerReading(voltage=5.0, current=2.0)]
+
+        payloads = [random.Random(seed).randbytes(STREAM_BYTES) for seed in range(STREAMS)]
+        results: list[tuple[int, str] | None] = [None] * STREAMS
+
+        async def transfer_all():
+            with fail_after(TIMEOUT * 2):
+                async with anyio.create_task_group() as tg:
+                    for index, data in enumerate(payloads):
+                        async def one(index=index, data=data):
+                            results[index] = await echo_transfer(client.children["echo"], data)
+                        tg.start_soon(one)
+
+        event_loop_portal.call(transfer_all)
+        assert results == [(len(data), hashlib.sha256(data).hexdigest()) for data in payloads]
+
+        # While leased: the exporter said LEASE_READY and listens for the lease.
+        assert controller.read(lambda c: c.exporters[(NAMESPACE, EXPORTER_NAME)].status) == \
+            Status.EXPORTER_STATUS_LEASE_READY
+        lease_name = lease.name
+
+    # Released by the client; the exporter learns it from its Status stream and is available again.
+    controller.wait_until(
+        lambda c: c.leases[(NAMESPACE, lease_name)].released
+        and (e := c.exporters[(NAMESPACE, EXPORTER_NAME)]).lease is None
+        and e.status == Status.EXPORTER_STATUS_AVAILABLE,
+        what="the lease to end and the exporter to report AVAILABLE")
+
+    # Every Dial's token reached the exporter through Listen, and the router paired the client's
+    # and the exporter's streams by that token's sub.
+    dials = controller.read(lambda c: list(c.dials))
+    delivered = controller.read(lambda c: [m.router_token for m in c.delivered])
+    assert dials and [dial.exporter_token for dial in dials] == delivered
+    assert all(dial.exporter_token == dial.router_token for dial in dials)  # as the Go controller
+    assert all(dial.lease == lease_name and dial.client == CLIENT_NAME for dial in dials)
+    assert all(dial.router_endpoint == router_process.endpoint for dial in dials)
+    assert all(tokens.verify(router_process.key, dial.router_token) == dial.sub for dial in dials)
+    paired = router_process.paired()
+    assert {dial.sub for dial in dials} >= set(paired) and paired, router_process.log()
+    # The bulk data crossed the router: one paired stream (the client's connection) carried it.
+    router_process.wait_for_line(r"bytes-to-second=", timeout=TIMEOUT, count=len(paired))
+    busiest = max(router_process.forwarded().values(), key=min)
+    assert min(busiest) >= STREAMS * STREAM_BYTES, router_process.log()
+
+    # Each side identified itself as a real controller needs it to.
+    calls = controller.read(lambda c: list(c.calls))
+    exporter_calls = {call.method for call in calls if call.identity.kind == "Exporter"}
+    assert {"Register", "Status", "ReportStatus", "Listen"} <= exporter_calls
+    assert {"CreateLease", "GetLease", "Dial", "DeleteLease"} <= {
+        call.method for call in calls if call.identity.kind == "Client"}
+    for call in calls:
+        expected = (EXPORTER_NAME, EXPORTER_TOKEN) if call.identity.kind == "Exporter" else (CLIENT_NAME, CLIENT_TOKEN)
+        assert (call.identity.namespace, call.identity.name, call.identity.token) == (NAMESPACE, *expected), call
+
+
+def test_exporter_serves_consecutive_leases(controller, router_process, exporter, client_config,
+                                           event_loop_portal):
+    """After a lease ends the exporter takes the next one: a new Listen, new Dials, driver calls.
+    The second lease's Dials give each side its own token for the stream (same sub)."""
+    names = []
+    for index in range(2):
+        controller.read(lambda c: setattr(c, "distinct_tokens", index == 1))
+        with leased_client(client_config, event_loop_portal) as (lease, client):
+            assert client.children["power"].on() is None
+            names.append(lease.name)
+        controller.wait_until(
+            lambda c: (e := c.exporters[(NAMESPACE, EXPORTER_NAME)]).lease is None
+            and e.status == Status.EXPORTER_STATUS_AVAILABLE,
+            what="the exporter to be available again")
+    assert names[0] != names[1]
+    listens = controller.read(lambda c: [call for call in c.calls if call.method == "Listen"])
+    assert len(listens) >= 2
+    dials = controller.read(lambda c: list(c.dials))
+    assert {dial.lease for dial in dials} == set(names)
+    second = [dial for dial in dials if dial.lease == names[1]]
+    assert second and all(dial.exporter_token != dial.router_token for dial in second)
+    assert set(router_process.paired()) & {dial.sub for dial in second}, router_process.log()
+
+
+def test_exporter_unregisters_when_stopped(controller, exporter):
+    """SIGTERM makes the stock exporter report OFFLINE, Unregister and exit with 143."""
+    exporter.proc.terminate()
+    controller.wait_until(lambda c: any(call.method == "Unregister" for call in c.calls),
+                          what="Unregister")
+    assert controller.read(lambda c: c.exporters[(NAMESPACE, EXPORTER_NAME)].status) == Status.EXPORTER_STATUS_OFFLINE
+    assert exporter.proc.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM, exporter.log()
+
+
+# ----------------------------------------------------------------------------------------------
+# the controller and the router on their own: what the deployment test relies on
+
+
+@pytest.mark.parametrize("metadata, code", [
+    ((), grpc.StatusCode.UNAUTHENTICATED),
+    ((("jumpstarter-kind", "Exporter"), ("jumpstarter-namespace", NAMESPACE)), grpc.StatusCode.UNAUTHENTICATED),
+    ((("jumpstarter-kind", "Client"), ("jumpstarter-namespace", NAMESPACE), ("jumpstarter-name", EXPORTER_NAME)),
+     grpc.StatusCode.INVALID_ARGUMENT),
+    ((("jumpstarter-kind", "Exporter"), ("jumpstarter-namespace", NAMESPACE), ("jumpstarter-name", "unknown")),
+     grpc.StatusCode.NOT_FOUND),
+    ((("jumpstarter-kind", "Exporter"), ("jumpstarter-namespace", NAMESPACE), ("jumpstarter-name", EXPORTER_NAME)),
+     grpc.StatusCode.OK),
+], ids=["no-identity", "no-name", "wrong-kind", "unknown-exporter", "complete"])
+def test_controller_requires_the_exporter_metadata(controller, tls, event_loop_portal, metadata, code):
+    """Register needs a bearer token and jumpstarter-kind/-namespace/-name naming a known exporter."""
+    async def register():
+        credentials = grpc.composite_channel_credentials(
+            grpc.ssl_channel_credentials(tls.cert_pem), grpc.access_token_call_credentials(EXPORTER_TOKEN))
+        async with grpc.aio.secure_channel(controller.endpoint, credentials) as channel:
+            stub = jumpstarter_pb2_grpc.ControllerServiceStub(channel)
+            try:
+                with fail_after(TIMEOUT):
+                    await stub.Register(jumpstarter_pb2.RegisterRequest(), metadata=metadata)
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+            return grpc.StatusCode.OK
+
+    assert event_loop_portal.call(register) == code
+    registered = controller.read(lambda c: c.exporters[(NAMESPACE, EXPORTER_NAME)].registered)
+    assert registered == (code == grpc.StatusCode.OK)
+
+
+def _open(router_process, tls, token, portal):
+    """A raw RouterService.Stream call with ``token``, on the session loop."""
+    async def open_call():
+        credentials = grpc.composite_channel_credentials(
+            grpc.ssl_channel_credentials(tls.cert_pem), grpc.access_token_call_credentials(token))
+        channel = grpc.aio.secure_channel(router_process.endpoint, credentials)
+        return channel, router_pb2_grpc.RouterServiceStub(channel).Stream()
+    return portal.call(open_call)
+
+
+@pytest.mark.parametrize("token_kind", ["wrong-key", "expired", "wrong-audience", "wrong-issuer", "not-a-jwt"])
+def test_router_rejects_bad_tokens(router_process, tls, event_loop_portal, token_kind):
+    token = {
+        "wrong-key": lambda: tokens.mint(b"another key"),
+        "expired": lambda: tokens.mint(router_process.key, exp=1),
+        "wrong-audience": lambda: tokens.mint(router_process.key, aud=["https://example.com"]),
+        "wrong-issuer": lambda: tokens.mint(router_process.key, iss="https://example.com"),
+        "not-a-jwt": lambda: "opaque",
+    }[token_kind]()
+    channel, call = _open(router_process, tls, token, event_loop_portal)
+
+    async def outcome():
+        try:
+            with fail_after(TIMEOUT):
+                with pytest.raises(grpc.aio.AioRpcError) as error:
+                    await call.read()
+                return error.value.code(), error.value.details()
+        finally:
+            await channel.close()
+
+    assert event_loop_portal.call(outcome) == (grpc.StatusCode.UNAUTHENTICATED, "invalid jwt token")
+    router_process.wait_for_line(r"^rejected ", timeout=TIMEOUT)
+
+
+def test_router_pairs_by_sub_and_cancel_ends_the_peer(router_process, tls, event_loop_portal):
+    """Two calls with the same sub exchange frames both ways (frame types kept); cancelling one
+    ends the other; a call with another sub is not paired with them."""
+    sub = "pair-1"
+    a_channel, a = _open(router_process, tls, tokens.mint(router_process.key, sub), event_loop_portal)
+    other_channel, other = _open(router_process, tls, tokens.mint(router_process.key, "pair-2"), event_loop_portal)
+    b_channel, b = _open(router_process, tls, tokens.mint(router_process.key, sub), event_loop_portal)
+
+    async def exchange():
+        with fail_after(TIMEOUT):
+            await a.write(router_pb2.StreamRequest(payload=b"from a"))
+            await b.write(router_pb2.StreamRequest(payload=b"from b"))
+            await b.write(router_pb2.StreamRequest(frame_type=router_pb2.FRAME_TYPE_PING))
+            got_b = await b.read()
+            got_a = [await a.read(), await a.read()]
+            a.cancel()
+            with pytest.raises(grpc.aio.AioRpcError) as ended:  # the peer went away
+                await b.read()
+            return got_a, got_b, ended.value.code()
+
+    try:
+        got_a, got_b, b_code = event_loop_portal.call(exchange)
+    finally:
+        for channel in (a_channel, b_channel, other_channel):
+            event_loop_portal.call(channel.close)
+    assert got_b.payload == b"from a"
+    assert [m.payload for m in got_a] == [b"from b", b""]
+    assert got_a[1].frame_type == router_pb2.FRAME_TYPE_PING
+    assert b_code == grpc.StatusCode.CANCELLED
+    router_process.wait_for_line(rf"stream sub={sub} end status=", timeout=TIMEOUT, count=2)
+    assert router_process.paired() == [sub]
