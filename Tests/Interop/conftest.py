@@ -5,6 +5,7 @@
   waits for its ``listening``/``ready`` log lines, and always stops it with SIGTERM and checks
   that it exits 0. Its log is attached to the report of a failing test.
 * ``unix_server`` runs small threaded Unix-socket services (echo, digest, ...) as route targets.
+* ``asyncio_echo`` runs an asyncio echo service with a chosen listen backlog in its own process.
 * ``sockdir`` is a short directory under /tmp for sockets (sun_path is limited to 108 bytes).
 
 The binary is ``$JMP_BRIDGE`` (``scripts/test`` sets it), else ``.build/debug/jmp-bridge``.
@@ -23,6 +24,7 @@ import signal
 import socket
 import socketserver
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -327,6 +329,32 @@ def unix_server(sockdir):
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def asyncio_echo(sockdir):
+    """``asyncio_echo(name, backlog, accept_delay_ms=0) -> Path``: an asyncio echo service
+    (``asyncio_echo.py``) in its own process, listening on ``sockdir/name`` with that listen
+    backlog and taking ``accept_delay_ms`` over each accept; killed at teardown."""
+    processes: list[subprocess.Popen] = []
+
+    def start(name: str, backlog: int, accept_delay_ms: float = 0) -> Path:
+        path = sockdir / name
+        script = Path(__file__).with_name("asyncio_echo.py")
+        process = subprocess.Popen(
+            [sys.executable, str(script), str(path), str(backlog), str(accept_delay_ms)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        processes.append(process)
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready", "the asyncio echo service did not start"
+        return path
+
+    yield start
+    for process in processes:
+        process.kill()
+        process.wait()
 
 
 # Behaviours -----------------------------------------------------------------------------------

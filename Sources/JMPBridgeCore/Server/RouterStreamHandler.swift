@@ -265,10 +265,18 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         switch route.target {
         case .unix(let path):
             let handler = TargetChannelHandler(sink: self)
-            let connector = UnixSocketConnector(path: path, maxReadSize: self.environment.limits.maxPayloadSize)
-            connector.connect(on: context.eventLoop, handler: handler).assumeIsolated().whenComplete { result in
-                self.connected(result.map { SocketStreamTarget(channel: $0, handler: handler) }, target: route.target)
-            }
+            let connector = UnixSocketConnector(
+                path: path,
+                maxReadSize: self.environment.limits.maxPayloadSize,
+                connectTimeout: route.connectTimeout
+            )
+            connector.connect(on: context.eventLoop, handler: handler, logger: self.logger).assumeIsolated()
+                .whenComplete { result in
+                    self.connected(
+                        result.map { SocketStreamTarget(channel: $0, handler: handler) },
+                        target: route.target
+                    )
+                }
         case .pty, .serial:
             guard let hub = self.environment.consoles.withLockedValue({ $0[route.name] }) else {
                 self.fail(GRPCStatus(.unavailable, "route '\(route.name)': the console is not open"))
