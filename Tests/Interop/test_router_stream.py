@@ -743,3 +743,63 @@ async def test_busy_target_is_waited_for_and_no_stream_is_lost(start_bridge, asy
     # The backlog was met (else this test proves nothing): streams waited for the target.
     waited = sum("connected to a busy target" in line for line in bridge.lines())
     assert waited > 0, "no connect met EAGAIN"
+
+
+async def _calls_still_sending(channel, count: int, route: str | None, messages: int = 50) -> list:
+    """``count`` calls at once, each writing ``messages`` small messages with grpcio's stock
+    client and then half-closing, while the bridge fails them; returns each (code, details)."""
+
+    async def one():
+        call = start_call(channel, route)
+        # A write after the status fails (AioRpcError or InvalidStateError); the status is
+        # what the call reports afterwards.
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            for i in range(messages):
+                await call.write(router_pb2.StreamRequest(payload=b"message %d " % i * 8))
+            await call.done_writing()
+        return await call.code(), await call.details()
+
+    return await asyncio.gather(*(one() for _ in range(count)))
+
+
+async def test_a_client_still_sending_gets_the_bridges_status(start_bridge, tls, sockdir):
+    """50 streams each sending 50 small messages to a route whose socket is missing: grpcio
+    reports the bridge's UNAVAILABLE and its reason for every one of them, not INTERNAL
+    ("Internal error from Core", what it reports when a reset races its writes)."""
+    bridge = start_bridge({"gone": sockdir / "missing.sock"})
+
+    with fail_after(TIMEOUT):
+        async with open_channel(bridge, tls) as channel:
+            outcomes = await _calls_still_sending(channel, 50, None)
+
+    codes = [code for code, _ in outcomes]
+    assert codes == [grpc.StatusCode.UNAVAILABLE] * 50, sorted({str(c) for c in codes})
+    for _, details in outcomes:
+        assert "route 'gone': cannot connect to unix:" in details, details
+    statuses = [field(line, "status") for line in bridge.stream_lines(count=50)]
+    assert statuses == ["UNAVAILABLE"] * 50
+
+
+async def test_a_client_still_sending_over_the_stream_limit_gets_resource_exhausted(
+        start_bridge, unix_server, tls):
+    """With max-streams: 1 and one stream open, 50 more streams that keep sending are each told
+    RESOURCE_EXHAUSTED with the bridge's reason; the open stream keeps every byte."""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge(config=_config(tls, {"echo": target.path}, limits={"max-streams": 1}))
+
+    with fail_after(TIMEOUT):
+        async with router_stream(bridge, tls) as (stream, call):
+            await stream.send(b"holding the only place;")
+            assert await receive_exactly(stream, 23) == b"holding the only place;"
+            async with open_channel(bridge, tls) as other:
+                outcomes = await _calls_still_sending(other, 50, None)
+            await stream.send(b" still here")
+            assert await receive_exactly(stream, 11) == b" still here"
+            await stream.send_eof()
+            assert await receive_all(stream) == b""
+            assert await call.code() == grpc.StatusCode.OK
+
+    codes = [code for code, _ in outcomes]
+    assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 50, sorted({str(c) for c in codes})
+    for _, details in outcomes:
+        assert "max-streams" in details, details

@@ -72,6 +72,8 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     private var idleTimer: Scheduled<Void>?
 
     private var deadline: Scheduled<Void>?
+    /// Sends the final status; after an error, once the client has stopped sending (RequestDrain).
+    private let drain: RequestDrain
     private var lingerTimer: Scheduled<Void>?
     private var bytesToTarget = 0
     private var bytesFromTarget = 0
@@ -86,6 +88,9 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         self.deframer = GRPCMessageDeframer(
             maximumMessageLength: environment.limits.maxMessageSize,
             ownsMessages: true
+        )
+        self.drain = RequestDrain(
+            maximumBytes: environment.limits.streamWindow + environment.limits.maxMessageSize
         )
     }
 
@@ -106,7 +111,10 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch Self.unwrapInboundIn(data) {
+        let payload = Self.unwrapInboundIn(data)
+        // While an error status is held, the client's frames are drained (see RequestDrain).
+        if self.drain.observe(payload, context: context) { return }
+        switch payload {
         case .headers(let headers):
             if self.phase == .awaitingHeaders {
                 self.start(headers: headers.headers, context: context)
@@ -161,6 +169,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.drain.stop()
         self.clientWentAway()
         context.fireChannelInactive()
     }
@@ -551,17 +560,10 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         self.early = []
         let headers =
             self.responseStarted ? GRPCResponseHeaders.trailers(status) : GRPCResponseHeaders.trailersOnly(status)
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(
-            Self.wrapOutboundOut(.headers(.init(headers: headers, endStream: true))),
-            promise: promise
-        )
-        // Once the trailers are out (closing earlier would drop queued DATA frames), a client that
-        // has not ended its side gets RST_STREAM(NO_ERROR), as gRPC servers do: any other code
-        // would make it report CANCELLED instead of the status just sent.
-        promise.futureResult.assumeIsolated().whenComplete { _ in
-            Self.resetIfOpen(context)
-        }
+        // The trailers go out at once on success; after an error, once a client still sending has
+        // paused or ended its side, or it would report INTERNAL instead (see RequestDrain). Then a
+        // client that has not ended its side gets RST_STREAM(NO_ERROR).
+        self.drain.send(trailers: headers, immediately: status.code == .ok, context: context)
         self.closeTarget()
         self.record(status)
     }
