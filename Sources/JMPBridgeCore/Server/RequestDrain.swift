@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -37,6 +38,7 @@ final class RequestDrain {
     private var held: HPACKHeaders?
     private var discarded = 0
     private var started = NIODeadline.distantPast
+    private var logger: Logger?
     private var timer: Scheduled<Void>?
 
     /// A drain that discards at most `maximumBytes` while it holds a status: what a client may
@@ -54,30 +56,34 @@ final class RequestDrain {
         case .data(let data):
             if data.endStream { self.requestEnded = true }
             bytes = data.data.readableBytes
-            self.lastFrame = .now()
+            self.lastFrame = context.eventLoop.now
         case .headers(let headers):
             if headers.endStream { self.requestEnded = true }
-            self.lastFrame = .now()
+            self.lastFrame = context.eventLoop.now
         default:
             return false
         }
         guard self.held != nil else { return false }
         self.discarded += bytes
-        if self.requestEnded || self.discarded > self.maximumBytes {
-            self.release(context: context)
+        if self.requestEnded {
+            self.release(context: context, reason: "the client ended its side")
+        } else if self.discarded > self.maximumBytes {
+            self.release(context: context, reason: "byte limit")
         }
         return true
     }
 
     /// Sends `trailers` (END_STREAM) now if `immediately`, or if the client has ended its side
     /// or been quiet for ``quietTime``; otherwise holds them, draining the client, until one of
-    /// those or a bound.
-    func send(trailers: HPACKHeaders, immediately: Bool, context: ChannelHandlerContext) {
+    /// those or a bound. A held status is logged at debug level on `logger` when it goes out,
+    /// with how long it was held and why it went.
+    func send(trailers: HPACKHeaders, immediately: Bool, context: ChannelHandlerContext, logger: Logger) {
         self.held = trailers
-        self.started = .now()
+        self.started = context.eventLoop.now
         if immediately || self.requestEnded || !context.channel.isActive {
-            self.release(context: context)
+            self.release(context: context, reason: nil)
         } else {
+            self.logger = logger
             // The stream may have held its reads (backpressure from the target): drain now.
             context.read()
             self.check(context: context)
@@ -95,11 +101,11 @@ final class RequestDrain {
     /// Sends the held trailers if the client has been quiet long enough or the time is up;
     /// otherwise checks again when it might be.
     private func check(context: ChannelHandlerContext) {
-        let now = NIODeadline.now()
+        let now = context.eventLoop.now
         let quietAt = self.lastFrame + Self.quietTime
         let giveUpAt = self.started + Self.maximumTime
         if now >= quietAt || now >= giveUpAt {
-            self.release(context: context)
+            self.release(context: context, reason: now >= quietAt ? "quiet" : "time limit")
             return
         }
         self.timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: min(quietAt, giveUpAt)) {
@@ -109,12 +115,23 @@ final class RequestDrain {
         }
     }
 
-    private func release(context: ChannelHandlerContext) {
+    /// Sends the held trailers; `reason` (nil: not held) is why they go now.
+    private func release(context: ChannelHandlerContext, reason: String?) {
         self.timer?.cancel()
         self.timer = nil
         guard let trailers = self.held else { return }
         self.held = nil
         guard context.channel.isActive else { return }
+        if let reason {
+            self.logger?.debug(
+                "status sent after draining the client",
+                metadata: [
+                    "released-by": "\(reason)",
+                    "held-ms": "\((context.eventLoop.now - self.started).nanoseconds / 1_000_000)",
+                    "discarded-bytes": "\(self.discarded)",
+                ]
+            )
+        }
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(
             NIOAny(HTTP2Frame.FramePayload.headers(.init(headers: trailers, endStream: true))),

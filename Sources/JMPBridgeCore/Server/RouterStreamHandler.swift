@@ -563,7 +563,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         // The trailers go out at once on success; after an error, once a client still sending has
         // paused or ended its side, or it would report INTERNAL instead (see RequestDrain). Then a
         // client that has not ended its side gets RST_STREAM(NO_ERROR).
-        self.drain.send(trailers: headers, immediately: status.code == .ok, context: context)
+        self.drain.send(trailers: headers, immediately: status.code == .ok, context: context, logger: self.logger)
         self.closeTarget()
         self.record(status)
     }
