@@ -71,7 +71,7 @@ final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandle
         case is NIOHTTP2Errors.ExcessiveStreamErrors:
             return "more than 200 stream errors within 30 s"
         case is NIOHTTP2Errors.ExcessiveNumberOfGlitches:
-            return "more than 200 protocol violations on the connection"
+            return "more than 200 stream errors on the connection"
         case is NIOHTTP2Errors.ExcessiveControlFrames:
             return "the client sent more than 200 PING, SETTINGS or PRIORITY frames within 30 s"
         case is NIOHTTP2Errors.ExcessiveEmptyDataFrames:
