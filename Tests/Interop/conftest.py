@@ -6,6 +6,7 @@
   ``jmp-bridge status`` (never from the log), and always stops it with SIGTERM and checks that it
   exits 0. Its log is attached to the report of a failing test.
 * ``unix_server`` runs small threaded Unix-socket services (echo, digest, ...) as route targets.
+* ``asyncio_echo`` runs an asyncio echo service with a chosen listen backlog in its own process.
 * ``sockdir`` is a short directory under /tmp for sockets (sun_path is limited to 108 bytes).
 
 The binary is ``$JMP_BRIDGE`` (``scripts/test`` sets it), else ``.build/debug/jmp-bridge``.
@@ -13,6 +14,7 @@ The binary is ``$JMP_BRIDGE`` (``scripts/test`` sets it), else ``.build/debug/jm
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
@@ -24,6 +26,7 @@ import signal
 import socket
 import socketserver
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -74,8 +77,29 @@ def pytest_pyfunc_call(pyfuncitem):
         return None
     portal = pyfuncitem.funcargs["event_loop_portal"]
     kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    portal.call(functools.partial(pyfuncitem.obj, **kwargs))
+    call_in_portal(portal, functools.partial(pyfuncitem.obj, **kwargs))
     return True
+
+
+def call_in_portal(portal, func, *args):
+    """``portal.call(func, *args)``, except that a ``BaseException`` that is not a cancellation
+    (pytest's outcomes: ``pytest.fail``, a ``pytest.raises`` that saw nothing, ``pytest.skip``) is
+    raised here, in the test's thread: raised inside the portal it would stop the session's event
+    loop and fail every test after this one."""
+    async def shielded():
+        try:
+            return None, await func(*args)
+        except Exception:
+            raise
+        except BaseException as outcome:  # noqa: BLE001 - handed to the test's thread
+            if isinstance(outcome, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+                raise
+            return outcome, None
+
+    outcome, result = portal.call(shielded)
+    if outcome is not None:
+        raise outcome
+    return result
 
 
 @pytest.hookimpl(wrapper=True)
@@ -370,6 +394,32 @@ def unix_server(sockdir):
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def asyncio_echo(sockdir):
+    """``asyncio_echo(name, backlog, accept_delay_ms=0) -> Path``: an asyncio echo service
+    (``asyncio_echo.py``) in its own process, listening on ``sockdir/name`` with that listen
+    backlog and taking ``accept_delay_ms`` over each accept; killed at teardown."""
+    processes: list[subprocess.Popen] = []
+
+    def start(name: str, backlog: int, accept_delay_ms: float = 0) -> Path:
+        path = sockdir / name
+        script = Path(__file__).with_name("asyncio_echo.py")
+        process = subprocess.Popen(
+            [sys.executable, str(script), str(path), str(backlog), str(accept_delay_ms)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        processes.append(process)
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready", "the asyncio echo service did not start"
+        return path
+
+    yield start
+    for process in processes:
+        process.kill()
+        process.wait()
 
 
 # Behaviours -----------------------------------------------------------------------------------

@@ -549,6 +549,56 @@ struct ConfigurationTests {
         )
     }
 
+    @Test("connect-timeout: per unix route, 10 s by default, and its errors")
+    func connectTimeout() throws {
+        let configuration = try ConfigurationLoader.parse(
+            yaml: """
+                routes:
+                  a: {unix: /run/a.sock, connect-timeout: 250ms}
+                  b:
+                    connect-timeout: 2m
+                    unix: /run/b.sock
+                  c: {unix: /run/c.sock}
+                """,
+            file: file
+        )
+        #expect(configuration.routes["a"]?.connectTimeout == .milliseconds(250))
+        #expect(configuration.routes["b"]?.connectTimeout == .minutes(2))
+        #expect(configuration.routes["b"]?.target == .unix(path: "/run/b.sock"))
+        #expect(configuration.routes["c"]?.connectTimeout == .seconds(10))
+        #expect(RouteConfiguration.defaultConnectTimeout == UnixSocketConnector.defaultConnectTimeout)
+        expectError(
+            "routes:\n  a:\n    unix: /run/a.sock\n    connect-timeout: soon\n",
+            line: 4,
+            key: "routes.a.connect-timeout",
+            message: "'soon' is not a duration"
+        )
+        expectError(
+            "routes:\n  a:\n    unix: /run/a.sock\n    connect-timeout: 0\n",
+            line: 4,
+            key: "routes.a.connect-timeout",
+            message: "must be more than 0 and at most 10m"
+        )
+        expectError(
+            "routes:\n  a:\n    unix: /run/a.sock\n    connect-timeout: 11m\n",
+            line: 4,
+            key: "routes.a.connect-timeout",
+            message: "must be more than 0 and at most 10m"
+        )
+        expectError(
+            "routes:\n  a:\n    pty: {link: /run/a}\n    connect-timeout: 1s\n",
+            line: 4,
+            key: "routes.a.connect-timeout",
+            message: "connect-timeout applies to unix: routes only"
+        )
+        expectError(
+            "routes:\n  a:\n    connect-timeout: 1s\n",
+            line: 3,
+            key: "routes.a",
+            message: "missing target"
+        )
+    }
+
     @Test("a listener listed twice")
     func duplicateListener() {
         expectError(
@@ -713,7 +763,7 @@ struct ConfigurationTests {
             """,
             line: 3,
             key: "routes.uart0.can",
-            message: "unknown key (expected one of: unix, pty, serial, local)"
+            message: "unknown key (expected one of: unix, pty, serial, local, connect-timeout)"
         )
     }
 

@@ -112,6 +112,12 @@ final class EmbeddedRouterStream {
     ]
 
     /// Sends request headers: a valid Stream request with `extra` added.
+    /// The client sends nothing for ``RequestDrain/quietTime``: an error status held back while
+    /// the client might still be writing goes out now.
+    func clientPauses() {
+        self.channel.embeddedEventLoop.advanceTime(by: RequestDrain.quietTime)
+    }
+
     func sendHeaders(_ extra: [(String, String)] = [], endStream: Bool = false) throws {
         var headers = Self.requestHeaders
         for (name, value) in extra { headers.replaceOrAdd(name: name, value: value) }

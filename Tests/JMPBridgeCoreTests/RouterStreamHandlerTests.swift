@@ -105,13 +105,15 @@ struct RouterStreamHandlerTests {
         )
     }
 
-    @Test("a console cut while connecting fails the stream at once; the target connecting later is closed")
+    @Test("a console cut while connecting fails the stream; the target connecting later is closed")
     func consoleCutWhileConnecting() throws {
         let target = FakeStreamTarget()
         let stream = try Stream()
         try stream.sendHeaders()
         try stream.send([Stream.data("early")])
         stream.handler.targetClosed(error: ConsoleUnavailable(reason: "console 'echo' closed"))
+        #expect(try stream.sent() == [], "the status waits while the client may still be writing")
+        stream.clientPauses()
         #expect(
             try stream.sent() == [
                 .end(grpcStatus: 14, message: "console 'echo' closed", withStatusLine: true), .reset(.noError),
@@ -135,6 +137,7 @@ struct RouterStreamHandlerTests {
         stream.connect(target)
         #expect(try stream.sent() == [.headers(status: "200")])
         try stream.send([Stream.data("x")])
+        stream.clientPauses()
         #expect(
             try stream.sent() == [
                 .end(
@@ -188,6 +191,7 @@ struct RouterStreamHandlerTests {
         let stream = try Self.bridged(target)
         try stream.send([Stream.data("x")])
         target.completeWrite(0, with: .failure(ChannelError.ioOnClosedChannel))
+        stream.clientPauses()
         let sent = try stream.sent()
         guard case .end(grpcStatus: 14, let message?, withStatusLine: false)? = sent.first else {
             Issue.record("expected UNAVAILABLE trailers, got \(sent)")
@@ -203,6 +207,7 @@ struct RouterStreamHandlerTests {
     func resetAfterTrailers() throws {
         let stream = try Stream()
         try stream.sendHeaders([("jmp-route", "nope")])
+        stream.clientPauses()
         #expect(
             try stream.sent() == [
                 .end(grpcStatus: 5, message: "unknown route 'nope'", withStatusLine: true), .reset(.noError),
@@ -212,6 +217,7 @@ struct RouterStreamHandlerTests {
         let held = try Stream()
         held.gate.isOpen = false
         try held.sendHeaders([("jmp-route", "nope")])
+        held.clientPauses()
         #expect(try held.sent() == [])
         held.gate.open()
         #expect(
@@ -223,6 +229,7 @@ struct RouterStreamHandlerTests {
         let closed = try Stream()
         closed.gate.isOpen = false
         try closed.sendHeaders([("jmp-route", "nope")])
+        closed.clientPauses()
         try closed.channel.close().wait()
         closed.gate.open()
         // (EmbeddedChannel still takes the write a closed stream channel would fail.)
@@ -230,6 +237,13 @@ struct RouterStreamHandlerTests {
             try closed.sent() == [.end(grpcStatus: 5, message: "unknown route 'nope'", withStatusLine: true)],
             "no RST_STREAM on a closed stream"
         )
+
+        // A client that goes away while its error status is held back gets nothing more.
+        let gone = try Stream()
+        try gone.sendHeaders([("jmp-route", "nope")])
+        try gone.channel.close().wait()
+        gone.clientPauses()
+        #expect(try gone.sent() == [])
     }
 
     @Test("a request that is not gRPC gets its HTTP status, then RST_STREAM, and no target")

@@ -69,8 +69,17 @@ enum Tokens {
 /// A log handler that keeps every message with its metadata, at trace level.
 final class CapturedLog: Sendable {
     private let lines = NIOLockedValueBox<[String]>([])
+    private let watchers = NIOLockedValueBox<[(text: String, signal: Signal)]>([])
 
     var all: [String] { self.lines.withLockedValue { $0 } }
+
+    /// Returns once a line containing `text` has been logged (or the waiting task is cancelled).
+    func waitForLine(containing text: String) async {
+        let signal = Signal()
+        self.watchers.withLockedValue { $0.append((text, signal)) }
+        if self.all.contains(where: { $0.contains(text) }) { signal.fire() }
+        await signal.wait()
+    }
 
     func logger() -> Logger {
         var logger = Logger(label: "jmp-bridge-test") { _ in Handler(log: self) }
@@ -78,7 +87,12 @@ final class CapturedLog: Sendable {
         return logger
     }
 
-    fileprivate func append(_ line: String) { self.lines.withLockedValue { $0.append(line) } }
+    fileprivate func append(_ line: String) {
+        self.lines.withLockedValue { $0.append(line) }
+        for watcher in self.watchers.withLockedValue({ $0 }) where line.contains(watcher.text) {
+            watcher.signal.fire()
+        }
+    }
 
     private struct Handler: LogHandler {
         let log: CapturedLog

@@ -161,6 +161,12 @@ public struct RouteConfiguration: Sendable, Equatable {
     public var target: RouteTarget
     /// A raw Unix-socket door to the same target, for local tools (no gRPC).
     public var local: LocalDoorConfiguration?
+    /// `unix:` routes: how long a stream may wait for its connection to the target, retries of
+    /// a busy target (listen backlog full) included, before it fails with UNAVAILABLE.
+    public var connectTimeout: TimeAmount = RouteConfiguration.defaultConnectTimeout
+
+    /// The `connect-timeout` of a route that sets none.
+    public static let defaultConnectTimeout = TimeAmount.seconds(10)
 
     /// Creates a route.
     public init(name: String, target: RouteTarget, local: LocalDoorConfiguration? = nil) {

@@ -22,8 +22,9 @@ public enum ConfigurationLoader {
     ]
     /// The keys of `listen[].tls`.
     public static let tlsKeys = ["cert", "key", "client-ca"]
-    /// The target keys of a route.
-    public static let routeKeys = ["unix", "pty", "serial", "local"]
+    /// The keys of a route: its target (exactly one of `unix`, `pty`, `serial`) and, on `unix`
+    /// routes, `local` and `connect-timeout`.
+    public static let routeKeys = ["unix", "pty", "serial", "local", "connect-timeout"]
     /// The keys of a route's `local:` door.
     public static let doorKeys = ["address", "mode", "splice", "max-connections"]
     /// The keys of a `pty:` target.
@@ -345,6 +346,12 @@ struct Reader {
                 door = (try self.door(fields[index].1, key: "routes.\(name).local"), fields[index].1)
                 fields.remove(at: index)
             }
+            var connectTimeout: (TimeAmount, Node)?
+            if let index = fields.firstIndex(where: { $0.0 == "connect-timeout" }) {
+                let node = fields[index].1
+                connectTimeout = (try self.connectTimeout(node, key: "routes.\(name).connect-timeout"), node)
+                fields.remove(at: index)
+            }
             guard let (kind, targetNode) = fields.first else {
                 throw error(
                     value,
@@ -388,8 +395,27 @@ struct Reader {
                 }
                 result[name]?.local = local
             }
+            if let (timeout, node) = connectTimeout {
+                guard case .unix = result[name]?.target else {
+                    throw error(
+                        node,
+                        key: "routes.\(name).connect-timeout",
+                        "connect-timeout applies to unix: routes only"
+                    )
+                }
+                result[name]?.connectTimeout = timeout
+            }
         }
         return result
+    }
+
+    /// A route's `connect-timeout`: more than 0, at most 10 minutes.
+    func connectTimeout(_ node: Node, key: String) throws(ConfigurationError) -> TimeAmount {
+        let timeout = try duration(node, key: key)
+        guard timeout > .zero, timeout <= .minutes(10) else {
+            throw error(node, key: key, "must be more than 0 and at most 10m")
+        }
+        return timeout
     }
 
     /// A route's `local:` door: `unix:PATH` or `systemd:NAME`, or a mapping with `address`,

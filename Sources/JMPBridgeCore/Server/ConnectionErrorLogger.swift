@@ -45,6 +45,11 @@ final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandle
                 self.logger.debug("connection reset by the client", metadata: ["peer": "\(peer)"])
             case is ChannelError:
                 self.logger.debug("connection closed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            case _ where Self.protection(error) != nil:
+                self.logger.warning(
+                    "connection closed by HTTP/2 protection: \(Self.protection(error) ?? "")",
+                    metadata: ["peer": "\(peer)", "error": "\(type(of: error))"]
+                )
             default:
                 self.logger.notice(
                     "connection closed after an error: all its streams end",
@@ -53,5 +58,32 @@ final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandle
             }
         }
         context.close(promise: nil)
+    }
+
+    /// What a client did to trip one of swift-nio-http2's protections, which close the whole
+    /// connection (after a GOAWAY with ENHANCE_YOUR_CALM or PROTOCOL_ERROR); nil for any other
+    /// error. The numbers are NIOHTTP2's defaults, which the bridge keeps; jmp-bridge(8) lists
+    /// them.
+    static func protection(_ error: any Error) -> String? {
+        switch error {
+        case is NIOHTTP2Errors.ExcessiveRSTFrames:
+            return "the client reset more than 200 streams within 30 s (rapid reset)"
+        case is NIOHTTP2Errors.ExcessiveStreamErrors:
+            return "more than 200 stream errors within 30 s"
+        case is NIOHTTP2Errors.ExcessiveNumberOfGlitches:
+            return "more than 200 stream errors on the connection"
+        case is NIOHTTP2Errors.ExcessiveControlFrames:
+            return "the client sent more than 200 PING, SETTINGS or PRIORITY frames within 30 s"
+        case is NIOHTTP2Errors.ExcessiveEmptyDataFrames:
+            return "the client sent empty DATA frames in a row"
+        case is NIOHTTP2Errors.ExcessiveContinuationFrames:
+            return "the client sent more than 5 CONTINUATION frames in a row"
+        case is NIOHTTP2Errors.ExcessivelyLargeHeaderBlock:
+            return "a header block larger than 16 KiB"
+        case is NIOHTTP2Errors.ExcessiveOutboundFrameBuffering:
+            return "the client does not read: more than 10000 control frames queued for it"
+        default:
+            return nil
+        }
     }
 }

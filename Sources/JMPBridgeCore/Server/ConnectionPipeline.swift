@@ -5,6 +5,10 @@ import NIOSSL
 /// Sets up one accepted connection: TLS if the listener has it, then HTTP/2 with a
 /// ``RouterStreamHandler`` on every stream the client opens.
 struct ConnectionPipeline: Sendable {
+    /// How long a new connection has to complete its TLS handshake (if any) and send the
+    /// HTTP/2 preface before it is closed (see ``PrefaceTimeoutHandler``).
+    static let prefaceTimeout = TimeAmount.seconds(10)
+
     let environment: StreamEnvironment
     /// The listener's TLS context, read for each new connection (``BridgeServer/reloadTLS()``
     /// replaces it).
@@ -45,6 +49,7 @@ struct ConnectionPipeline: Sendable {
         if let tls = self.tls {
             try sync.addHandler(NIOSSLServerHandler(context: tls.context))
         }
+        try sync.addHandler(PrefaceTimeoutHandler(timeout: Self.prefaceTimeout, logger: self.environment.logger))
         let limits = self.environment.limits
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         // Twice the limit is advertised, so that a client opening one stream too many is told

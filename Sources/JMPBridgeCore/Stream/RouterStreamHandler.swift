@@ -48,6 +48,8 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     private var idleTimer: Scheduled<Void>?
     private var deadline: Scheduled<Void>?
     private var lingerTimer: Scheduled<Void>?
+    /// Sends the final status; after an error, once the client has stopped sending (RequestDrain).
+    private let drain: RequestDrain
 
     /// Creates a handler for one stream of a connection on a listener with `security`.
     convenience init(environment: StreamEnvironment, security: ListenerSecurity, connection: ConnectionStreams) {
@@ -75,6 +77,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
             maximumMessageLength: environment.limits.maxMessageSize,
             ownsMessages: true
         )
+        self.drain = RequestDrain(maximumBytes: environment.limits.streamWindow + environment.limits.maxMessageSize)
     }
 
     // MARK: - Channel events
@@ -97,7 +100,10 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch Self.unwrapInboundIn(data) {
+        let payload = Self.unwrapInboundIn(data)
+        // While an error status is held, the client's frames are drained (see RequestDrain).
+        if self.drain.observe(payload, context: context) { return }
+        switch payload {
         case .headers(let headers):
             self.perform(self.machine.receivedHeaders(headers.headers))
             // Clients do not send trailers in gRPC, but END_STREAM on them still ends the request.
@@ -144,6 +150,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.drain.stop()
         self.perform(self.machine.clientWentAway())
         context.fireChannelInactive()
     }
@@ -181,7 +188,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         }
         self.machine.admitted(route: grant.route.name, readOnly: head.readOnly)
         let route = grant.route.target
-        switch self.opener.open(grant.route, sink: self, on: context.eventLoop) {
+        switch self.opener.open(grant.route, sink: self, on: context.eventLoop, logger: self.logger) {
         case .failure(let status):
             self.perform(self.machine.fail(status))
         case .success(let opening):
@@ -403,17 +410,10 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
         guard let context = self.context else { return }
         self.cancelTimers()
         let headers = trailersOnly ? GRPCResponseHeaders.trailersOnly(status) : GRPCResponseHeaders.trailers(status)
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(
-            Self.wrapOutboundOut(.headers(.init(headers: headers, endStream: true))),
-            promise: promise
-        )
-        // Once the trailers are out (closing earlier would drop queued DATA frames), a client that
-        // has not ended its side gets RST_STREAM(NO_ERROR), as gRPC servers do: any other code
-        // would make it report CANCELLED instead of the status just sent.
-        promise.futureResult.assumeIsolated().whenComplete { _ in
-            Self.resetIfOpen(context)
-        }
+        // The trailers go out at once on success; after an error, once a client still sending has
+        // paused or ended its side, or it would report INTERNAL instead (see RequestDrain). Then a
+        // client that has not ended its side gets RST_STREAM(NO_ERROR).
+        self.drain.send(trailers: headers, immediately: status.code == .ok, context: context, logger: self.logger)
         self.closeTarget()
         self.accounting.record(status, statistics: self.environment.statistics, logger: self.logger)
     }

@@ -1,5 +1,6 @@
 import JMPProtocol
 import JMPTargets
+import Logging
 import NIOCore
 
 /// Opens the target of an admitted stream's route on the stream's event loop: a fresh
@@ -26,19 +27,26 @@ struct StreamTargetOpener {
         self.replacement = open
     }
 
-    /// Starts opening `route`'s target; must be called on `eventLoop`.
+    /// Starts opening `route`'s target; must be called on `eventLoop`. A busy `unix:` target
+    /// (listen backlog full) is waited for up to the route's `connect-timeout`, logged on `logger`.
     func open(
         _ route: RouteConfiguration,
         sink: any TargetSink,
-        on eventLoop: any EventLoop
+        on eventLoop: any EventLoop,
+        logger: Logger
     ) -> Result<EventLoopFuture<any StreamTarget>, GRPCStatus> {
         if let replacement = self.replacement { return replacement(route, sink, eventLoop) }
         switch route.target {
         case .unix(let path):
             let handler = TargetChannelHandler(sink: sink)
-            let connector = UnixSocketConnector(path: path, maxReadSize: self.environment.limits.maxPayloadSize)
+            let connector = UnixSocketConnector(
+                path: path,
+                maxReadSize: self.environment.limits.maxPayloadSize,
+                connectTimeout: route.connectTimeout
+            )
             return .success(
-                connector.connect(on: eventLoop, handler: handler).assumeIsolated().map { channel -> any StreamTarget in
+                connector.connect(on: eventLoop, handler: handler, logger: logger).assumeIsolated().map {
+                    channel -> any StreamTarget in
                     SocketStreamTarget(channel: channel, handler: handler)
                 }.nonisolated()
             )

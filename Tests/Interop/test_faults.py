@@ -1,0 +1,525 @@
+"""Faults: clients and targets that misbehave, next to streams that must not notice.
+
+Every case checks three things: the bridge stays up; a healthy stream on another connection,
+running all through the fault, gets every byte back; and once the faulty clients are gone the
+bridge holds exactly the file descriptors it held before (``/proc/PID/fd``), awaited with a
+bounded wait on that condition.
+
+The clients are grpcio (jumpstarter's) where a real client can produce the fault, and
+hand-made HTTP/2 frames (``rawh2``) where only a broken or hostile one would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import functools
+import os
+import random
+import socket
+import struct
+import termios
+import threading
+import time
+
+import anyio
+import grpc
+import pytest
+from anyio import fail_after, to_thread
+from jumpstarter.streams.router import RouterStream
+from jumpstarter_protocol import router_pb2
+
+import rawh2
+from conftest import echo
+from test_router_stream import field, open_channel, receive_all, receive_exactly, start_call
+
+TIMEOUT = 60
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def fd_count(bridge) -> int:
+    return len(os.listdir(f"/proc/{bridge.pid}/fd"))
+
+
+def open_fds(bridge) -> list[str]:
+    fds = []
+    for name in sorted(os.listdir(f"/proc/{bridge.pid}/fd"), key=int):
+        with contextlib.suppress(OSError):
+            fds.append(f"{name} -> {os.readlink(f'/proc/{bridge.pid}/fd/{name}')}")
+    return fds
+
+
+def socket_count(bridge) -> int:
+    return sum("socket:" in fd for fd in open_fds(bridge))
+
+
+def wait_until(condition, timeout: float, describe) -> None:
+    """Polls ``condition`` until it holds; fails with ``describe()`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(describe())
+        time.sleep(0.05)
+
+
+def wait_for_fds(bridge, baseline: int, timeout: float = 20) -> None:
+    """Waits (bounded) until the bridge holds no more descriptors than ``baseline``."""
+    wait_until(
+        lambda: fd_count(bridge) <= baseline,
+        timeout,
+        lambda: f"the bridge holds {fd_count(bridge)} descriptors {timeout}s after the faulty clients left, "
+        f"{baseline} before:\n" + "\n".join(open_fds(bridge)),
+    )
+
+
+def stream_request(payload: bytes) -> bytes:
+    """A StreamRequest with a DATA payload, protobuf-encoded by hand (field 1, bytes)."""
+    length = bytearray()
+    value = len(payload)
+    while value >= 128:
+        length.append((value & 127) | 128)
+        value >>= 7
+    length.append(value)
+    return b"\x0a" + bytes(length) + payload
+
+
+@pytest.fixture
+def faulty(start_bridge, unix_server, tls):
+    """A bridge with an ``echo`` route (the default) and room for more routes; returns
+    ``(bridge, baseline)``, the baseline being its descriptor count once it has served one
+    stream and that stream's connection is gone (the runtime opens a few descriptors of its own
+    lazily, e.g. a timerfd for its first timer)."""
+
+    async def start(**routes) -> tuple:
+        target = unix_server("echo.sock", echo)
+        bridge = start_bridge({"echo": target.path, **routes}, default_route="echo")
+        listeners = socket_count(bridge)
+        await round_trip(bridge, tls)
+        await to_thread.run_sync(
+            wait_until, lambda: socket_count(bridge) == listeners, 20, lambda: "\n".join(open_fds(bridge))
+        )
+        return bridge, fd_count(bridge)
+
+    return start
+
+
+async def with_neighbour(bridge, tls, fault):
+    """Runs ``fault()`` while a healthy stream on its own connection keeps sending (paced) and
+    receiving its echo; when the fault is over the stream half-closes, must get back exactly
+    what it sent and end with OK. Returns what ``fault()`` returned."""
+    rng = random.Random(17)
+    sent, received = bytearray(), bytearray()
+    fault_done = anyio.Event()
+    outcome = {}
+
+    async with open_channel(bridge, tls) as channel:
+        call = start_call(channel, "echo")
+        stream = RouterStream(context=call)
+        # The neighbour is bridged before the fault starts.
+        first = rng.randbytes(1000)
+        sent += first
+        await stream.send(first)
+        received += await receive_exactly(stream, len(first))
+
+        async def sender():
+            while not fault_done.is_set():
+                chunk = rng.randbytes(rng.randint(1, 16 * 1024))
+                sent.extend(chunk)
+                await stream.send(chunk)
+                await anyio.sleep(0.02)
+            await stream.send_eof()
+
+        async def receiver():
+            received.extend(await receive_all(stream))
+
+        async def run_fault():
+            try:
+                outcome["result"] = await fault()
+            finally:
+                fault_done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sender)
+            tg.start_soon(receiver)
+            tg.start_soon(run_fault)
+        assert await call.code() == grpc.StatusCode.OK
+    assert len(received) == len(sent) and bytes(received) == bytes(sent), (
+        f"the healthy neighbour lost bytes: sent {len(sent)}, got {len(received)} back"
+    )
+    return outcome.get("result")
+
+
+async def round_trip(bridge, tls) -> None:
+    """The bridge is up and serves a fresh stream on a fresh connection."""
+    assert bridge.proc.poll() is None, "the bridge exited"
+    async with open_channel(bridge, tls) as channel:
+        call = start_call(channel, "echo")
+        stream = RouterStream(context=call)
+        await stream.send(b"still serving")
+        await stream.send_eof()
+        assert await receive_all(stream) == b"still serving"
+        assert await call.code() == grpc.StatusCode.OK
+
+
+async def finish(bridge, tls, baseline: int) -> None:
+    """The end of every case: the faulty clients are gone; the bridge still serves, and gives
+    back every descriptor they made it hold."""
+    await round_trip(bridge, tls)
+    await to_thread.run_sync(wait_for_fds, bridge, baseline)
+
+
+# --------------------------------------------------------------------------------------------
+# clients that go away
+
+
+async def test_hundreds_of_clients_cancelling_mid_transfer(faulty, tls):
+    """200 clients, each on its own connection, cancel their stream in the middle of a
+    transfer (after their first echo came back, with more still in flight)."""
+    bridge, baseline = await faulty()
+    clients = 200
+    cancelled = []
+
+    async def one_client(index):
+        async with open_channel(bridge, tls) as channel:
+            call = start_call(channel, "echo")
+            stream = RouterStream(context=call)
+            chunk = random.Random(index).randbytes(16 * 1024)
+            await stream.send(chunk)
+            assert await receive_exactly(stream, len(chunk)) == chunk
+            for _ in range(4):
+                await stream.send(chunk)
+            call.cancel()
+            cancelled.append(await call.code())
+
+    async def fault():
+        async with anyio.create_task_group() as tg:
+            for index in range(clients):
+                tg.start_soon(one_client, index)
+
+    with fail_after(TIMEOUT):
+        await with_neighbour(bridge, tls, fault)
+        assert cancelled == [grpc.StatusCode.CANCELLED] * clients
+        await finish(bridge, tls, baseline)
+    # 200 cancelled; the warm-up, the neighbour and the final round trip OK.
+    statuses = [field(line, "status") for line in bridge.stream_lines(count=clients + 3)]
+    assert statuses.count("CANCELLED") == clients and statuses.count("OK") == 3
+
+
+async def test_connections_dropped_with_live_streams(faulty, tls):
+    """Five connections with ten live streams each (bytes flowing both ways) are dropped, not
+    closed: the socket is reset (SO_LINGER 0) with no GOAWAY, no RST_STREAM, no END_STREAM."""
+    bridge, baseline = await faulty()
+    payload = stream_request(b"x" * 1000)
+
+    def drop_connections():
+        connections = []
+        for _ in range(5):
+            conn = rawh2.Connection(bridge.port, tls.cert_pem)
+            conn.start()
+            for stream_id in range(1, 21, 2):
+                conn.send(rawh2.headers(stream_id, rawh2.grpc_request_headers()))
+                conn.send(rawh2.data(stream_id, rawh2.grpc_message(payload)))
+            # Live: every stream got its echo back.
+            echoed = set()
+            conn.frames_until(lambda f: f.kind == rawh2.DATA and echoed.add(f.stream_id) is None and len(echoed) == 10)
+            connections.append(conn)
+        for conn in connections:
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    async def fault():
+        await to_thread.run_sync(drop_connections)
+        # Every stream of the dropped connections ends (as cancelled: no status can reach anyone).
+        await to_thread.run_sync(lambda: bridge.wait_for_line(r"status=CANCELLED", count=50, timeout=20))
+
+    with fail_after(TIMEOUT):
+        await with_neighbour(bridge, tls, fault)
+        await finish(bridge, tls, baseline)
+
+
+# --------------------------------------------------------------------------------------------
+# connections that are not HTTP/2, or never get there
+
+
+async def test_garbage_http1_and_oversized_headers_close_only_their_connection(faulty, tls):
+    """Raw TCP garbage (not TLS), an HTTP/1.1 request over TLS, garbage after the preface and a
+    header block over the 16 KiB limit each close their own connection, with a log line that
+    says why; nothing else notices."""
+    bridge, baseline = await faulty()
+
+    def tcp_garbage():
+        with socket.create_connection(("127.0.0.1", bridge.port), timeout=TIMEOUT) as raw:
+            raw.sendall(random.Random(1).randbytes(4096))
+            while raw.recv(4096):
+                pass
+
+    def http1_request():
+        with rawh2.tls_connect(bridge.port, tls.cert_pem) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            with contextlib.suppress(ConnectionError):
+                while conn.recv(4096):
+                    pass
+
+    def garbage_after_preface():
+        conn = rawh2.Connection(bridge.port, tls.cert_pem)
+        conn.send(rawh2.PREFACE + b"\xff" * 64)
+        frames = conn.frames_until(lambda f: f.kind == rawh2.GOAWAY)
+        assert frames and frames[-1].kind == rawh2.GOAWAY
+        conn.frames_until(lambda f: False)  # then the bridge closes the connection
+        conn.close()
+
+    def oversized_headers():
+        conn = rawh2.Connection(bridge.port, tls.cert_pem)
+        conn.start()
+        conn.frames_until(lambda f: f.kind == rawh2.SETTINGS)  # the server's: max frame size 1 MiB
+        big = rawh2.grpc_request_headers([("x-padding", "p" * 20_000)])
+        conn.send(rawh2.headers(1, big))
+        frames = conn.frames_until(lambda f: f.kind == rawh2.GOAWAY)
+        assert frames and frames[-1].kind == rawh2.GOAWAY
+        conn.frames_until(lambda f: False)
+        conn.close()
+
+    async def fault():
+        for case in (tcp_garbage, http1_request, garbage_after_preface, oversized_headers):
+            await to_thread.run_sync(case)
+
+    with fail_after(TIMEOUT):
+        await with_neighbour(bridge, tls, fault)
+        await finish(bridge, tls, baseline)
+    log = "\n".join(bridge.lines())
+    assert "TLS failed" in log
+    assert "connection closed by HTTP/2 protection: a header block larger than 16 KiB" in log
+    assert log.count("connection closed after an error: all its streams end") >= 2  # HTTP/1.1, garbage
+
+
+async def test_a_connection_that_never_speaks_is_closed_after_10_seconds(faulty, tls):
+    """A TCP connection that never starts TLS, and one that stops half-way through the HTTP/2
+    preface, hold a descriptor for 10 seconds at most: then the bridge closes them, saying so."""
+    bridge, baseline = await faulty()
+
+    def wait_closed(sock) -> float:
+        started = time.monotonic()
+        sock.settimeout(30)
+        with contextlib.suppress(ConnectionError):
+            while sock.recv(4096):
+                pass
+        return time.monotonic() - started
+
+    async def fault():
+        silent = socket.create_connection(("127.0.0.1", bridge.port), timeout=TIMEOUT)
+        partial = rawh2.tls_connect(bridge.port, tls.cert_pem, alpn=["h2"])
+        partial.sendall(rawh2.PREFACE[:10])
+        try:
+            async with anyio.create_task_group() as tg:
+                waited = {}
+
+                async def watch(name, sock):
+                    waited[name] = await to_thread.run_sync(wait_closed, sock)
+
+                tg.start_soon(watch, "silent", silent)
+                tg.start_soon(watch, "partial", partial)
+            # Connected a moment before the watch started; closed by the bridge, not by the test.
+            assert 5 < waited["silent"] < 15 and 5 < waited["partial"] < 15, waited
+        finally:
+            silent.close()
+            partial.close()
+
+    with fail_after(TIMEOUT):
+        await with_neighbour(bridge, tls, fault)
+        await finish(bridge, tls, baseline)
+    lines = bridge.wait_for_line(r"connection closed: no HTTP/2 preface within 10000 ms of connecting", count=2)
+    assert any("bytes-received=10" in line for line in lines), lines
+
+
+# --------------------------------------------------------------------------------------------
+# malformed messages
+
+
+async def test_malformed_messages_fail_only_their_own_stream(faulty, tls):
+    """A message that is not a StreamRequest, a message over the 4 MiB limit, gzip compression
+    (grpc-encoding) and a compressed flag without grpc-encoding each fail their own stream with
+    the status that says so; the streams next to them on the same connection go on."""
+    bridge, baseline = await faulty()
+
+    async def grpcio_cases():
+        outcomes = {}
+        options = {"grpc.max_send_message_length": 16 << 20}
+        async with open_channel(bridge, tls, **options) as channel:
+            neighbour = RouterStream(context=start_call(channel, "echo"))
+            await neighbour.send(b"before ")
+
+            async def raw_call(name, message: bytes, **kwargs):
+                method = channel.stream_stream("/jumpstarter.v1.RouterService/Stream")
+                call = method(**kwargs)
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    await call.write(message)
+                    await call.done_writing()
+                outcomes[name] = await call.code()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(raw_call, "bad protobuf", b"\xff\xff\xff\xff")
+                tg.start_soon(raw_call, "oversize", stream_request(b"o" * (5 << 20)))
+                tg.start_soon(
+                    functools.partial(raw_call, compression=grpc.Compression.Gzip), "gzip", stream_request(b"z" * 1000)
+                )
+            await neighbour.send(b"after")
+            await neighbour.send_eof()
+            assert await receive_all(neighbour) == b"before after"
+        return outcomes
+
+    def compressed_flag_without_encoding():
+        conn = rawh2.Connection(bridge.port, tls.cert_pem)
+        try:
+            conn.start()
+            conn.send(rawh2.headers(1, rawh2.grpc_request_headers()))
+            conn.send(rawh2.data(1, rawh2.grpc_message(stream_request(b"c" * 100), compressed=True)))
+            conn.send(rawh2.headers(3, rawh2.grpc_request_headers()))
+            conn.send(rawh2.data(3, rawh2.grpc_message(stream_request(b"healthy")), end_stream=True))
+            # Both streams end (the failed one with its trailers), in whichever order.
+            ended = set()
+            frames = conn.frames_until(
+                lambda f: f.kind == rawh2.HEADERS and f.flags & rawh2.END_STREAM
+                and (ended.add(f.stream_id) or ended == {1, 3})
+            )
+            assert ended == {1, 3}, frames
+            # The stream next to the failed one on the same connection is echoed.
+            echoed = b"".join(f.payload for f in frames if f.stream_id == 3 and f.kind == rawh2.DATA)
+            assert b"healthy" in echoed
+        finally:
+            conn.close()
+
+    async def fault():
+        outcomes = await grpcio_cases()
+        await to_thread.run_sync(compressed_flag_without_encoding)
+        return outcomes
+
+    with fail_after(TIMEOUT):
+        outcomes = await with_neighbour(bridge, tls, fault)
+        await finish(bridge, tls, baseline)
+    assert outcomes == {
+        "bad protobuf": grpc.StatusCode.INTERNAL,
+        "oversize": grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "gzip": grpc.StatusCode.UNIMPLEMENTED,
+    }
+    reasons = [line for line in bridge.lines() if "status=INTERNAL" in line]
+    assert any("compressed message on a stream without grpc-encoding" in line for line in reasons), reasons
+    assert any("malformed StreamRequest" in line for line in reasons), reasons
+
+
+# --------------------------------------------------------------------------------------------
+# targets that misbehave
+
+
+def reset_mid_stream(conn: socket.socket):
+    """Answers the first bytes, then, once more has arrived, closes without reading it: a Unix
+    socket closed with unread data resets the connection (the bridge reads ECONNRESET)."""
+    data = conn.recv(1000)
+    conn.sendall(b"partial answer to " + data)
+    conn.recv(1, socket.MSG_PEEK)
+    conn.close()
+
+
+def unread(conn: socket.socket) -> int:
+    """Bytes waiting in the socket's receive queue (FIONREAD)."""
+    return struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def closes_at_once(conn: socket.socket):
+    conn.close()
+
+
+async def test_targets_that_reset_never_read_or_close_at_once(faulty, unix_server, tls):
+    """A target that resets mid-stream fails its stream with UNAVAILABLE; one that never reads
+    holds its client back until the client cancels; one that closes at once ends the stream
+    (GOAWAY, then OK). The bridge lets go of every target connection."""
+    release = threading.Event()
+    reset = unix_server("reset.sock", reset_mid_stream)
+    stuck = unix_server("stuck.sock", lambda conn: release.wait(TIMEOUT))  # never reads
+    closing = unix_server("closing.sock", closes_at_once)
+    bridge, baseline = await faulty(reset=reset.path, stuck=stuck.path, closing=closing.path)
+    outcomes = {}
+
+    async def fault():
+        async with open_channel(bridge, tls) as channel:
+            # reset
+            call = start_call(channel, "reset")
+            stream = RouterStream(context=call)
+            await stream.send(b"hello")
+            assert await receive_exactly(stream, 23) == b"partial answer to hello"
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.EndOfStream):
+                await stream.send(b"more")
+                while True:
+                    await stream.receive()
+            outcomes["reset"] = (await call.code(), await call.details())
+
+            # never reads: 16 MiB cannot all go anywhere; once the target holds a full socket
+            # buffer of it unread (the rest held back by the bridge and HTTP/2 flow control),
+            # the client gives up and cancels.
+            stub_call = channel.stream_stream("/jumpstarter.v1.RouterService/Stream")(
+                metadata=(("jmp-route", "stuck"),)
+            )
+
+            async def write_all():
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    for _ in range(256):
+                        await stub_call.write(stream_request(b"s" * 65536))
+
+            writer = asyncio.ensure_future(write_all())
+            await to_thread.run_sync(
+                wait_until, lambda: stuck.connections and unread(stuck.connections[0]) >= 100_000, 20,
+                lambda: "the target never got a full buffer",
+            )
+            writer.cancel()  # cancelling the pending write cancels the call
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            outcomes["stuck"] = await stub_call.code()
+
+            # closes at once
+            call = start_call(channel, "closing")
+            stream = RouterStream(context=call)
+            assert await receive_all(stream) == b""
+            await stream.send_eof()
+            outcomes["closing"] = await call.code()
+
+    with fail_after(TIMEOUT):
+        await with_neighbour(bridge, tls, fault)
+        release.set()  # the target lets go of its side of the held connection
+        await finish(bridge, tls, baseline)
+    code, details = outcomes["reset"]
+    assert code == grpc.StatusCode.UNAVAILABLE, (code, details)
+    assert "route 'reset'" in details, details
+    assert outcomes["stuck"] == grpc.StatusCode.CANCELLED
+    assert outcomes["closing"] == grpc.StatusCode.OK
+
+
+# --------------------------------------------------------------------------------------------
+# swift-nio-http2's protections
+
+
+async def test_rapid_reset_closes_the_connection_and_says_why(faulty, tls):
+    """One client cancelling 300 streams on one connection within 30 s trips the rapid-reset
+    protection (more than 200 RST_STREAM frames in 30 s): that connection is closed and the
+    log names the reason; other connections go on."""
+    bridge, baseline = await faulty()
+
+    async def fault():
+        async with open_channel(bridge, tls) as channel:
+            for index in range(300):
+                call = start_call(channel, "echo")
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    await call.write(router_pb2.StreamRequest(payload=b"r"))
+                call.cancel()
+            await to_thread.run_sync(
+                lambda: bridge.wait_for_line(r"connection closed by HTTP/2 protection", timeout=20)
+            )
+
+    with fail_after(TIMEOUT):
+        await with_neighbour(bridge, tls, fault)
+        await finish(bridge, tls, baseline)
+    [line] = bridge.wait_for_line(r"connection closed by HTTP/2 protection")
+    assert "the client reset more than 200 streams within 30 s (rapid reset)" in line, line
+    assert "peer=" in line
