@@ -308,12 +308,3 @@ public final class DoorLoop: @unchecked Sendable {
         }
     }
 }
-
-/// A door that cannot be set up.
-public struct DoorError: Error, Sendable, CustomStringConvertible {
-    /// What failed.
-    public let description: String
-
-    /// Creates the error.
-    public init(_ description: String) { self.description = description }
-}

@@ -1,15 +1,5 @@
 import NIOCore
 
-/// Why a gRPC message stream could not be split into messages.
-public enum GRPCDeframingError: Error, Hashable, Sendable {
-    /// A message announced more bytes than the configured limit.
-    case messageTooLarge(length: Int, limit: Int)
-    /// The compressed flag was set although the stream uses the identity encoding.
-    case compressedWithoutEncoding
-    /// The stream ended inside a message.
-    case truncated(missing: Int)
-}
-
 /// Splits the bytes of gRPC DATA frames into length-prefixed messages.
 ///
 /// A message that spans frames is gathered, once, into a buffer of its exact size. Whole messages

@@ -1,13 +1,5 @@
 import NIOHPACK
 
-/// Why a request's headers were refused before any message was read.
-public enum GRPCRequestRejection: Error, Hashable, Sendable {
-    /// Not a gRPC request at all: answer with this HTTP status and no gRPC status.
-    case http(status: Int, reason: String)
-    /// A gRPC request that fails with this status (sent as a trailers-only response).
-    case grpc(GRPCStatus)
-}
-
 /// The parts of a gRPC request's HEADERS frame that the bridge acts on.
 public struct GRPCRequestHead: Sendable, Equatable {
     /// The `:path`, e.g. `/jumpstarter.v1.RouterService/Stream`.

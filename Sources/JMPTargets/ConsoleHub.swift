@@ -3,15 +3,6 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// Receives a console's output; called on the console's event loop (implementations hop to
-/// their own).
-public protocol ConsoleSubscriber: AnyObject, Sendable {
-    /// Bytes the device printed.
-    func consoleOutput(_ bytes: ByteBuffer)
-    /// The subscriber fell too far behind (or the console went away) and is detached.
-    func consoleCut(_ reason: ConsoleUnavailable)
-}
-
 /// One console (a pty master or a serial device) shared by any number of attachments: output
 /// goes to all of them and to the scrollback, input from any of them goes to the device.
 ///
@@ -225,7 +216,7 @@ public final class ConsoleHub: Sendable {
 
     // MARK: - Device events (on the hub's loop)
 
-    fileprivate func deviceOutput(_ bytes: ByteBuffer) {
+    func deviceOutput(_ bytes: ByteBuffer) {
         let state = self.state.value
         state.scrollback.append(bytes)
         let count = bytes.readableBytes
@@ -253,7 +244,7 @@ public final class ConsoleHub: Sendable {
         }
     }
 
-    fileprivate func deviceClosed(error: (any Error)?) {
+    func deviceClosed(error: (any Error)?) {
         let state = self.state.value
         // Closed by close(): that already cut everyone.
         guard state.channel != nil, !state.closed else { return }
@@ -270,62 +261,5 @@ public final class ConsoleHub: Sendable {
             subscriber.handle.consoleCut(ConsoleUnavailable(reason: reason))
         }
         state.deviceLost?(error)
-    }
-}
-
-/// Why a console attachment ended or could not start.
-public struct ConsoleUnavailable: Error, Sendable, CustomStringConvertible {
-    /// Why.
-    public let reason: String
-    /// The attachment was cut for lagging (RESOURCE_EXHAUSTED) rather than the console failing.
-    public let lagged: Bool
-
-    /// Creates the error.
-    public init(reason: String, lagged: Bool = false) {
-        self.reason = reason
-        self.lagged = lagged
-    }
-
-    public var description: String { self.reason }
-}
-
-/// What a console hub is doing, for `status`.
-public struct ConsoleStatus: Sendable, Equatable {
-    /// The device is open.
-    public var up: Bool
-    /// Why not, when it is not.
-    public var downReason: String?
-    /// Attachments now.
-    public var attachments: Int
-    /// Bytes the device printed since start.
-    public var outputBytes: Int
-    /// Bytes written to the device since start.
-    public var inputBytes: Int
-    /// Attachments cut for lagging since start.
-    public var cuts: Int
-}
-
-/// Reads the console device and hands everything to the hub.
-private final class ConsoleDeviceHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-
-    private let hub: ConsoleHub
-    private var error: (any Error)?
-
-    init(hub: ConsoleHub) {
-        self.hub = hub
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.hub.deviceOutput(Self.unwrapInboundIn(data))
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.error = error
-        context.close(promise: nil)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        self.hub.deviceClosed(error: self.error)
     }
 }

@@ -73,7 +73,7 @@ final class EmbeddedRouterStream {
     init(limits: Limits = Limits(), linger: TimeAmount = .seconds(5)) throws {
         var logger = Logger(label: "jmp-bridge-test")
         logger.logLevel = .critical
-        let environment = StreamEnvironment(
+        let environment = BridgeContext(
             routes: RouteTable(
                 routes: ["echo": RouteConfiguration(name: "echo", target: .unix(path: "/nonexistent/echo.sock"))],
                 defaultRoute: "echo"

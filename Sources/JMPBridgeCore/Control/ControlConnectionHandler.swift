@@ -19,7 +19,7 @@ final class ControlConnectionHandler: ChannelDuplexHandler, ConsoleSessionClient
         case done
     }
 
-    private let environment: StreamEnvironment
+    private let environment: BridgeContext
     private var logger: Logger
     private var phase = Phase.request
     private var requestBytes: ByteBuffer
@@ -32,7 +32,7 @@ final class ControlConnectionHandler: ChannelDuplexHandler, ConsoleSessionClient
     private var readPending = false
     private var clientDone = false
 
-    init(environment: StreamEnvironment) {
+    init(environment: BridgeContext) {
         self.environment = environment
         self.logger = environment.logger
         self.requestBytes = ByteBuffer()

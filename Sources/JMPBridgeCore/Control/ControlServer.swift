@@ -12,7 +12,7 @@ enum ControlServer {
     /// A bootstrap that serves every connection with a ``ControlConnectionHandler``: bind it to a
     /// path (``bind(path:environment:group:)``), or give it a socket passed by the service
     /// manager with `withBoundSocket(_:)`.
-    static func bootstrap(environment: StreamEnvironment, group: any EventLoopGroup) -> ServerBootstrap {
+    static func bootstrap(environment: BridgeContext, group: any EventLoopGroup) -> ServerBootstrap {
         ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -24,7 +24,7 @@ enum ControlServer {
     }
 
     /// Binds `path` (an existing socket there is replaced), mode 0600.
-    static func bind(path: String, environment: StreamEnvironment, group: any EventLoopGroup) async throws
+    static func bind(path: String, environment: BridgeContext, group: any EventLoopGroup) async throws
         -> any Channel
     {
         let channel: any Channel

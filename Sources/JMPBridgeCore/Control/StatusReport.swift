@@ -7,7 +7,7 @@ import NIOCore
 /// route, sorted by name, every item `key=value` (values with spaces quoted, as in the log). The
 /// format is documented in jmp-bridge(8) and is stable: programs read it.
 enum StatusReport {
-    static func make(environment: StreamEnvironment, on eventLoop: any EventLoop) -> EventLoopFuture<String> {
+    static func make(environment: BridgeContext, on eventLoop: any EventLoop) -> EventLoopFuture<String> {
         let statistics = environment.statistics
         let table = environment.routes.withLockedValue { $0 }
         let consoles = environment.consoles.withLockedValue { $0 }

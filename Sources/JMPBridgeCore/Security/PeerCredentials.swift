@@ -32,19 +32,3 @@ struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
         return future.map { PeerCredentials(pid: $0.pid, uid: $0.uid, gid: $0.gid) }
     }
 }
-
-/// What a listener demands of its connections and streams.
-struct ListenerSecurity: Sendable {
-    /// The listener, for log lines.
-    var listener: String
-    /// Verifies each stream's bearer token; nil: `auth: none`.
-    var verifier: TokenVerifier?
-    /// The peers a `unix:` listener admits; nil: any.
-    var peer: PeerAllowlist?
-}
-
-/// The peer of a connection is not on the listener's `peer` allowlist.
-struct PeerRefused: Error, CustomStringConvertible {
-    var credentials: PeerCredentials
-    var description: String { "peer \(self.credentials) is not on the allowlist" }
-}

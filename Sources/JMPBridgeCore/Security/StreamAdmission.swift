@@ -2,25 +2,19 @@ import JMPProtocol
 import NIOCore
 import Synchronization
 
-/// The streams open on one HTTP/2 connection, for `max-streams-per-connection`.
-final class ConnectionStreams: Sendable {
-    /// Streams of this connection counted as open.
-    let open = Atomic<Int>(0)
-}
-
 /// The stream limits checked before a stream is bridged: in total (`max-streams`), per
 /// connection (`max-streams-per-connection`) and per console route (`max-attachments`).
 /// A stream over any of them is refused with RESOURCE_EXHAUSTED; once admitted, it holds one
 /// place in each until ``release()``.
 struct StreamAdmission {
-    private let environment: StreamEnvironment
+    private let environment: BridgeContext
     private let connection: ConnectionStreams
     private let console: String?
 
     /// Takes a place in every limit, or none and says which limit refused.
     static func admit(
         route: RouteConfiguration,
-        environment: StreamEnvironment,
+        environment: BridgeContext,
         connection: ConnectionStreams
     ) -> Result<StreamAdmission, GRPCStatus> {
         let limits = environment.limits

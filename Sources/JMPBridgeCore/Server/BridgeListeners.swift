@@ -14,7 +14,7 @@ import NIOSSL
 /// manager), each with its security and TLS context, and the control socket. A graceful shutdown
 /// starts here: ``initiateShutdown(promise:)`` stops accepting and lets open connections finish.
 final class BridgeListeners: Sendable {
-    private let environment: StreamEnvironment
+    private let environment: BridgeContext
     private let group: any EventLoopGroup
     private let graceTime: TimeAmount
     private let idleExit: IdleExitTimer?
@@ -28,7 +28,7 @@ final class BridgeListeners: Sendable {
 
     /// Creates the listeners; nothing is bound until ``bind(_:verifier:)``.
     init(
-        environment: StreamEnvironment,
+        environment: BridgeContext,
         group: any EventLoopGroup,
         graceTime: TimeAmount,
         idleExit: IdleExitTimer?,

@@ -28,7 +28,7 @@ public final class BridgeServer: Service, Sendable {
     private let current: NIOLockedValueBox<BridgeConfiguration>
     private let group: any EventLoopGroup
     private let logger: Logger
-    let environment: StreamEnvironment
+    let environment: BridgeContext
     private let notifier: ServiceNotifier
     private let idleExit: IdleExitTimer?
     /// The drain, once one began (a signal, idleness, a failure or ``shutdown()``), and who waits
@@ -63,7 +63,7 @@ public final class BridgeServer: Service, Sendable {
         self.idleExit = idleExit
         let doors = LocalDoors(passed: passedDescriptors, idleExit: idleExit, logger: logger)
         self.doors = doors
-        let environment = StreamEnvironment(
+        let environment = BridgeContext(
             routes: RouteTable(routes: configuration.routes, defaultRoute: configuration.defaultRoute),
             limits: configuration.limits,
             linger: configuration.linger,

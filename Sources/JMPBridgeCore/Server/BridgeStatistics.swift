@@ -8,7 +8,8 @@ public final class BridgeStatistics: Sendable {
     public let activeStreams = Atomic<Int>(0)
     /// Streams accepted since start.
     public let totalStreams = Atomic<Int>(0)
-    /// Streams that ended with a status other than OK.
+    /// Streams that ended with a status other than OK or CANCELLED (a client that cancels has not
+    /// seen a failure of the bridge).
     public let failedStreams = Atomic<Int>(0)
     /// Payload bytes delivered from clients to targets.
     public let bytesToTargets = Atomic<Int>(0)

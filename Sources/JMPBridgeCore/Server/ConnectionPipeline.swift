@@ -9,7 +9,7 @@ struct ConnectionPipeline: Sendable {
     /// HTTP/2 preface before it is closed (see ``PrefaceTimeoutHandler``).
     static let prefaceTimeout = TimeAmount.seconds(10)
 
-    let environment: StreamEnvironment
+    let environment: BridgeContext
     /// The listener's TLS context, read for each new connection (``BridgeServer/reloadTLS()``
     /// replaces it).
     let tls: TLSContextBox?

@@ -10,14 +10,14 @@ import NIOCore
 
 /// The open consoles of the console routes, `pty:` and `serial:` alike: opens each one (taking
 /// back the device the service manager kept over a restart), registers its hub with the consoles
-/// streams and local attaches find in the ``StreamEnvironment``, and closes it again.
+/// streams and local attaches find in the ``BridgeContext``, and closes it again.
 ///
 /// Each console's device is kept in the service manager's file-descriptor store under
 /// ``storeName(of:)``, so that a restarted bridge takes back the same pty or the same open serial
 /// device.
 final class ConsoleRegistry: Sendable {
     private let consoles = NIOLockedValueBox<[String: any RouteConsole]>([:])
-    private let environment: StreamEnvironment
+    private let environment: BridgeContext
     private let passed: PassedDescriptors
     private let notifier: ServiceNotifier
     private let group: any EventLoopGroup
@@ -25,7 +25,7 @@ final class ConsoleRegistry: Sendable {
 
     /// Creates an empty registry whose hubs go to `environment`.
     init(
-        environment: StreamEnvironment,
+        environment: BridgeContext,
         passed: PassedDescriptors,
         notifier: ServiceNotifier,
         group: any EventLoopGroup,

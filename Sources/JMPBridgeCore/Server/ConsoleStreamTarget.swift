@@ -6,12 +6,12 @@ import NIOCore
 /// it; the console goes on.
 final class ConsoleStreamTarget: StreamTarget, ConsoleSessionClient {
     private let session: ConsoleSession
-    private weak var sink: (any TargetSink)?
+    private weak var sink: (any StreamTargetDelegate)?
     /// Output handed to the stream while the client could not take more, acknowledged once it
     /// can: the hub cuts an attachment whose unacknowledged output grows too large.
     private var held = 0
 
-    private init(session: ConsoleSession, sink: any TargetSink) {
+    private init(session: ConsoleSession, sink: any StreamTargetDelegate) {
         self.session = session
         self.sink = sink
     }
@@ -20,7 +20,7 @@ final class ConsoleStreamTarget: StreamTarget, ConsoleSessionClient {
     /// ``resumeReading()`` (once the response has started) replays the scrollback.
     static func attach(
         to hub: ConsoleHub,
-        sink: any TargetSink,
+        sink: any StreamTargetDelegate,
         on eventLoop: any EventLoop
     ) -> EventLoopFuture<any StreamTarget> {
         let target = ConsoleStreamTarget(session: ConsoleSession(hub: hub, on: eventLoop), sink: sink)

@@ -13,7 +13,7 @@ struct RouterStreamAuthorizer {
         var admission: StreamAdmission
     }
 
-    let environment: StreamEnvironment
+    let environment: BridgeContext
     let security: ListenerSecurity
     let connection: ConnectionStreams
 

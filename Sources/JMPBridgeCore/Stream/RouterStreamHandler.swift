@@ -21,7 +21,7 @@ import NIOHTTP2
 /// target EOF ⇒ GOAWAY), and the RPC ends with OK once both directions are done, or after the
 /// linger when a client never ends its side. Every failure ends only this stream, with a status
 /// that says what failed (``StreamStatusMapping``).
-final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
+final class RouterStreamHandler: ChannelDuplexHandler, StreamTargetDelegate {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
@@ -30,7 +30,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     /// sent as the buffer they were read into.
     private static let coalesceLimit = 4096
 
-    private let environment: StreamEnvironment
+    private let environment: BridgeContext
     private let authorizer: RouterStreamAuthorizer
     private let opener: StreamTargetOpener
     private var logger: Logger
@@ -52,7 +52,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
     private let drain: RequestDrain
 
     /// Creates a handler for one stream of a connection on a listener with `security`.
-    convenience init(environment: StreamEnvironment, security: ListenerSecurity, connection: ConnectionStreams) {
+    convenience init(environment: BridgeContext, security: ListenerSecurity, connection: ConnectionStreams) {
         self.init(
             environment: environment,
             security: security,
@@ -63,7 +63,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, TargetSink {
 
     /// Creates a handler that opens targets with `opener`.
     init(
-        environment: StreamEnvironment,
+        environment: BridgeContext,
         security: ListenerSecurity,
         connection: ConnectionStreams,
         opener: StreamTargetOpener

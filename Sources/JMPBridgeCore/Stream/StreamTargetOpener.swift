@@ -8,21 +8,21 @@ import NIOCore
 /// route. The target reports to `sink` from then on.
 struct StreamTargetOpener {
     /// Opens a route's target; a failure known at once is a status, a later one fails the future.
-    typealias Open = (RouteConfiguration, any TargetSink, any EventLoop) -> Result<
+    typealias Open = (RouteConfiguration, any StreamTargetDelegate, any EventLoop) -> Result<
         EventLoopFuture<any StreamTarget>, GRPCStatus
     >
 
-    private let environment: StreamEnvironment
+    private let environment: BridgeContext
     private let replacement: Open?
 
     /// The opener of real targets.
-    init(environment: StreamEnvironment) {
+    init(environment: BridgeContext) {
         self.environment = environment
         self.replacement = nil
     }
 
     /// An opener that calls `open` instead (tests stand in targets with it).
-    init(environment: StreamEnvironment, open: @escaping Open) {
+    init(environment: BridgeContext, open: @escaping Open) {
         self.environment = environment
         self.replacement = open
     }
@@ -31,7 +31,7 @@ struct StreamTargetOpener {
     /// (listen backlog full) is waited for up to the route's `connect-timeout`, logged on `logger`.
     func open(
         _ route: RouteConfiguration,
-        sink: any TargetSink,
+        sink: any StreamTargetDelegate,
         on eventLoop: any EventLoop,
         logger: Logger
     ) -> Result<EventLoopFuture<any StreamTarget>, GRPCStatus> {

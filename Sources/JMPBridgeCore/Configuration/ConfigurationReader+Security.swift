@@ -13,7 +13,7 @@ extension ConfigurationLoader {
 }
 
 /// The security keys: `jwt:`, and `auth`, `allow-unauthenticated`, `group` and `peer` of a listener.
-extension Reader {
+extension ConfigurationReader {
     func jwt(_ node: Node) throws(ConfigurationError) -> JWTConfiguration {
         let fields = try mapping(node, key: "jwt", allowed: ConfigurationLoader.jwtKeys)
         guard let keyFileNode = fields.first(where: { $0.0 == "key-file" })?.1 else {

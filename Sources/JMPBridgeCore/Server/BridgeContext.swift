@@ -4,8 +4,10 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// What every stream handler of one bridge shares: the current routes, limits and counters.
-public struct StreamEnvironment: Sendable {
+/// What the parts of one running bridge share: the routes in force, the limits and counters,
+/// the open consoles and their attachment counts, the life-cycle state, the bound listeners and
+/// the doors' counters. Stream handlers, the control socket and `status` read it.
+public struct BridgeContext: Sendable {
     /// The routes in force; replaced as a whole on reload.
     public let routes: NIOLockedValueBox<RouteTable>
     /// Limits from the configuration.

@@ -1,36 +1,19 @@
 import NIOCore
 
-/// What a target's channel reports to the stream it is bridged to. Every call happens on the
-/// event loop both channels share.
-public protocol TargetSink: AnyObject {
-    /// Bytes read from the target.
-    func targetRead(_ bytes: ByteBuffer)
-    /// The end of a batch of reads: a good moment to flush.
-    func targetReadComplete()
-    /// The target half-closed: it will send no more bytes but may still receive.
-    func targetReachedEOF()
-    /// The target's channel closed, with the error that closed it if there was one.
-    func targetClosed(error: (any Error)?)
-    /// The target's outbound buffer drained below its low watermark or rose above its high one.
-    func targetWritabilityChanged(isWritable: Bool)
-    /// Whether the target may read now; when false the read is held until ``TargetChannelHandler/resumeReading()``.
-    var targetMayRead: Bool { get }
-}
-
 /// The handler at the end of a target channel's pipeline: hands everything it sees to a
-/// ``TargetSink`` and holds reads while the sink cannot take more (backpressure).
+/// ``StreamTargetDelegate`` and holds reads while the sink cannot take more (backpressure).
 public final class TargetChannelHandler: ChannelDuplexHandler {
     public typealias InboundIn = ByteBuffer
     public typealias OutboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
-    private weak var sink: (any TargetSink)?
+    private weak var sink: (any StreamTargetDelegate)?
     private var context: ChannelHandlerContext?
     private var readPending = false
     private var closeError: (any Error)?
 
     /// Creates a handler reporting to `sink`.
-    public init(sink: any TargetSink) {
+    public init(sink: any StreamTargetDelegate) {
         self.sink = sink
     }
 

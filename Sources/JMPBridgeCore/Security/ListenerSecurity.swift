@@ -1,0 +1,15 @@
+import NIOCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What a listener demands of its connections and streams.
+struct ListenerSecurity: Sendable {
+    /// The listener, for log lines.
+    var listener: String
+    /// Verifies each stream's bearer token; nil: `auth: none`.
+    var verifier: TokenVerifier?
+    /// The peers a `unix:` listener admits; nil: any.
+    var peer: PeerAllowlist?
+}
