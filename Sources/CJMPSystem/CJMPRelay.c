@@ -87,7 +87,7 @@ int jmp_connect_unix(const char *path) {
     return fd;
 }
 
-int jmp_listen_unix(const char *path, int backlog) {
+int jmp_listen_unix(const char *path, int backlog, int mode) {
     struct sockaddr_un address;
     if (fill_address(&address, path) != 0) return -1;
     struct stat status;
@@ -100,7 +100,8 @@ int jmp_listen_unix(const char *path, int backlog) {
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
-    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0 || listen(fd, backlog) != 0) {
+    if ((mode >= 0 && fchmod(fd, (mode_t)mode) != 0) || bind(fd, (struct sockaddr *)&address, sizeof address) != 0 ||
+        listen(fd, backlog) != 0) {
         int saved = errno;
         close(fd);
         errno = saved;

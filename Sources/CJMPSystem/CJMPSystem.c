@@ -29,10 +29,14 @@ int jmp_output_queue(int fd) {
     return count;
 }
 
+int jmp_make_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -1;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return -1;
+    return 0;
+}
+
 int jmp_adopt_pty_master(int master, char *slave_path, size_t slave_path_size) {
     if (ptsname_r(master, slave_path, slave_path_size) != 0) return -1;
-    int flags = fcntl(master, F_GETFL);
-    if (flags < 0 || fcntl(master, F_SETFL, flags | O_NONBLOCK) != 0) return -1;
-    if (fcntl(master, F_SETFD, FD_CLOEXEC) != 0) return -1;
-    return 0;
+    return jmp_make_nonblocking(master);
 }

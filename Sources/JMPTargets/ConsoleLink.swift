@@ -28,10 +28,10 @@ public enum ConsoleLink {
             throw PseudoTerminal.SetupError(description: "cannot set mode of \(target): \(PseudoTerminal.errnoText())")
         }
         if let group {
-            guard let entry = getgrnam(group) else {
+            guard let gid = SystemAccounts.groupID(group) else {
                 throw PseudoTerminal.SetupError(description: "unknown group '\(group)'")
             }
-            if chown(target, uid_t.max, entry.pointee.gr_gid) != 0 {
+            if chown(target, uid_t.max, gid) != 0 {
                 throw PseudoTerminal.SetupError(
                     description: "cannot set group of \(target): \(PseudoTerminal.errnoText())"
                 )

@@ -53,9 +53,12 @@ public enum SerialDevice {
         else {
             throw OpenError(isAbsent: false, description: "the stored descriptor is not \(path) any more")
         }
-        let flags = fcntl(fd, F_GETFL)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        guard jmp_make_nonblocking(fd) == 0 else {
+            throw OpenError(
+                isAbsent: false,
+                description: "cannot make \(path) non-blocking: \(String(cString: strerror(errno)))"
+            )
+        }
         try Self.prepare(fd, path: path, settings: settings)
     }
 

@@ -56,7 +56,10 @@ int jmp_accept(int listener);
 int jmp_connect_unix(const char *path);
 
 /// A non-blocking, close-on-exec Unix stream socket listening at `path` (an existing socket
-/// there is replaced). Returns the descriptor, or -1/errno.
-int jmp_listen_unix(const char *path, int backlog);
+/// there is replaced). With `mode` >= 0 the socket file is created with at most that mode (less
+/// what the umask removes): on Linux, bind(2) takes the mode of the socket's inode, set here with
+/// fchmod(2) before binding, so the file is never reachable more widely, not even for a moment.
+/// Returns the descriptor, or -1/errno.
+int jmp_listen_unix(const char *path, int backlog, int mode);
 
 #endif

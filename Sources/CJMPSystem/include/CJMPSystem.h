@@ -20,6 +20,10 @@ int jmp_set_exclusive(int fd);
 /// -1 with errno set (ENOTTY: not a pty master).
 int jmp_adopt_pty_master(int master, char *slave_path, size_t slave_path_size);
 
+/// Makes `fd` non-blocking and close-on-exec (for descriptors handed over by the service
+/// manager). Returns 0, or -1 with errno set.
+int jmp_make_nonblocking(int fd);
+
 /// Bytes waiting in the tty's output queue (TIOCOUTQ), or -1/errno.
 int jmp_output_queue(int fd);
 

@@ -1,3 +1,4 @@
+import JMPTargets
 import NIOCore
 import Yams
 
@@ -64,7 +65,7 @@ extension ConfigurationReader {
             guard case .unix = listener.address else {
                 throw error(value, key: path, "group applies to unix: listeners only")
             }
-            listener.group = try string(value, key: path)
+            listener.group = try groupName(value, key: path)
         case "peer":
             guard case .unix = listener.address else {
                 throw error(value, key: path, "peer credentials apply to unix: listeners only")
@@ -91,9 +92,7 @@ extension ConfigurationReader {
         var result: [UInt32] = []
         for item in items {
             let text = try string(item, key: key)
-            if let id = UInt32(text) {
-                result.append(id)
-            } else if let id = users ? Self.userID(text) : Self.groupID(text) {
+            if let id = users ? SystemAccounts.userID(text) : SystemAccounts.groupID(text) {
                 result.append(id)
             } else {
                 throw error(item, key: key, "unknown \(users ? "user" : "group") '\(text)'")
@@ -102,13 +101,10 @@ extension ConfigurationReader {
         return result
     }
 
-    static func userID(_ name: String) -> UInt32? {
-        guard let entry = getpwnam(name) else { return nil }
-        return entry.pointee.pw_uid
-    }
-
-    static func groupID(_ name: String) -> UInt32? {
-        guard let entry = getgrnam(name) else { return nil }
-        return entry.pointee.gr_gid
+    /// A `group:` value: a group name or numeric id that the system knows now.
+    func groupName(_ node: Node, key: String) throws(ConfigurationError) -> String {
+        let text = try string(node, key: key)
+        guard SystemAccounts.groupID(text) != nil else { throw error(node, key: key, "unknown group '\(text)'") }
+        return text
     }
 }

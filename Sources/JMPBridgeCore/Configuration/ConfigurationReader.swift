@@ -307,7 +307,7 @@ struct ConfigurationReader {
             case "mode":
                 pty.mode = try fileMode(value, key: "\(key).mode")
             case "group":
-                pty.group = try string(value, key: "\(key).group")
+                pty.group = try groupName(value, key: "\(key).group")
             case "scrollback":
                 pty.scrollback = try size(value, key: "\(key).scrollback", range: 0...(64 << 20))
             case "lag-limit":

@@ -27,19 +27,19 @@ enum ControlServer {
     static func bind(path: String, environment: BridgeContext, group: any EventLoopGroup) async throws
         -> any Channel
     {
-        let channel: any Channel
+        // Born with mode 0600 (see UnixSocketFile): never reachable by others, not for a moment.
+        let socket: CInt
         do {
-            channel = try await Self.bootstrap(environment: environment, group: group)
-                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
-                .get()
+            socket = try UnixSocketFile.listen(path: path, mode: 0o600, group: nil, backlog: 64)
         } catch {
-            throw BridgeError("cannot listen on the control socket \(path): \(BridgeListeners.describe(error))")
+            throw BridgeError("control socket: \(error)")
         }
-        if chmod(path, 0o600) != 0 {
-            let reason = String(cString: strerror(errno))
-            try? await channel.close()
-            throw BridgeError("cannot set mode 600 on the control socket \(path): \(reason)")
+        do {
+            return try await Self.bootstrap(environment: environment, group: group).withBoundSocket(socket).get()
+        } catch {
+            close(socket)
+            unlink(path)
+            throw BridgeError("cannot serve the control socket \(path): \(BridgeListeners.describe(error))")
         }
-        return channel
     }
 }

@@ -1,4 +1,5 @@
 import JMPSystemd
+import JMPTargets
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -166,22 +167,15 @@ final class BridgeListeners: Sendable {
                         .get()
                 ]
             case .unix(let path):
-                let channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
-                    .get()
-                if let mode = listener.mode, chmod(path, mode_t(mode)) != 0 {
-                    let reason = String(cString: strerror(errno))
-                    try? await channel.close()
-                    throw BridgeError("cannot set mode \(String(mode, radix: 8)) on \(path): \(reason)")
+                // Never reachable more widely than configured (see UnixSocketFile).
+                let socket = try UnixSocketFile.listen(path: path, mode: listener.mode, group: listener.group)
+                do {
+                    return [try await bootstrap.withBoundSocket(socket).get()]
+                } catch {
+                    close(socket)
+                    unlink(path)
+                    throw error
                 }
-                if let group = listener.group {
-                    do {
-                        try Self.setGroup(group, of: path)
-                    } catch {
-                        try? await channel.close()
-                        throw error
-                    }
-                }
-                return [channel]
             case .systemd(let name):
                 // TLS is for the network: passed Unix sockets (protected by the unit's
                 // SocketMode=/SocketGroup=) are served plain, TCP ones with the listener's TLS.
@@ -305,21 +299,6 @@ final class BridgeListeners: Sendable {
     static func loadVerifier(_ configuration: JWTConfiguration?) async throws(BridgeError) -> TokenVerifier? {
         guard let configuration else { return nil }
         return try await TokenVerifier.load(configuration)
-    }
-
-    /// Gives a `unix:` listener's socket file to `group` (a name or a numeric id).
-    static func setGroup(_ group: String, of path: String) throws(BridgeError) {
-        let gid: gid_t
-        if let number = UInt32(group) {
-            gid = number
-        } else if let entry = getgrnam(group) {
-            gid = entry.pointee.gr_gid
-        } else {
-            throw BridgeError("unix:\(path): unknown group '\(group)'")
-        }
-        guard chown(path, uid_t.max, gid) == 0 else {
-            throw BridgeError("cannot set group \(group) on \(path): \(String(cString: strerror(errno)))")
-        }
     }
 
     /// The system's reason for an I/O error, else the error's own description.

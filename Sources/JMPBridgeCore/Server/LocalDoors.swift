@@ -44,19 +44,12 @@ final class LocalDoors: Sendable {
         var socketFile: String?
         switch local.address {
         case .unix(let path):
-            listener = path.withCString { jmp_listen_unix($0, 256) }
-            guard listener >= 0 else {
-                throw BridgeError(
-                    "route '\(route.name)': cannot listen on door \(local.address): \(String(cString: strerror(errno)))"
-                )
+            do {
+                listener = try UnixSocketFile.listen(path: path, mode: local.mode, group: nil)
+            } catch {
+                throw BridgeError("route '\(route.name)': door: \(error)")
             }
             socketFile = path
-            if let mode = local.mode, chmod(path, mode_t(mode)) != 0 {
-                let reason = String(cString: strerror(errno))
-                close(listener)
-                unlink(path)
-                throw BridgeError("route '\(route.name)': cannot set mode of door \(path): \(reason)")
-            }
         case .systemd(let name):
             let passed = self.passed.claim(name: name)
             guard let socket = passed.first, passed.count == 1, socket.isListeningStreamSocket() else {
@@ -65,7 +58,12 @@ final class LocalDoors: Sendable {
                 )
             }
             listener = socket.descriptor
-            _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
+            guard jmp_make_nonblocking(listener) == 0 else {
+                throw BridgeError(
+                    "route '\(route.name)': door \(local.address): cannot make the passed socket non-blocking: "
+                        + String(cString: strerror(errno))
+                )
+            }
         case .tcp:
             return  // refused by the loader
         }
