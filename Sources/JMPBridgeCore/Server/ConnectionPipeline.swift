@@ -53,7 +53,7 @@ struct ConnectionPipeline: Sendable {
         let limits = self.environment.limits
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         // Twice the limit is advertised, so that a client opening one stream too many is told
-        // RESOURCE_EXHAUSTED (see RouterStreamHandler) instead of waiting silently; beyond that,
+        // RESOURCE_EXHAUSTED (see RouterStreamAuthorizer) instead of waiting silently; beyond that,
         // HTTP/2 itself refuses the stream.
         let advertisedStreams = 2 * limits.maxStreamsPerConnection
         connection.initialSettings = [
