@@ -36,6 +36,8 @@ from pathlib import Path
 import pytest
 from anyio.from_thread import start_blocking_portal
 
+from deployment.process import Process
+
 REPO = Path(__file__).resolve().parents[2]
 BRIDGE_BINARY = Path(os.environ.get("JMP_BRIDGE") or REPO / ".build" / "debug" / "jmp-bridge").absolute()
 
@@ -172,7 +174,7 @@ def parse_status_line(line: str) -> dict[str, str]:
     return items
 
 
-class Bridge:
+class Bridge(Process):
     """A running ``jmp-bridge serve``; its combined stdout/stderr is collected line by line."""
 
     def __init__(self, args: list[str], cwd: Path, *, launcher: list[str] = (), control: Path | None = None,
@@ -184,66 +186,13 @@ class Bridge:
         if not os.access(BRIDGE_BINARY, os.X_OK):
             pytest.fail(f"jmp-bridge binary not found at {BRIDGE_BINARY} (run `swift build` or set JMP_BRIDGE)")
         self.control = control
-        self.args = [*launcher, str(BRIDGE_BINARY), "serve", *args]
-        self._lines: list[str] = []
-        self._cond = threading.Condition()
-        self._eof = False
-        self.proc = subprocess.Popen(
-            self.args,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            **popen_options,
-        )
-        self.pid = self.proc.pid
-        self._reader = threading.Thread(target=self._read, name=f"jmp-bridge-{self.pid}-log", daemon=True)
-        self._reader.start()
+        super().__init__("jmp-bridge", [*launcher, str(BRIDGE_BINARY), "serve", *args], cwd=cwd, **popen_options)
         self.ports: list[int] = []
         self.port: int | None = None
 
-    def _read(self):
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._cond:
-                self._lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
-
-    # -- log access
-
-    def lines(self) -> list[str]:
-        with self._cond:
-            return list(self._lines)
-
-    def log(self) -> str:
-        return "\n".join(["$ " + " ".join(self.args), *self.lines()])
-
     def wait_for_line(self, pattern: str, *, timeout: float = STARTUP_TIMEOUT, count: int = 1) -> list[str]:
         """Waits until ``count`` log lines match the regular expression ``pattern``; returns them."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                matches = [line for line in self._lines if regex.search(line)]
-                if len(matches) >= count:
-                    return matches
-                if self._eof:
-                    raise AssertionError(
-                        f"jmp-bridge exited (status {self.proc.poll()}) before logging {count} line(s) "
-                        f"matching {pattern!r}:\n{self.log()}"
-                    )
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(
-                        f"timed out after {timeout}s waiting for {count} jmp-bridge log line(s) matching "
-                        f"{pattern!r} (found {len(matches)}):\n{self.log()}"
-                    )
-                self._cond.wait(remaining)
+        return super().wait_for_line(pattern, timeout=timeout, count=count)
 
     def stream_lines(self, *, count: int, timeout: float = 15.0) -> list[str]:
         """The per-stream end lines (``status=...``), once ``count`` of them were logged."""
@@ -277,16 +226,7 @@ class Bridge:
 
     def stop(self, sig=signal.SIGTERM) -> int:
         """Signals the bridge (SIGTERM by default) and returns its exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            status = self.proc.wait(timeout=EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"jmp-bridge did not exit within {EXIT_TIMEOUT}s of {sig!r}:\n{self.log()}")
-        self._reader.join(timeout=5)
-        return status
+        return super().stop(sig, timeout=EXIT_TIMEOUT)
 
 
 @pytest.fixture

@@ -59,6 +59,28 @@ struct RouterStreamHandlerTests {
         #expect(stream.statistics.failedStreams.load(ordering: .relaxed) == 0)
     }
 
+    @Test("a window update HTTP/2 refuses after the client's END_STREAM does not fail the stream")
+    func refusedWindowUpdateAfterEndStream() throws {
+        let target = FakeStreamTarget()
+        let stream = try Self.bridged(target)
+        try stream.send([Stream.data("hi")], endStream: true)
+        target.completeWrite(0)
+        stream.channel.pipeline.fireErrorCaught(
+            NIOHTTP2Errors.badStreamStateTransition(from: .halfClosedRemoteLocalActive)
+        )
+        stream.clientPauses()
+        #expect(try stream.sent() == [], "the stream goes on")
+        stream.handler.targetRead(ByteBuffer(string: "reply"))
+        stream.handler.targetReadComplete()
+        stream.handler.targetReachedEOF()
+        #expect(
+            try stream.sent() == [
+                .messages(["reply"]), .messages(["<goaway>"]),
+                .end(grpcStatus: 0, message: nil, withStatusLine: false), .reset(.noError),
+            ]
+        )
+    }
+
     @Test("payload that arrives while the target connects is written in order once it has, and the held read issued")
     func payloadWhileConnecting() throws {
         let target = FakeStreamTarget()

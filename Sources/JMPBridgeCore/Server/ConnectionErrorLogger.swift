@@ -27,12 +27,7 @@ final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        switch error {
-        case is NIOHTTP2Errors.StreamClosed, is NIOHTTP2Errors.NoSuchStream, is NIOHTTP2Errors.StreamError:
-            return  // one stream's business, handled (or already over) on that stream
-        default:
-            break
-        }
+        guard !Self.isStreamError(error) else { return }  // handled (or already over) on that stream
         if !self.logged {
             self.logged = true
             let peer = context.channel.remoteAddress.map { "\($0)" } ?? "unknown"
@@ -58,6 +53,25 @@ final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandle
             }
         }
         context.close(promise: nil)
+    }
+
+    /// Whether `error` is one stream's business. NIOHTTP2's inline multiplexer hands the
+    /// connection the bare error of a stream error (after resetting that stream and telling its
+    /// channel), so the type alone does not always say: a `BadStreamStateTransition` is a
+    /// connection error only for a stream that is idle or closed (NIOHTTP2's
+    /// StreamStateMachine), and a stream error in every other state, such as a WINDOW_UPDATE
+    /// that NIOHTTP2 queued before the client's END_STREAM arrived and refuses after it (the
+    /// soak found that closing the connection then killed every other stream on it).
+    static func isStreamError(_ error: any Error) -> Bool {
+        switch error {
+        case is NIOHTTP2Errors.StreamClosed, is NIOHTTP2Errors.NoSuchStream, is NIOHTTP2Errors.StreamError:
+            return true
+        case let transition as NIOHTTP2Errors.BadStreamStateTransition:
+            guard let state = transition.fromState else { return false }
+            return state != .idle && state != .closed
+        default:
+            return false
+        }
     }
 
     /// What a client did to trip one of swift-nio-http2's protections, which close the whole

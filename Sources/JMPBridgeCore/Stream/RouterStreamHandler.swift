@@ -163,6 +163,17 @@ final class RouterStreamHandler: ChannelDuplexHandler, StreamTargetDelegate {
             self.perform(self.machine.clientWentAway())
             return
         }
+        if let transition = error as? NIOHTTP2Errors.BadStreamStateTransition,
+            transition.fromState == .halfClosedRemoteLocalIdle || transition.fromState == .halfClosedRemoteLocalActive
+        {
+            // A WINDOW_UPDATE NIOHTTP2 queued before the client's END_STREAM and refused after it:
+            // nothing is wrong with the stream, which goes on sending its response.
+            self.logger.debug(
+                "HTTP/2 refused a window update after the client's END_STREAM",
+                metadata: ["error": "\(error)"]
+            )
+            return
+        }
         self.logger.debug("HTTP/2 stream error", metadata: ["error": "\(error)"])
         self.perform(self.machine.fail(GRPCStatus(.internal, "HTTP/2 stream error: \(error)")))
     }

@@ -1,7 +1,7 @@
 """A subprocess whose combined stdout/stderr is collected line by line, for the deployment peers.
 
-The same pattern as ``conftest.Bridge`` (which is specific to the jmp-bridge binary): a reader
-thread appends lines under a condition variable, :meth:`Process.wait_for_line` waits for a
+``conftest.Bridge`` (the jmp-bridge process) is one too. A reader thread appends lines under a
+condition variable, :meth:`Process.wait_for_line` waits for a
 regular expression with a deadline (no sleeps), :meth:`Process.stop` sends SIGTERM and waits
 (SIGKILL and an error if it does not exit in time).
 """
@@ -19,15 +19,16 @@ from pathlib import Path
 class Process:
     """A started subprocess with its output collected; ``name`` labels it in messages."""
 
-    def __init__(self, name: str, args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None):
+    def __init__(self, name: str, args: list[str], *, cwd: Path | None = None, **popen_options):
+        """``popen_options`` (env, pass_fds, preexec_fn) go to :class:`subprocess.Popen`."""
         self.name = name
         self.args = [str(arg) for arg in args]
         self._lines: list[str] = []
         self._cond = threading.Condition()
         self._eof = False
         self.proc = subprocess.Popen(
-            self.args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, errors="replace",
+            self.args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors="replace", **popen_options,
         )
         self.pid = self.proc.pid
         self._reader = threading.Thread(target=self._read, name=f"{name}-{self.pid}-log", daemon=True)
