@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextvars
 import contextlib
+import contextvars
 import csv
 import datetime
 import hashlib
@@ -43,9 +43,8 @@ RECORD = 16
 #: How long a single operation may take before it counts as stuck (a failure).
 OP_TIMEOUT = 120.0
 
-
 #: The calls the current worker's operation opened, cancelled when it ends (a no-op for finished ones).
-_open_calls: contextvars.ContextVar[list] = contextvars.ContextVar("open_calls")
+_open_calls: contextvars.ContextVar[list] = contextvars.ContextVar("open_calls")  # and its own channels
 
 
 def log(msg: str) -> None:
@@ -209,6 +208,8 @@ def check_console_piece(data: bytes) -> str | None:
 
 
 class Soak:
+    """One soak run: the bridge and its targets, the load, the samples and the failures."""
+
     def __init__(self, args):
         self.args = args
         self.work = tempfile.mkdtemp(prefix="jmp-soak.", dir="/tmp")
@@ -305,6 +306,10 @@ class Soak:
         os.close(master)
 
     async def start_bridge(self) -> None:
+        # A copy of its own: a rebuild of the given binary during the soak must not change what
+        # runs or make `jmp-bridge attach` fail to start ("Text file busy").
+        shutil.copy2(self.args.bridge, self.path("jmp-bridge"))
+        self.binary = self.path("jmp-bridge")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                         "-nodes", "-days", "2", "-subj", "/CN=localhost",
                         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
@@ -316,7 +321,7 @@ class Soak:
         self.write_config(False)
         self.log_path = self.path("bridge.log")
         self.log_file = open(self.log_path, "w")
-        self.bridge = subprocess.Popen([self.args.bridge, "serve", "--config", self.path("bridge.yaml"),
+        self.bridge = subprocess.Popen([self.binary, "serve", "--config", self.path("bridge.yaml"),
                                         "--grace", "5"],
                                        stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT,
                                        cwd=self.work)
@@ -344,14 +349,20 @@ class Soak:
 
     # -- gRPC
 
-    def open_channels(self):
+    def new_channel(self, which: int):
+        """A channel (its own HTTP/2 connection) over TLS on 127.0.0.1 (0) or the Unix socket (1)."""
         import grpc
 
-        with open(self.path("tls.crt"), "rb") as f:
-            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
         opts = [("grpc.use_local_subchannel_pool", 1)]
-        self.channels = [grpc.aio.secure_channel(f"127.0.0.1:{self.port}", creds, options=opts),
-                         grpc.aio.insecure_channel(f"unix:{self.path('grpc.sock')}", options=opts)]
+        if which == 0:
+            creds = grpc.ssl_channel_credentials(root_certificates=self.tls_cert)
+            return grpc.aio.secure_channel(f"127.0.0.1:{self.port}", creds, options=opts)
+        return grpc.aio.insecure_channel(f"unix:{self.path('grpc.sock')}", options=opts)
+
+    def open_channels(self):
+        with open(self.path("tls.crt"), "rb") as f:
+            self.tls_cert = f.read()
+        self.channels = [self.new_channel(0), self.new_channel(1)]
 
     async def close_channels(self):
         """Closes the channels; grpcio keeps a closed channel's connection until the channel object
@@ -364,10 +375,19 @@ class Soak:
         gc.collect()
 
     def call(self, route: str, *, attach: str | None = None, which: int | None = None):
-        """A raw RouterService/Stream call (no stubs), on the TLS or the Unix channel."""
+        """A raw RouterService/Stream call (no stubs), on the TLS or the Unix connection: one of
+        the two long-lived ones, which carry many streams at once, or (a third of the calls) a
+        connection of its own, closed when the operation ends, as jumpstarter's
+        connect_router_stream makes one per stream."""
         from jumpstarter_protocol import router_pb2
 
-        channel = self.channels[random.randrange(2) if which is None else which]
+        which = random.randrange(2) if which is None else which
+        if random.random() < 1 / 3:
+            channel = self.new_channel(which)
+            _open_calls.get([]).append(channel)
+            self.count("connections")
+        else:
+            channel = self.channels[which]
         method = channel.stream_stream(ROUTE_METHOD, request_serializer=router_pb2.StreamRequest.SerializeToString,
                                        response_deserializer=router_pb2.StreamResponse.FromString)
         metadata = [("jmp-route", route)] + ([("jmp-attach", attach)] if attach else [])
@@ -387,6 +407,14 @@ class Soak:
         from jumpstarter_protocol import router_pb2
 
         return router_pb2.StreamRequest(frame_type=FRAME_GOAWAY)
+
+    @staticmethod
+    def spawn(coro) -> asyncio.Task:
+        """A task whose failure is read by whoever awaits it, or else quietly dropped (an operation
+        that failed earlier already reported why)."""
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
 
     @staticmethod
     async def receive(call, sink, stop_after: int | None = None) -> int:
@@ -427,9 +455,14 @@ class Soak:
             except Exception as error:  # noqa: BLE001 - every failure is reported, none ends the soak
                 self.fail(f"{name}: {type(error).__name__}: {error}")
             finally:
-                for call in calls:
-                    call.cancel()
-                calls.clear()  # a finished task keeps its context, and the context this list
+                # Calls and the operation's own channels. A finished task keeps its context and so
+                # this list: drop them, or grpcio keeps their connections open after closing.
+                for item in calls:
+                    if isinstance(item, grpc.aio.Channel):
+                        await item.close()
+                    else:
+                        item.cancel()
+                calls.clear()
             await asyncio.sleep(pause)
 
     async def bulk_echo(self):
@@ -445,7 +478,7 @@ class Soak:
             digest.update(chunk)
             got += len(chunk)
 
-        reader = asyncio.ensure_future(self.receive(call, sink))
+        reader = self.spawn(self.receive(call, sink))
         view = memoryview(payload)
         for offset in range(0, size, CHUNK):
             await call.write(self.data(bytes(view[offset:offset + CHUNK])))
@@ -467,7 +500,7 @@ class Soak:
         payload = random.randbytes(size)
         call = self.call("digest")
         reply = bytearray()
-        reader = asyncio.ensure_future(self.receive(call, reply.extend))
+        reader = self.spawn(self.receive(call, reply.extend))
         view = memoryview(payload)
         for offset in range(0, size, CHUNK):
             await call.write(self.data(bytes(view[offset:offset + CHUNK])))
@@ -515,7 +548,7 @@ class Soak:
         call = self.call("echo")
         got = bytearray()
         cut_at = random.randrange(CHUNK, size)
-        reader = asyncio.ensure_future(self.receive(call, got.extend, stop_after=cut_at // 2))
+        reader = self.spawn(self.receive(call, got.extend, stop_after=cut_at // 2))
         view = memoryview(payload)
         sent = 0
         for offset in range(0, cut_at, CHUNK):
@@ -540,7 +573,7 @@ class Soak:
 
         call = self.call("console", attach="ro")
         got = bytearray()
-        reader = asyncio.ensure_future(self.receive(call, got.extend))
+        reader = self.spawn(self.receive(call, got.extend))
         done, _ = await asyncio.wait([reader], timeout=seconds)
         if done:
             raise RuntimeError(f"gRPC attachment ended by the bridge after {len(got)} bytes: "
@@ -574,7 +607,7 @@ class Soak:
                 while chunk := await reader.read(256 * 1024):
                     got.extend(chunk)
 
-            task = asyncio.ensure_future(pump())
+            task = self.spawn(pump())
             done, _ = await asyncio.wait([task], timeout=seconds)
             if done:
                 raise RuntimeError(f"control-socket attachment closed by the bridge after {len(got)} bytes")
@@ -586,7 +619,7 @@ class Soak:
 
     async def attach_cli(self, seconds: float) -> bytes:
         proc = await asyncio.create_subprocess_exec(
-            self.args.bridge, "attach", "--read-only", "--control", self.path("control.sock"), "console",
+            self.binary, "attach", "--read-only", "--control", self.path("control.sock"), "console",
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             out = bytearray()
@@ -595,7 +628,7 @@ class Soak:
                 while chunk := await proc.stdout.read(256 * 1024):
                     out.extend(chunk)
 
-            task = asyncio.ensure_future(pump())
+            task = self.spawn(pump())
             done, _ = await asyncio.wait([task], timeout=seconds)
             if done:
                 raise RuntimeError(f"jmp-bridge attach ended by itself after {len(out)} bytes "
@@ -686,7 +719,7 @@ class Soak:
             raise RuntimeError(f"uart route not up within 15 s of the replug (state {await self.route_state('uart')})")
         call = self.call("uart")
         got = bytearray()
-        reader = asyncio.ensure_future(self.receive(call, got.extend))
+        reader = self.spawn(self.receive(call, got.extend))
         marker = f"U-Boot {n}\r\n".encode()
         await asyncio.sleep(0.2)  # let the attachment start
         os.write(self.serial_master, marker)
@@ -819,7 +852,7 @@ class Soak:
         workers = [asyncio.ensure_future(self.worker(f"bulk-echo-{i}", self.bulk_echo)) for i in range(2)]
         workers += [asyncio.ensure_future(self.worker("bulk-oneway", self.bulk_oneway)),
                     asyncio.ensure_future(self.worker("round-trips", self.round_trips)),
-                    asyncio.ensure_future(self.worker("cancel", self.cancel_mid_transfer, pause=0.2)),
+                    asyncio.ensure_future(self.worker("cancel", self.cancel_mid_transfer, pause=0.3)),
                     asyncio.ensure_future(self.worker("serial", self.serial_cycle, pause=0)),
                     asyncio.ensure_future(self.reloader())]
         workers += [asyncio.ensure_future(self.worker(f"console-{i}", self.console_attachment, pause=0.1))
@@ -990,7 +1023,8 @@ def report(soak: Soak, args, started: datetime.datetime, passed: bool, checks: l
               "- serial: a pty standing in for an adapter, unplugged and replugged about every "
               f"{args.serial_seconds:g} s",
               f"- reload: SIGHUP every {args.reload_seconds:g} s, adding or removing a spare unix and pty route",
-              "- clients: half on TLS over 127.0.0.1, half on the bridge's Unix-socket listener",
+              "- clients: half on TLS over 127.0.0.1, half on the bridge's Unix-socket listener; two thirds of "
+              "the streams on one long-lived connection per listener, a third on a connection of their own",
               "",
               "## Machine and binary", "", *machine(args), "",
               "## Operations", "",
@@ -1146,6 +1180,8 @@ def main() -> int:
     finally:
         soak.writer_stop.set()
         status = stop_children(soak)
+        with contextlib.suppress(OSError):
+            os.unlink(soak.path("jmp-bridge"))  # the copy that ran
         if soak.serial_master_open():
             os.close(soak.serial_master)
     if status not in (None, 0):
