@@ -24,9 +24,13 @@ protos:
 clean:
 	rm -rf .build .venv $(DISTDIR)
 
-.PHONY: bench
+.PHONY: bench soak
 bench:
 	scripts/bench
+
+# Not run in CI: 30 minutes of mixed load by default (SOAK_MINUTES=2 make soak for a short run).
+soak:
+	scripts/soak
 
 # ---------------------------------------------------------------------------------------------
 # Installing and packaging.
