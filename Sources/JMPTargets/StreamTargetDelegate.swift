@@ -15,4 +15,12 @@ public protocol StreamTargetDelegate: AnyObject {
     func targetWritabilityChanged(isWritable: Bool)
     /// Whether the target may read now; when false the read is held until ``TargetChannelHandler/resumeReading()``.
     var targetMayRead: Bool { get }
+    /// Whether the stream still waits for its target to connect (false once it has ended): a
+    /// connect to a busy target stops retrying when it turns false.
+    var awaitsTarget: Bool { get }
+}
+
+extension StreamTargetDelegate {
+    /// Every delegate waits for its target unless it says otherwise.
+    public var awaitsTarget: Bool { true }
 }

@@ -54,10 +54,15 @@ public struct UnixSocketConnector: Sendable {
     ///
     /// A failed attempt's channel never becomes active, so `handler` sees nothing of it but being
     /// added and removed again; the same handler then goes into the next attempt's pipeline.
+    ///
+    /// `stillWanted`, asked on `eventLoop` before every retry, lets the stream stop waiting for a
+    /// busy target it no longer needs (its client went away): the connect then fails with
+    /// ``UnixSocketAbandoned`` at once instead of retrying until the timeout.
     public func connect(
         on eventLoop: any EventLoop,
         handler: TargetChannelHandler,
-        logger: Logger? = nil
+        logger: Logger? = nil,
+        stillWanted: @escaping () -> Bool = { true }
     ) -> EventLoopFuture<any Channel> {
         let promise = eventLoop.makePromise(of: (any Channel).self)
         let started = NIODeadline.now()
@@ -68,6 +73,7 @@ public struct UnixSocketConnector: Sendable {
             started: started,
             backoff: Self.initialBackoff,
             logger: logger,
+            stillWanted: stillWanted,
             promise: promise
         )
         return promise.futureResult
@@ -80,6 +86,7 @@ public struct UnixSocketConnector: Sendable {
         started: NIODeadline,
         backoff: TimeAmount,
         logger: Logger?,
+        stillWanted: @escaping () -> Bool,
         promise: EventLoopPromise<any Channel>
     ) {
         let deadline = started + self.connectTimeout
@@ -101,6 +108,10 @@ public struct UnixSocketConnector: Sendable {
                     }
                     promise.succeed(channel)
                 case .failure(let error as IOError) where error.errnoCode == EAGAIN:
+                    guard stillWanted() else {
+                        Self.abandon(after: number, logger: logger, promise: promise)
+                        return
+                    }
                     let now = NIODeadline.now()
                     guard now < deadline else {
                         promise.fail(UnixSocketBusy(attempts: number, waited: now - started))
@@ -117,6 +128,10 @@ public struct UnixSocketConnector: Sendable {
                         metadata: ["attempt": "\(number)", "retry-in-us": "\(delay.nanoseconds / 1000)"]
                     )
                     eventLoop.assumeIsolated().scheduleTask(in: delay) {
+                        guard stillWanted() else {
+                            Self.abandon(after: number, logger: logger, promise: promise)
+                            return
+                        }
                         self.attempt(
                             number + 1,
                             on: eventLoop,
@@ -124,6 +139,7 @@ public struct UnixSocketConnector: Sendable {
                             started: started,
                             backoff: min(backoff * 2, Self.maximumBackoff),
                             logger: logger,
+                            stillWanted: stillWanted,
                             promise: promise
                         )
                     }
@@ -131,6 +147,12 @@ public struct UnixSocketConnector: Sendable {
                     promise.fail(error)
                 }
             }
+    }
+
+    /// Gives up waiting for a busy target the stream no longer needs.
+    private static func abandon(after attempts: Int, logger: Logger?, promise: EventLoopPromise<any Channel>) {
+        logger?.debug("stopped waiting for a busy target: the stream is gone", metadata: ["attempts": "\(attempts)"])
+        promise.fail(UnixSocketAbandoned(attempts: attempts))
     }
 
     private func bootstrap(

@@ -59,6 +59,33 @@ struct BusyTargetTests {
         }
     }
 
+    @Test("a stream cancelled while its target is busy stops the retries at once")
+    func cancelledWhileBusy() async throws {
+        let log = CapturedLog()
+        try await BridgeHarness.with(routes: ["busy": "busy"], defaultRoute: "busy", logger: log.logger()) { bridge in
+            let listener = try BacklogListener(path: bridge.targetPath("busy"))
+            let fillers = try BacklogListener.fillBacklog(of: bridge.targetPath("busy"))
+            defer {
+                for fd in fillers { close(fd) }
+                _ = listener
+            }
+            try await bridge.withClient { client in
+                let call = Task {
+                    try await Router.call(client) { writer in try await writer.write(Router.data([1, 2, 3])) }
+                }
+                try await withTimeout(20, "the bridge to retry a busy target") {
+                    await log.waitForLine(containing: "target busy (listen backlog full), retrying")
+                }
+                call.cancel()
+                _ = await call.result
+                // Well within the 10 s connect-timeout: the next retry sees the stream gone.
+                try await withTimeout(5, "the retries to stop") {
+                    await log.waitForLine(containing: "stopped waiting for a busy target: the stream is gone")
+                }
+            }
+        }
+    }
+
     @Test("a target that stays busy for the route's connect-timeout fails the stream with UNAVAILABLE, saying so")
     func busyUntilTimeout() async throws {
         try await BridgeHarness.with(

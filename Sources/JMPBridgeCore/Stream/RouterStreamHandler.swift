@@ -281,6 +281,10 @@ final class RouterStreamHandler: ChannelDuplexHandler, StreamTargetDelegate {
 
     // MARK: - Target events
 
+    var awaitsTarget: Bool {
+        self.machine.phase == .connecting
+    }
+
     var targetMayRead: Bool {
         self.machine.isBridging && (self.context?.channel.isWritable ?? false)
     }

@@ -45,10 +45,11 @@ struct StreamTargetOpener {
                 connectTimeout: route.connectTimeout
             )
             return .success(
-                connector.connect(on: eventLoop, handler: handler, logger: logger).assumeIsolated().map {
-                    channel -> any StreamTarget in
-                    SocketStreamTarget(channel: channel, handler: handler)
-                }.nonisolated()
+                connector.connect(on: eventLoop, handler: handler, logger: logger) { sink.awaitsTarget }
+                    .assumeIsolated().map {
+                        channel -> any StreamTarget in
+                        SocketStreamTarget(channel: channel, handler: handler)
+                    }.nonisolated()
             )
         case .pty, .serial:
             guard let hub = self.environment.consoles.withLockedValue({ $0[route.name] }) else {
