@@ -117,20 +117,21 @@ async def control_status(path: str, timeout: float = 10.0) -> list[dict[str, str
     return await asyncio.wait_for(ask(), timeout)
 
 
-def rss_kib(pid: int) -> int:
+def proc_status(pid: int, key: str) -> int:
+    """A number from /proc/PID/status (``VmRSS`` in KiB, ``Threads``), -1 if absent."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1])
     return -1
+
+
+def rss_kib(pid: int) -> int:
+    return proc_status(pid, "VmRSS")
 
 
 def thread_count(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return -1
+    return proc_status(pid, "Threads")
 
 
 def fd_count(pid: int) -> int:
