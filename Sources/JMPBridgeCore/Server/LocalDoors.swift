@@ -40,6 +40,13 @@ final class LocalDoors: Sendable {
     /// Opens a route's local door, if it has one, and hands it to the door loop.
     func open(_ route: RouteConfiguration) throws {
         guard let local = route.local, case .unix(let targetPath) = route.target else { return }
+        // The loop first: if it cannot start, no socket is left open or bound.
+        let loop: DoorLoop
+        do {
+            loop = try self.startedLoop()
+        } catch {
+            throw BridgeError("route '\(route.name)': door: \(error)")
+        }
         let listener: CInt
         var socketFile: String?
         switch local.address {
@@ -53,33 +60,22 @@ final class LocalDoors: Sendable {
         case .systemd(let name):
             let passed = self.passed.claim(name: name)
             guard let socket = passed.first, passed.count == 1, socket.isListeningStreamSocket() else {
+                for unusable in passed { close(unusable.descriptor) }
                 throw BridgeError(
                     "route '\(route.name)': door \(local.address) needs exactly one passed listening stream socket named '\(name)' (got \(passed.count))"
                 )
             }
             listener = socket.descriptor
             guard jmp_make_nonblocking(listener) == 0 else {
+                let reason = String(cString: strerror(errno))
+                close(listener)
                 throw BridgeError(
                     "route '\(route.name)': door \(local.address): cannot make the passed socket non-blocking: "
-                        + String(cString: strerror(errno))
+                        + reason
                 )
             }
         case .tcp:
             return  // refused by the loader
-        }
-        let loop = try self.loop.withLockedValue { loop throws in
-            if let loop { return loop }
-            let idleExit = self.idleExit
-            let failureHandler = self.failureHandler
-            let created = try DoorLoop(
-                logger: self.logger,
-                onConnection: { opened in
-                    if opened { idleExit?.connectionOpened() } else { idleExit?.connectionClosed() }
-                },
-                onFailure: { reason in failureHandler.withLockedValue { $0 }?(reason) }
-            )
-            loop = created
-            return created
         }
         loop.add(
             Door(
@@ -96,6 +92,24 @@ final class LocalDoors: Sendable {
             "door open",
             metadata: ["route": "\(route.name)", "door": "\(local.address)", "splice": "\(local.splice)"]
         )
+    }
+
+    /// The doors' event loop, started on first use.
+    private func startedLoop() throws -> DoorLoop {
+        try self.loop.withLockedValue { loop throws in
+            if let loop { return loop }
+            let idleExit = self.idleExit
+            let failureHandler = self.failureHandler
+            let created = try DoorLoop(
+                logger: self.logger,
+                onConnection: { opened in
+                    if opened { idleExit?.connectionOpened() } else { idleExit?.connectionClosed() }
+                },
+                onFailure: { reason in failureHandler.withLockedValue { $0 }?(reason) }
+            )
+            loop = created
+            return created
+        }
     }
 
     /// Stops accepting on the door of each of `routes` (open door connections go on).
