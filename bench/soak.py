@@ -479,20 +479,26 @@ class Soak:
             digest.update(chunk)
             got += len(chunk)
 
-        reader = self.spawn(self.receive(call, sink))
+        await self.send_and_finish(call, payload, self.spawn(self.receive(call, sink)), f"echo of {size} bytes")
+        if got != size or digest.digest() != hashlib.sha256(payload).digest():
+            raise RuntimeError(f"echo of {size} bytes came back as {got} bytes with a different SHA-256"
+                               if got == size else f"echo of {size} bytes came back as {got} bytes")
+        self.count("bulk-echo", 2 * size)
+
+    async def send_and_finish(self, call, payload: bytes, reader, what: str) -> None:
+        """Writes ``payload`` in CHUNK-sized DATA frames, then GOAWAY and the end of the request;
+        waits for ``reader`` and fails unless the call ends with OK."""
+        import grpc
+
         view = memoryview(payload)
-        for offset in range(0, size, CHUNK):
+        for offset in range(0, len(payload), CHUNK):
             await call.write(self.data(bytes(view[offset:offset + CHUNK])))
         await call.write(self.goaway())
         await call.done_writing()
         await reader
         code = await self.status_code(call)
         if code != grpc.StatusCode.OK:
-            raise RuntimeError(f"echo of {size} bytes ended with {code.name}: {await call.details()}")
-        if got != size or digest.digest() != hashlib.sha256(payload).digest():
-            raise RuntimeError(f"echo of {size} bytes came back as {got} bytes with a different SHA-256"
-                               if got == size else f"echo of {size} bytes came back as {got} bytes")
-        self.count("bulk-echo", 2 * size)
+            raise RuntimeError(f"{what} ended with {code.name}: {await call.details()}")
 
     async def bulk_oneway(self):
         import grpc
@@ -501,16 +507,7 @@ class Soak:
         payload = random.randbytes(size)
         call = self.call("digest")
         reply = bytearray()
-        reader = self.spawn(self.receive(call, reply.extend))
-        view = memoryview(payload)
-        for offset in range(0, size, CHUNK):
-            await call.write(self.data(bytes(view[offset:offset + CHUNK])))
-        await call.write(self.goaway())
-        await call.done_writing()
-        await reader
-        code = await self.status_code(call)
-        if code != grpc.StatusCode.OK:
-            raise RuntimeError(f"one-way {size} bytes ended with {code.name}: {await call.details()}")
+        await self.send_and_finish(call, payload, self.spawn(self.receive(call, reply.extend)), f"one-way {size} bytes")
         expected = f"{size} {hashlib.sha256(payload).hexdigest()}\n".encode()
         if bytes(reply) != expected:
             raise RuntimeError(f"one-way {size} bytes: the target got {bytes(reply)!r}, expected {expected!r}")
