@@ -69,11 +69,26 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The exporter gateway: the controller proxy, Listen rewriting and the router relay over
+        // pooled upstream HTTP/2 connections.
+        .target(
+            name: "JMPGateway",
+            dependencies: [
+                "JMPProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Configuration, listeners, the HTTP/2 server and the per-stream bridge.
         .target(
             name: "JMPBridgeCore",
             dependencies: [
                 "CJMPSystem",
+                "JMPGateway",
                 "JMPProtocol",
                 "JMPTargets",
                 "JMPSystemd",
@@ -122,6 +137,7 @@ let package = Package(
             dependencies: [
                 "CJMPSystem",
                 "JMPBridgeCore",
+                "JMPGateway",
                 "JMPProtocol",
                 "JMPProtocolReference",
                 "JMPTargets",

@@ -1,0 +1,230 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The exporter gateway: what a gateway listener's streams share (docs/WIRE.md, "The gateway").
+///
+/// Every call an exporter makes on the gateway goes to the real controller unchanged, except
+/// that each `ListenResponse` names the gateway (``GatewaySettings/advertise``) as the router; a
+/// `RouterService/Stream` call with a token handed out that way is relayed to the real router.
+/// Upstream calls share pooled HTTP/2 connections, one per server and event loop.
+public final class Gateway: Sendable {
+    /// The settings.
+    public let settings: GatewaySettings
+    private let advertised: NIOLockedValueBox<String>
+    let logger: Logger
+    let statistics = GatewayStatistics()
+    let tokens = RouterTokenBook()
+    private let controllerTLS: NIOSSLContext?
+    private let routerTLS: NIOSSLContext?
+    private let connectionSettings: UpstreamConnectionSettings
+    private let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<UpstreamPool>]>([:])
+    private let connectionStatus = NIOLockedValueBox<[String: UpstreamConnectionStatus]>([:])
+    private let relays = NIOLockedValueBox<[Int: RelayRecord]>([:])
+    private let listens = NIOLockedValueBox<[Int: ListenRecord]>([:])
+    private let nextID = Atomic<Int>(1)
+
+    /// Loads the CA files of `settings` (the TLS contexts for the controller and the routers).
+    ///
+    /// - Parameters:
+    ///   - streamWindow: the HTTP/2 stream window of upstream connections (the bridge's
+    ///     `stream-window`).
+    ///   - maxPayloadSize: sizes the buffer a stream may queue towards a slow peer.
+    public init(settings: GatewaySettings, streamWindow: Int, maxPayloadSize: Int, logger: Logger) throws(GatewayError)
+    {
+        self.settings = settings
+        self.advertised = NIOLockedValueBox(settings.advertise)
+        self.logger = logger
+        self.controllerTLS = try Self.context(for: settings.controllerTrust)
+        self.routerTLS = try Self.context(for: settings.effectiveRouterTrust)
+        self.connectionSettings = UpstreamConnectionSettings(
+            streamWindow: streamWindow,
+            maxPayloadSize: maxPayloadSize,
+            connectTimeout: settings.connectTimeout,
+            keepalive: settings.keepalive
+        )
+    }
+
+    /// The `router_endpoint` exporters are given (``GatewaySettings/advertise``, or the bound
+    /// listener's address, set once it is bound).
+    public var advertise: String {
+        get { self.advertised.withLockedValue { $0 } }
+        set { self.advertised.withLockedValue { $0 = newValue } }
+    }
+
+    private static func context(for trust: UpstreamTrust) throws(GatewayError) -> NIOSSLContext? {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.applicationProtocols = ["h2"]
+        switch trust {
+        case .insecure:
+            return nil
+        case .systemRoots:
+            configuration.trustRoots = .default
+        case .caFile(let path):
+            do {
+                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
+            } catch {
+                throw GatewayError("cannot read the CA certificates in \(path): \(error)")
+            }
+        }
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw GatewayError("cannot set up TLS for \(trust): \(error)")
+        }
+    }
+
+    /// The handler for one stream of a gateway listener; add it on the stream channel's loop.
+    public func makeStreamHandler() -> some ChannelHandler {
+        GatewayStreamHandler(gateway: self)
+    }
+
+    // MARK: - Upstream
+
+    enum Upstream {
+        case controller
+        case router(UpstreamEndpoint)
+    }
+
+    /// Opens a stream to the controller or a router on the pooled connection of `eventLoop`.
+    func openStream(
+        _ upstream: Upstream,
+        on eventLoop: any EventLoop,
+        _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
+    ) -> EventLoopFuture<any Channel> {
+        let pool = self.pool(on: eventLoop)
+        switch upstream {
+        case .controller:
+            return pool.openStream(
+                to: self.settings.controller,
+                trust: self.settings.controllerTrust,
+                tls: self.controllerTLS,
+                initializer
+            )
+        case .router(let endpoint):
+            return pool.openStream(
+                to: endpoint,
+                trust: self.settings.effectiveRouterTrust,
+                tls: self.routerTLS,
+                initializer
+            )
+        }
+    }
+
+    private func pool(on eventLoop: any EventLoop) -> UpstreamPool {
+        let key = ObjectIdentifier(eventLoop)
+        if let pool = self.pools.withLockedValue({ $0[key] }) { return pool.value }
+        let status = self.connectionStatus
+        let pool = UpstreamPool(
+            eventLoop: eventLoop,
+            settings: self.connectionSettings,
+            logger: self.logger,
+            report: { id, state in status.withLockedValue { $0[id] = state } }
+        )
+        self.pools.withLockedValue { $0[key] = NIOLoopBound(pool, eventLoop: eventLoop) }
+        return pool
+    }
+
+    // MARK: - Records
+
+    func makeID() -> Int { self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue }
+
+    func started(_ relay: RelayRecord) {
+        self.statistics.relays.add(1, ordering: .relaxed)
+        self.relays.withLockedValue { $0[relay.id] = relay }
+    }
+
+    func ended(_ relay: RelayRecord) { _ = self.relays.withLockedValue { $0.removeValue(forKey: relay.id) } }
+
+    func started(_ listen: ListenRecord) { self.listens.withLockedValue { $0[listen.id] = listen } }
+
+    func ended(_ listen: ListenRecord) { _ = self.listens.withLockedValue { $0.removeValue(forKey: listen.id) } }
+
+    /// Records a token handed to an exporter.
+    func handedOut(token: String, router: UpstreamEndpoint, listen: ListenRecord) {
+        let expires = TokenExpiry.deadline(of: token, wallClock: Int64(time(nil)))
+        self.tokens.record(
+            token,
+            RouterGrant(router: router, lease: listen.lease, exporter: listen.exporter, expires: expires)
+        )
+        listen.tokens.add(1, ordering: .relaxed)
+    }
+
+    // MARK: - Status
+
+    /// The gateway's `status` lines, as `key=value` items: one `gateway` line, one `upstream`
+    /// line per server (its connections on every event loop summed), one `listen` line per open
+    /// Listen call and one `relay` line per running relay (see jmp-bridge(8)).
+    public func statusItems(listener: String) -> [[(String, String)]] {
+        let now = NIODeadline.now()
+        let relays = self.relays.withLockedValue { $0.values.sorted { $0.id < $1.id } }
+        let listens = self.listens.withLockedValue { $0.values.sorted { $0.id < $1.id } }
+        var lines: [[(String, String)]] = [
+            [
+                ("gateway", listener),
+                ("advertise", self.advertise),
+                ("controller", "\(self.settings.controller)"),
+                ("listens", "\(listens.count)"),
+                ("relays", "\(relays.count)"),
+                ("relays-total", "\(self.statistics.relays.load(ordering: .relaxed))"),
+                ("controller-calls-total", "\(self.statistics.controllerCalls.load(ordering: .relaxed))"),
+                ("refused-tokens", "\(self.statistics.refusedTokens.load(ordering: .relaxed))"),
+                ("unavailable", "\(self.statistics.upstreamUnavailable.load(ordering: .relaxed))"),
+            ]
+        ]
+        var byEndpoint: [UpstreamEndpoint: [UpstreamConnectionStatus]] = [:]
+        for status in self.connectionStatus.withLockedValue({ Array($0.values) }) {
+            byEndpoint[status.endpoint, default: []].append(status)
+        }
+        let order: [UpstreamConnectionStatus.State] = [.ready, .draining, .connecting, .failed, .idle]
+        for (endpoint, connections) in byEndpoint.sorted(by: { $0.key.authority < $1.key.authority }) {
+            let state = order.first { state in connections.contains { $0.state == state } } ?? .idle
+            var items: [(String, String)] = [
+                ("upstream", "\(endpoint)"),
+                ("role", endpoint == self.settings.controller ? "controller" : "router"),
+                ("state", state.rawValue),
+                ("connections", "\(connections.filter { $0.state == .ready || $0.state == .draining }.count)"),
+                ("streams", "\(connections.map(\.streams).reduce(0, +))"),
+                ("connects", "\(connections.map(\.connects).reduce(0, +))"),
+                ("failures", "\(connections.map(\.failures).reduce(0, +))"),
+            ]
+            if state == .failed, let error = connections.compactMap(\.lastError).last {
+                items.append(("error", error))
+            }
+            lines.append(items)
+        }
+        for listen in listens {
+            lines.append([
+                ("listen", listen.exporter),
+                ("lease", listen.lease ?? "-"),
+                ("age", Self.seconds(now - listen.started)),
+                ("tokens", "\(listen.tokens.load(ordering: .relaxed))"),
+            ])
+        }
+        for relay in relays {
+            lines.append([
+                ("relay", "\(relay.id)"),
+                ("lease", relay.grant.lease ?? "-"),
+                ("exporter", relay.grant.exporter ?? "-"),
+                ("router", "\(relay.grant.router)"),
+                ("age", Self.seconds(now - relay.started)),
+                ("bytes-to-router", "\(relay.bytesToRouter.load(ordering: .relaxed))"),
+                ("bytes-to-exporter", "\(relay.bytesToExporter.load(ordering: .relaxed))"),
+            ])
+        }
+        return lines
+    }
+
+    /// `1.234s`.
+    static func seconds(_ amount: TimeAmount) -> String {
+        let milliseconds = max(0, amount.nanoseconds / 1_000_000)
+        let fraction = "\(milliseconds % 1000)"
+        return "\(milliseconds / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)s"
+    }
+}

@@ -1,0 +1,416 @@
+import JMPProtocol
+import Logging
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// One stream an exporter opened on the gateway listener, relayed to the controller or, for a
+/// `RouterService/Stream` with a token the gateway handed out, to that token's router.
+///
+/// Frames pass both ways as they arrive: HEADERS (only `:authority` and `:scheme` rewritten for
+/// the upstream server), DATA (not re-encoded, except `ListenResponse`s: ``ListenInterception``),
+/// trailers and RST_STREAM, half-close kept. Neither side is read while the other cannot take
+/// more, so both HTTP/2 windows close: backpressure end to end. Statuses the gateway makes itself
+/// are listed in docs/WIRE.md ("The gateway").
+final class GatewayStreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    static let routerStreamPath = "/jumpstarter.v1.RouterService/Stream"
+    static let listenPath = "/jumpstarter.v1.ControllerService/Listen"
+    /// How long a stream the gateway ended with its own status waits for the exporter to end its
+    /// side before it is reset (grpcio reports the status only after it has ended its side).
+    static let drainTime = TimeAmount.seconds(2)
+
+    private enum Phase {
+        case awaitingHeaders
+        case opening
+        case relaying(UpstreamStreamHandler)
+        case closed
+    }
+
+    private enum Kind {
+        case controller
+        case listen(ListenInterception)
+        case relay(RelayRecord)
+    }
+
+    private let gateway: Gateway
+    private var context: ChannelHandlerContext?
+    private var phase = Phase.awaitingHeaders
+    private var kind = Kind.controller
+    private var upstreamName = ""
+    /// Frames that arrived while the upstream stream was being opened.
+    private var held: [HTTP2Frame.FramePayload] = []
+    private var readPending = false
+    private var flushPending = false
+    /// The response's HEADERS have been written downstream.
+    private var responseStarted = false
+    /// The response is complete downstream (END_STREAM or RST_STREAM written).
+    private var responseEnded = false
+    /// The exporter ended its side (END_STREAM or RST_STREAM).
+    private var requestEnded = false
+    /// How the call ended, for the relay's log line.
+    private var outcome: String?
+
+    init(gateway: Gateway) {
+        self.gateway = gateway
+    }
+
+    var downstreamWritable: Bool { self.context?.channel.isWritable ?? false }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    // MARK: - Downstream (the exporter)
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let payload = self.unwrapInboundIn(data)
+        switch self.phase {
+        case .awaitingHeaders:
+            guard case .headers(let headers) = payload else {
+                context.close(promise: nil)
+                return
+            }
+            self.begin(headers, context: context)
+        case .opening:
+            self.note(payload)
+            self.held.append(payload)
+        case .relaying(let upstream):
+            self.note(payload)
+            upstream.write(payload)
+            self.flushPending = true
+        case .closed:
+            if case .rstStream = payload { self.requestEnded = true }
+            if case .headers(let headers) = payload, headers.endStream { self.requestEnded = true }
+            if case .data(let data) = payload, data.endStream { self.requestEnded = true }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if case .relaying(let upstream) = self.phase, self.flushPending {
+            self.flushPending = false
+            upstream.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        switch self.phase {
+        case .awaitingHeaders, .closed:
+            context.read()
+        case .relaying(let upstream) where upstream.isWritable:
+            context.read()
+        default:
+            self.readPending = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, case .relaying(let upstream) = self.phase {
+            upstream.resumeReading()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        self.gateway.logger.debug("gateway: stream error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .relaying(let upstream) = self.phase { upstream.close() }
+        self.phase = .closed
+        self.held = []
+        switch self.kind {
+        case .relay(let record):
+            if self.outcome == nil { self.outcome = self.requestEnded ? "incomplete" : "CANCELLED (exporter)" }
+            self.logRelayEnd(record)
+            self.gateway.ended(record)
+        case .listen(let listen):
+            self.gateway.ended(listen.record)
+        case .controller:
+            break
+        }
+        context.fireChannelInactive()
+    }
+
+    /// Keeps track of the exporter's side: bytes, its end, the Listen request's lease.
+    private func note(_ payload: HTTP2Frame.FramePayload) {
+        switch payload {
+        case .data(let data):
+            if case .byteBuffer(let buffer) = data.data {
+                switch self.kind {
+                case .relay(let record): record.bytesToRouter.add(buffer.readableBytes, ordering: .relaxed)
+                case .listen(var listen):
+                    listen.request(buffer)
+                    self.kind = .listen(listen)
+                case .controller: break
+                }
+            }
+            if data.endStream { self.requestEnded = true }
+        case .headers(let headers):
+            if headers.endStream { self.requestEnded = true }
+        case .rstStream:
+            self.requestEnded = true
+        default:
+            break
+        }
+    }
+
+    private func begin(_ headers: HTTP2Frame.FramePayload.Headers, context: ChannelHandlerContext) {
+        let path = headers.headers.first(name: ":path") ?? ""
+        let upstream: Gateway.Upstream
+        let endpoint: UpstreamEndpoint
+        let trust: UpstreamTrust
+        if path == Self.routerStreamPath {
+            guard let token = Self.bearerToken(headers.headers), let grant = self.gateway.tokens.take(token) else {
+                self.gateway.statistics.refusedTokens.add(1, ordering: .relaxed)
+                self.gateway.logger.warning(
+                    "gateway: refused a router stream whose token the gateway did not hand out (or was used or expired)"
+                )
+                self.phase = .closed
+                self.requestEnded = headers.endStream
+                self.respond(GRPCStatus(.unauthenticated, "jmp-bridge gateway: unknown router token"))
+                return
+            }
+            let record = RelayRecord(id: self.gateway.makeID(), grant: grant)
+            self.gateway.started(record)
+            self.kind = .relay(record)
+            upstream = .router(grant.router)
+            endpoint = grant.router
+            trust = self.gateway.settings.effectiveRouterTrust
+        } else {
+            self.gateway.statistics.controllerCalls.add(1, ordering: .relaxed)
+            if path == Self.listenPath {
+                let namespace = headers.headers.first(name: "jumpstarter-namespace") ?? "-"
+                let name = headers.headers.first(name: "jumpstarter-name") ?? "-"
+                let record = ListenRecord(id: self.gateway.makeID(), exporter: "\(namespace)/\(name)")
+                self.gateway.started(record)
+                self.kind = .listen(ListenInterception(record: record))
+            }
+            upstream = .controller
+            endpoint = self.gateway.settings.controller
+            trust = self.gateway.settings.controllerTrust
+        }
+        self.upstreamName = "\(endpoint)"
+        var forwarded = headers
+        forwarded.headers = Self.upstreamHeaders(
+            headers.headers,
+            authority: endpoint.authority,
+            scheme: trust == .insecure ? "http" : "https"
+        )
+        self.note(.headers(forwarded))
+        self.held = [.headers(forwarded)]
+        self.phase = .opening
+        let partner = UpstreamStreamHandler(partner: self)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let boundPartner = NIOLoopBound(partner, eventLoop: context.eventLoop)
+        self.gateway.openStream(upstream, on: context.eventLoop) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(boundPartner.value)
+            }
+        }.whenComplete { result in
+            switch result {
+            case .success: handler.value.upstreamOpened(boundPartner.value)
+            case .failure(let error): handler.value.upstreamFailed(error)
+            }
+        }
+    }
+
+    private func upstreamOpened(_ upstream: UpstreamStreamHandler) {
+        guard case .opening = self.phase, let context = self.context else {
+            upstream.close()
+            return
+        }
+        self.phase = .relaying(upstream)
+        for payload in self.held { upstream.write(payload) }
+        self.held = []
+        upstream.flush()
+        if self.readPending, upstream.isWritable {
+            self.readPending = false
+            context.read()
+        }
+    }
+
+    private func upstreamFailed(_ error: any Error) {
+        guard case .opening = self.phase else { return }
+        self.phase = .closed
+        self.held = []
+        self.gateway.statistics.upstreamUnavailable.add(1, ordering: .relaxed)
+        let status = GRPCStatus(.unavailable, "jmp-bridge gateway: \(error)")
+        self.gateway.logger.warning("gateway: call failed, upstream unavailable", metadata: ["error": "\(error)"])
+        self.outcome = status.description
+        self.respond(status)
+        if self.readPending, let context = self.context {
+            self.readPending = false
+            context.read()
+        }
+    }
+
+    // MARK: - Upstream (the controller or a router)
+
+    func fromUpstream(_ payload: HTTP2Frame.FramePayload) {
+        guard let context = self.context else { return }
+        if self.responseEnded {
+            // After its trailers a server resets a stream whose client has not ended its side.
+            if case .rstStream = payload, !self.requestEnded {
+                context.write(self.wrapOutboundOut(payload), promise: nil)
+                self.flushPending = true
+            }
+            return
+        }
+        switch payload {
+        case .headers(let headers):
+            self.responseStarted = true
+            if headers.endStream {
+                self.responseEnded = true
+                self.outcome = Self.statusName(headers.headers.first(name: "grpc-status"))
+            }
+            context.write(self.wrapOutboundOut(payload), promise: nil)
+        case .data(var data):
+            if data.endStream { self.responseEnded = true }
+            switch self.kind {
+            case .relay(let record):
+                record.bytesToExporter.add(data.data.readableBytes, ordering: .relaxed)
+            case .listen(var listen):
+                guard case .byteBuffer(let bytes) = data.data else { break }
+                do {
+                    let rewritten = try listen.response(bytes, endStream: data.endStream, gateway: self.gateway)
+                    self.kind = .listen(listen)
+                    guard rewritten.readableBytes > 0 || data.endStream else { return }
+                    data.data = .byteBuffer(rewritten)
+                } catch {
+                    self.kind = .listen(listen)
+                    self.failListen(error)
+                    return
+                }
+            case .controller:
+                break
+            }
+            context.write(self.wrapOutboundOut(.data(data)), promise: nil)
+        case .rstStream(let code):
+            self.responseEnded = true
+            self.outcome = "RST_STREAM(\(code))"
+            context.write(self.wrapOutboundOut(payload), promise: nil)
+        default:
+            return
+        }
+        self.flushPending = true
+    }
+
+    func upstreamReadComplete() {
+        guard case .relaying = self.phase, let context = self.context else { return }
+        context.flush()
+    }
+
+    func resumeDownstreamReading() {
+        guard self.readPending, let context = self.context else { return }
+        self.readPending = false
+        context.read()
+    }
+
+    private var upstreamFailure: (any Error)?
+
+    func upstreamError(_ error: any Error) {
+        self.upstreamFailure = error
+    }
+
+    /// The upstream stream is gone. If its response was not complete (the connection was lost,
+    /// or the stream was reset without a frame), the exporter gets UNAVAILABLE, as a direct call
+    /// whose connection broke.
+    func upstreamClosed() {
+        if case .relaying = self.phase { self.phase = .closed }
+        guard !self.responseEnded else { return }
+        let reason = self.upstreamFailure.map { " (\($0))" } ?? ""
+        let status = GRPCStatus(.unavailable, "jmp-bridge gateway: lost the call to \(self.upstreamName)\(reason)")
+        self.outcome = status.description
+        self.respond(status)
+    }
+
+    /// The controller sent a Listen response the gateway cannot rewrite: the exporter must not
+    /// get the real router's address, so the call fails with INTERNAL (the exporter listens again).
+    private func failListen(_ error: any Error) {
+        self.gateway.logger.error("gateway: cannot rewrite a ListenResponse", metadata: ["error": "\(error)"])
+        if case .relaying(let upstream) = self.phase {
+            upstream.close()
+            self.phase = .closed
+        }
+        self.respond(
+            GRPCStatus(.internal, "jmp-bridge gateway: cannot rewrite the controller's ListenResponse: \(error)")
+        )
+    }
+
+    // MARK: - Helpers
+
+    /// Ends the call downstream with `status` (trailers, or a trailers-only response), then
+    /// waits up to ``drainTime`` for the exporter to end its side before the stream is reset.
+    private func respond(_ status: GRPCStatus) {
+        guard let context = self.context, !self.responseEnded else { return }
+        self.responseEnded = true
+        let headers =
+            self.responseStarted ? GRPCResponseHeaders.trailers(status) : GRPCResponseHeaders.trailersOnly(status)
+        self.responseStarted = true
+        context.writeAndFlush(
+            self.wrapOutboundOut(.headers(.init(headers: headers, endStream: true))),
+            promise: nil
+        )
+        guard !self.requestEnded else { return }
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: Self.drainTime) { channel.close(promise: nil) }
+    }
+
+    /// Logs the one line of a relay's end.
+    private func logRelayEnd(_ record: RelayRecord) {
+        let duration = NIODeadline.now() - record.started
+        self.gateway.logger.info(
+            "gateway: relay ended",
+            metadata: [
+                "lease": "\(record.grant.lease ?? "-")",
+                "exporter": "\(record.grant.exporter ?? "-")",
+                "router": "\(record.grant.router)",
+                "duration": "\(Gateway.seconds(duration))",
+                "bytes-to-router": "\(record.bytesToRouter.load(ordering: .relaxed))",
+                "bytes-to-exporter": "\(record.bytesToExporter.load(ordering: .relaxed))",
+                "status": "\(self.outcome ?? "-")",
+            ]
+        )
+    }
+
+    /// The headers for the upstream request: the exporter's, byte for byte, but for the
+    /// `:authority` (the upstream server's) and `:scheme`.
+    static func upstreamHeaders(_ headers: HPACKHeaders, authority: String, scheme: String) -> HPACKHeaders {
+        var out = HPACKHeaders()
+        out.reserveCapacity(headers.count)
+        for (name, value, indexing) in headers {
+            switch name {
+            case ":authority": out.add(name: name, value: authority, indexing: indexing)
+            case ":scheme": out.add(name: name, value: scheme, indexing: indexing)
+            default: out.add(name: name, value: value, indexing: indexing)
+            }
+        }
+        return out
+    }
+
+    /// The token of an `authorization: Bearer TOKEN` header.
+    static func bearerToken(_ headers: HPACKHeaders) -> String? {
+        guard let value = headers.first(name: "authorization") else { return nil }
+        let parts = value.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else { return nil }
+        return String(parts[1])
+    }
+
+    /// `OK`, `UNAVAILABLE`, … for a `grpc-status` value.
+    static func statusName(_ value: String?) -> String {
+        let names = [
+            "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+            "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+            "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+        ]
+        guard let value else { return "no-status" }
+        guard let code = Int(value), names.indices.contains(code) else { return "status-\(value)" }
+        return names[code]
+    }
+}

@@ -1,0 +1,66 @@
+import NIOCore
+
+/// The `exp` claim of a JWT, read without verifying it (the router verifies; the gateway only
+/// needs to know how long to remember the token).
+enum TokenExpiry {
+    /// Tokens without a readable `exp` are remembered this long; none longer.
+    static let longest = TimeAmount.hours(24)
+
+    /// When `token` expires, as a deadline on this machine's monotonic clock, capped at a day.
+    static func deadline(of token: String, now: NIODeadline = .now(), wallClock: Int64) -> NIODeadline {
+        let cap = now + Self.longest
+        guard let exp = Self.expClaim(token) else { return cap }
+        let remaining = exp - wallClock
+        guard remaining > 0 else { return now }
+        return min(cap, now + .seconds(min(remaining, 86_400)))
+    }
+
+    /// The numeric `exp` of the token's payload, if it is a JWT with one.
+    static func expClaim(_ token: String) -> Int64? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let payload = Self.base64URLDecode(parts[1]) else { return nil }
+        // The payload is a JSON object; find `"exp"`, a colon, then a number.
+        let key = Array("\"exp\"".utf8)
+        guard let start = Self.firstIndex(of: key, in: payload) else { return nil }
+        var rest = payload[(start + key.count)...].drop(while: { $0 == UInt8(ascii: " ") })
+        guard rest.first == UInt8(ascii: ":") else { return nil }
+        rest = rest.dropFirst().drop(while: { $0 == UInt8(ascii: " ") })
+        let digits = rest.prefix(while: { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+        guard !digits.isEmpty, digits.count < 19 else { return nil }
+        return digits.reduce(Int64(0)) { $0 * 10 + Int64($1 - UInt8(ascii: "0")) }
+    }
+
+    private static func firstIndex(of needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        for index in 0...(haystack.count - needle.count)
+        where haystack[index..<(index + needle.count)].elementsEqual(needle) {
+            return index
+        }
+        return nil
+    }
+
+    private static func base64URLDecode(_ text: Substring) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        var accumulator: UInt32 = 0
+        var bits = 0
+        for character in text.utf8 {
+            let value: UInt8
+            switch character {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): value = character - UInt8(ascii: "A")
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): value = character - UInt8(ascii: "a") + 26
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = character - UInt8(ascii: "0") + 52
+            case UInt8(ascii: "-"), UInt8(ascii: "+"): value = 62
+            case UInt8(ascii: "_"), UInt8(ascii: "/"): value = 63
+            case UInt8(ascii: "="): continue
+            default: return nil
+            }
+            accumulator = accumulator << 6 | UInt32(value)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                bytes.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+            }
+        }
+        return bytes
+    }
+}

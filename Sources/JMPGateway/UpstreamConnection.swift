@@ -1,0 +1,224 @@
+import Logging
+import NIOCore
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One pooled HTTP/2 connection to an upstream server, used on one event loop only: every call
+/// from a downstream connection on that loop to that server becomes a stream on it.
+///
+/// It connects on first use. A failed attempt makes calls fail at once (UNAVAILABLE, as a gRPC
+/// client in TRANSIENT_FAILURE does) until a backoff of 1 s, growing ×1.6 per failure to 30 s,
+/// has passed; the next call then tries again. A connection the server sent GOAWAY on finishes
+/// its calls while new calls get a new connection.
+final class UpstreamConnection {
+    let endpoint: UpstreamEndpoint
+    private let eventLoop: any EventLoop
+    private let tls: NIOSSLContext?
+    private let settings: UpstreamConnectionSettings
+    private let logger: Logger
+    private let report: (UpstreamConnectionStatus) -> Void
+
+    private enum State {
+        case idle
+        case connecting(EventLoopFuture<NIOHTTP2Handler.StreamMultiplexer>)
+        case ready(any Channel, NIOHTTP2Handler.StreamMultiplexer)
+        case failed(retryAt: NIODeadline, reason: String)
+    }
+
+    private var state = State.idle
+    private var status: UpstreamConnectionStatus
+
+    init(
+        endpoint: UpstreamEndpoint,
+        eventLoop: any EventLoop,
+        tls: NIOSSLContext?,
+        settings: UpstreamConnectionSettings,
+        logger: Logger,
+        report: @escaping (UpstreamConnectionStatus) -> Void
+    ) {
+        self.endpoint = endpoint
+        self.eventLoop = eventLoop
+        self.tls = tls
+        self.settings = settings
+        self.logger = logger
+        self.report = report
+        self.status = UpstreamConnectionStatus(
+            endpoint: endpoint,
+            state: .idle,
+            streams: 0,
+            connects: 0,
+            failures: 0,
+            lastError: nil
+        )
+    }
+
+    /// Opens a stream on the connection (connecting first if needed) with `initializer` run on
+    /// the new stream channel.
+    func openStream(
+        _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
+    ) -> EventLoopFuture<any Channel> {
+        self.eventLoop.preconditionInEventLoop()
+        let multiplexer: EventLoopFuture<NIOHTTP2Handler.StreamMultiplexer>
+        switch self.state {
+        case .ready(let channel, let ready) where channel.isActive:
+            multiplexer = self.eventLoop.makeSucceededFuture(ready)
+        case .connecting(let future):
+            multiplexer = future
+        case .failed(let retryAt, let reason) where NIODeadline.now() < retryAt:
+            let tenths = (retryAt - NIODeadline.now()).nanoseconds / 100_000_000 + 1
+            let text = "\(reason) (next attempt in \(tenths / 10).\(tenths % 10) s)"
+            return self.eventLoop.makeFailedFuture(UpstreamUnavailable(endpoint: self.endpoint, reason: text))
+        default:
+            multiplexer = self.connect()
+        }
+        let endpoint = self.endpoint
+        let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        return multiplexer.flatMap { multiplexer in
+            let promise = loopBound.value.eventLoop.makePromise(of: (any Channel).self)
+            multiplexer.createStreamChannel(promise: promise, initializer)
+            return promise.futureResult.map { channel in
+                let connection = loopBound.value
+                connection.status.streams += 1
+                connection.publish()
+                channel.closeFuture.whenComplete { _ in
+                    let connection = loopBound.value
+                    connection.status.streams -= 1
+                    connection.publish()
+                }
+                return channel
+            }
+        }.flatMapErrorThrowing { error in
+            if error is UpstreamUnavailable { throw error }
+            throw UpstreamUnavailable(endpoint: endpoint, reason: Self.describe(error))
+        }
+    }
+
+    private func connect() -> EventLoopFuture<NIOHTTP2Handler.StreamMultiplexer> {
+        let ready = self.eventLoop.makePromise(of: Void.self)
+        let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        let endpoint = self.endpoint
+        let tls = self.tls
+        let settings = self.settings
+        let logger = self.logger
+        let readyBox = NIOLoopBound(ready, eventLoop: self.eventLoop)
+        let connected = ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(settings.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let tls {
+                        // An IP address is checked against the certificate's IP SANs; SNI needs a name.
+                        let isAddress = (try? SocketAddress(ipAddress: endpoint.host, port: 0)) != nil
+                        try sync.addHandler(
+                            NIOSSLClientHandler(context: tls, serverHostname: isAddress ? nil : endpoint.host)
+                        )
+                    }
+                    try sync.addHandler(
+                        NIOHTTP2Handler(
+                            mode: .client,
+                            eventLoop: channel.eventLoop,
+                            connectionConfiguration: settings.connection,
+                            streamConfiguration: settings.stream
+                        ) { pushed in pushed.close() }
+                    )
+                    try sync.addHandler(
+                        UpstreamConnectionHandler(
+                            endpoint: endpoint,
+                            usesTLS: tls != nil,
+                            keepalive: settings.keepalive,
+                            logger: logger,
+                            onReady: { error in
+                                if let error { readyBox.value.fail(error) } else { readyBox.value.succeed(()) }
+                            },
+                            onGoAway: { loopBound.value.goAwayReceived(on: channel) }
+                        )
+                    )
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port)
+        connected.whenFailure { readyBox.value.fail($0) }
+        let multiplexer = connected.flatMap { channel in
+            ready.futureResult.flatMapThrowing {
+                (channel, try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self).syncMultiplexer())
+            }.flatMapErrorThrowing { error in
+                channel.close(promise: nil)
+                throw error
+            }
+        }
+        let result = multiplexer.map { channel, multiplexer in
+            let connection = loopBound.value
+            connection.state = .ready(channel, multiplexer)
+            connection.status.state = .ready
+            connection.status.connects += 1
+            connection.failures = 0
+            connection.publish()
+            logger.info("gateway: upstream connected", metadata: ["upstream": "\(endpoint)"])
+            channel.closeFuture.whenComplete { _ in loopBound.value.closed(channel) }
+            return multiplexer
+        }
+        result.whenFailure { error in loopBound.value.connectFailed(error) }
+        self.state = .connecting(result)
+        self.status.state = .connecting
+        self.publish()
+        return result
+    }
+
+    /// Consecutive failed attempts, for the backoff.
+    private var failures = 0
+
+    private func connectFailed(_ error: any Error) {
+        self.failures += 1
+        var backoff = 1.0
+        for _ in 1..<self.failures { backoff = min(backoff * 1.6, 30) }
+        let reason = Self.describe(error)
+        self.state = .failed(retryAt: .now() + .milliseconds(Int64(backoff * 1000)), reason: reason)
+        self.status.state = .failed
+        self.status.failures += 1
+        self.status.lastError = reason
+        self.publish()
+        self.logger.warning(
+            "gateway: cannot connect upstream",
+            metadata: ["upstream": "\(self.endpoint)", "error": "\(reason)", "retry-after": "\(backoff)s"]
+        )
+    }
+
+    private func goAwayReceived(on channel: any Channel) {
+        guard case .ready(let current, _) = self.state, current === channel else { return }
+        self.state = .idle
+        self.status.state = .draining
+        self.publish()
+        self.logger.info(
+            "gateway: upstream sent GOAWAY; new calls use a new connection",
+            metadata: ["upstream": "\(self.endpoint)"]
+        )
+    }
+
+    private func closed(_ channel: any Channel) {
+        if case .ready(let current, _) = self.state, current === channel {
+            self.state = .idle
+        }
+        if case .idle = self.state {
+            self.status.state = .idle
+            self.publish()
+        }
+        self.logger.info("gateway: upstream connection closed", metadata: ["upstream": "\(self.endpoint)"])
+    }
+
+    private func publish() { self.report(self.status) }
+
+    /// The system's reason for an I/O error, else the error's description.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
+        if let error = error as? NIOConnectionError {
+            return error.connectionErrors.last.map { Self.describe($0.error) } ?? "\(error)"
+        }
+        if error is ChannelError, case .connectTimeout = error as? ChannelError { return "connect timeout" }
+        return "\(error)"
+    }
+}

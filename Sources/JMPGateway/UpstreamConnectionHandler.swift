@@ -1,0 +1,106 @@
+import Logging
+import NIOCore
+import NIOHTTP2
+import NIOSSL
+import NIOTLS
+
+/// Sits after `NIOHTTP2Handler` on an upstream connection: reports when the connection is ready
+/// (TLS handshake done), when the server sends GOAWAY, and sends keepalive PINGs, closing a
+/// connection whose PING goes unanswered for a whole interval.
+final class UpstreamConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias OutboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    private let keepalive: TimeAmount?
+    private let usesTLS: Bool
+    private let logger: Logger
+    private let endpoint: UpstreamEndpoint
+    /// Called once: nil when the connection can carry calls, or the error that ended it first.
+    private var onReady: ((Error?) -> Void)?
+    /// Called when the server sends GOAWAY.
+    private let onGoAway: () -> Void
+    private var timer: RepeatedTask?
+    private var pingOutstanding = false
+
+    init(
+        endpoint: UpstreamEndpoint,
+        usesTLS: Bool,
+        keepalive: TimeAmount?,
+        logger: Logger,
+        onReady: @escaping (Error?) -> Void,
+        onGoAway: @escaping () -> Void
+    ) {
+        self.endpoint = endpoint
+        self.usesTLS = usesTLS
+        self.keepalive = keepalive
+        self.logger = logger
+        self.onReady = onReady
+        self.onGoAway = onGoAway
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if !self.usesTLS { self.ready(nil) }
+        if let interval = self.keepalive {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            self.timer = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                let (handler, context) = loopBound.value
+                handler.ping(context: context)
+            }
+        }
+        context.fireChannelActive()
+    }
+
+    private func ping(context: ChannelHandlerContext) {
+        if self.pingOutstanding {
+            self.logger.warning(
+                "gateway: upstream connection did not answer a keepalive PING; closing it",
+                metadata: ["upstream": "\(self.endpoint)"]
+            )
+            context.close(promise: nil)
+            return
+        }
+        self.pingOutstanding = true
+        let frame = HTTP2Frame(
+            streamID: .rootStream,
+            payload: .ping(HTTP2PingData(withInteger: 0x6A6D_7062), ack: false)
+        )
+        context.writeAndFlush(self.wrapOutboundOut(frame), promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent { self.ready(nil) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = self.unwrapInboundIn(data)
+        switch frame.payload {
+        case .ping(_, ack: true):
+            self.pingOutstanding = false
+        case .goAway:
+            self.onGoAway()
+        default:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        self.ready(error)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+        self.timer = nil
+        self.ready(ChannelError.ioOnClosedChannel)
+        context.fireChannelInactive()
+    }
+
+    private func ready(_ error: Error?) {
+        guard let onReady = self.onReady else { return }
+        self.onReady = nil
+        onReady(error)
+    }
+}
