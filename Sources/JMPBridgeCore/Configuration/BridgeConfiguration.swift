@@ -25,6 +25,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var exitIdleTime: TimeAmount?
     /// How bearer tokens are verified; nil: no `jwt:` section.
     public var jwt: JWTConfiguration?
+    /// The exporter gateway; nil: no `gateway:` section.
+    public var gateway: GatewayConfiguration?
 
     /// Creates a configuration.
     public init(
@@ -59,8 +61,20 @@ public struct BridgeConfiguration: Sendable, Equatable {
     /// Errors name the option or key at fault.
     public func validate() throws(ConfigurationError) {
         let origin = self.source ?? "command line"
-        if self.listeners.isEmpty {
-            throw ConfigurationError(file: origin, key: "listen", "no listener configured (use --listen or 'listen:')")
+        if self.listeners.isEmpty && self.gateway == nil {
+            throw ConfigurationError(
+                file: origin,
+                key: "listen",
+                "no listener configured (use --listen or 'listen:', or configure 'gateway:')"
+            )
+        }
+        if let gateway = self.gateway, self.listeners.contains(where: { $0.address == gateway.listener.address }) {
+            throw ConfigurationError(
+                file: origin,
+                line: gateway.line,
+                key: "gateway.listen",
+                "\(gateway.listener.address) is also under 'listen:'"
+            )
         }
         if let name = self.defaultRoute, self.routes[name] == nil {
             throw ConfigurationError(file: origin, key: "default-route", "no route named '\(name)'")

@@ -14,7 +14,7 @@ public enum ConfigurationLoader {
 
     /// The top-level keys, as documented in jmp-bridge.yaml(5).
     public static let topLevelKeys = [
-        "listen", "control", "default-route", "routes", "limits", "linger", "exit-idle-time", "jwt",
+        "listen", "control", "default-route", "routes", "limits", "linger", "exit-idle-time", "jwt", "gateway",
     ]
     /// The keys of one `listen:` entry.
     public static let listenerKeys = [
@@ -81,6 +81,8 @@ public enum ConfigurationLoader {
                 configuration.exitIdleTime = try reader.duration(value, key: key)
             case "jwt":
                 configuration.jwt = try reader.jwt(value)
+            case "gateway":
+                configuration.gateway = try reader.gateway(value)
             case "control":
                 let text = try reader.string(value, key: key)
                 switch RouteTarget.parseControl(text) {

@@ -81,77 +81,84 @@ struct ConfigurationReader {
         var result: [ListenerConfiguration] = []
         for (index, item) in sequence.enumerated() {
             let key = "listen[\(index)]"
-            let fields: [(String, Node)]
-            if case .scalar = item {
-                // The short form: `- tcp:0.0.0.0:8083` or `- unix:/run/x.sock`.
-                fields = [("address", item)]
-            } else {
-                fields = try mapping(item, key: key, allowed: ConfigurationLoader.listenerKeys)
-            }
-            guard let addressNode = fields.first(where: { $0.0 == "address" })?.1 else {
-                throw error(item, key: key, "missing 'address'")
-            }
-            let addressText = try string(addressNode, key: "\(key).address")
-            let address: ListenAddress
-            switch ListenAddress.parse(addressText) {
-            case .success(let parsed): address = parsed
-            case .failure(let problem): throw error(addressNode, key: "\(key).address", problem.description)
-            }
-            var listener = ListenerConfiguration(address: address, line: item.mark?.line)
-            for (name, value) in fields {
-                switch name {
-                case "tls":
-                    let tls = try mapping(value, key: "\(key).tls", allowed: ConfigurationLoader.tlsKeys)
-                    guard let cert = tls.first(where: { $0.0 == "cert" })?.1 else {
-                        throw error(value, key: "\(key).tls", "missing 'cert'")
-                    }
-                    guard let keyFile = tls.first(where: { $0.0 == "key" })?.1 else {
-                        throw error(value, key: "\(key).tls", "missing 'key'")
-                    }
-                    listener.tls = TLSFiles(
-                        certificate: try string(cert, key: "\(key).tls.cert"),
-                        key: try string(keyFile, key: "\(key).tls.key")
-                    )
-                    if let clientCA = tls.first(where: { $0.0 == "client-ca" })?.1 {
-                        listener.tls?.clientCA = try string(clientCA, key: "\(key).tls.client-ca")
-                    }
-                    if case .unix = address {
-                        throw error(value, key: "\(key).tls", "TLS applies to tcp: and systemd: listeners only")
-                    }
-                case "insecure":
-                    listener.insecure = try bool(value, key: "\(key).insecure")
-                case "mode":
-                    let mode = try fileMode(value, key: "\(key).mode")
-                    guard case .unix = address else {
-                        throw error(
-                            value,
-                            key: "\(key).mode",
-                            "mode applies to unix: listeners only (for systemd: sockets, set SocketMode= in the unit)"
-                        )
-                    }
-                    listener.mode = mode
-                case "group", "auth", "allow-unauthenticated", "peer":
-                    try self.listenerSecurity(name, value, key: key, into: &listener)
-                default:
-                    break
-                }
-            }
-            if case .tcp = address, listener.tls == nil, !listener.insecure {
-                throw error(
-                    item,
-                    key: key,
-                    "\(address) needs 'tls: {cert, key}' or, for plain TCP, 'insecure: true'"
-                )
-            }
-            if listener.tls != nil && listener.insecure {
-                throw error(item, key: key, "'tls' and 'insecure: true' contradict each other")
-            }
-            if result.contains(where: { $0.address == address }) {
-                throw error(item, key: key, "\(address) is listed twice")
+            let listener = try self.listener(item, key: key)
+            if result.contains(where: { $0.address == listener.address }) {
+                throw error(item, key: key, "\(listener.address) is listed twice")
             }
             result.append(listener)
         }
         return result
+    }
+
+    /// One listener: `tcp:…`, `unix:…` or `systemd:…` alone, or a mapping with `address` and
+    /// the listener keys; `key` names it in errors (`listen[0]`, `gateway.listen`).
+    func listener(_ item: Node, key: String) throws(ConfigurationError) -> ListenerConfiguration {
+        let fields: [(String, Node)]
+        if case .scalar = item {
+            // The short form: `- tcp:0.0.0.0:8083` or `- unix:/run/x.sock`.
+            fields = [("address", item)]
+        } else {
+            fields = try mapping(item, key: key, allowed: ConfigurationLoader.listenerKeys)
+        }
+        guard let addressNode = fields.first(where: { $0.0 == "address" })?.1 else {
+            throw error(item, key: key, "missing 'address'")
+        }
+        let addressText = try string(addressNode, key: "\(key).address")
+        let address: ListenAddress
+        switch ListenAddress.parse(addressText) {
+        case .success(let parsed): address = parsed
+        case .failure(let problem): throw error(addressNode, key: "\(key).address", problem.description)
+        }
+        var listener = ListenerConfiguration(address: address, line: item.mark?.line)
+        for (name, value) in fields {
+            switch name {
+            case "tls":
+                let tls = try mapping(value, key: "\(key).tls", allowed: ConfigurationLoader.tlsKeys)
+                guard let cert = tls.first(where: { $0.0 == "cert" })?.1 else {
+                    throw error(value, key: "\(key).tls", "missing 'cert'")
+                }
+                guard let keyFile = tls.first(where: { $0.0 == "key" })?.1 else {
+                    throw error(value, key: "\(key).tls", "missing 'key'")
+                }
+                listener.tls = TLSFiles(
+                    certificate: try string(cert, key: "\(key).tls.cert"),
+                    key: try string(keyFile, key: "\(key).tls.key")
+                )
+                if let clientCA = tls.first(where: { $0.0 == "client-ca" })?.1 {
+                    listener.tls?.clientCA = try string(clientCA, key: "\(key).tls.client-ca")
+                }
+                if case .unix = address {
+                    throw error(value, key: "\(key).tls", "TLS applies to tcp: and systemd: listeners only")
+                }
+            case "insecure":
+                listener.insecure = try bool(value, key: "\(key).insecure")
+            case "mode":
+                let mode = try fileMode(value, key: "\(key).mode")
+                guard case .unix = address else {
+                    throw error(
+                        value,
+                        key: "\(key).mode",
+                        "mode applies to unix: listeners only (for systemd: sockets, set SocketMode= in the unit)"
+                    )
+                }
+                listener.mode = mode
+            case "group", "auth", "allow-unauthenticated", "peer":
+                try self.listenerSecurity(name, value, key: key, into: &listener)
+            default:
+                break
+            }
+        }
+        if case .tcp = address, listener.tls == nil, !listener.insecure {
+            throw error(
+                item,
+                key: key,
+                "\(address) needs 'tls: {cert, key}' or, for plain TCP, 'insecure: true'"
+            )
+        }
+        if listener.tls != nil && listener.insecure {
+            throw error(item, key: key, "'tls' and 'insecure: true' contradict each other")
+        }
+        return listener
     }
 
     func routes(_ node: Node) throws(ConfigurationError) -> [String: RouteConfiguration] {

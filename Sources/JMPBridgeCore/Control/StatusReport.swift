@@ -4,7 +4,8 @@ import NIOCore
 
 /// The reply to a `status` request: a `bridge …` line with the state and stream counters, one
 /// `listener …` line per bound gRPC socket (in configuration order), then one `route …` line per
-/// route, sorted by name, every item `key=value` (values with spaces quoted, as in the log). The
+/// route, sorted by name, then the exporter gateway's lines if there is one (`gateway …`,
+/// `upstream …`, `listen …`, `relay …`), every item `key=value` (values with spaces quoted, as in the log). The
 /// format is documented in jmp-bridge(8) and is stable: programs read it.
 enum StatusReport {
     static func make(environment: BridgeContext, on eventLoop: any EventLoop) -> EventLoopFuture<String> {
@@ -68,8 +69,11 @@ enum StatusReport {
                 return Self.line(items)
             }
         }
+        let gateway = environment.gateway.withLockedValue { $0 }.map { bound in
+            bound.gateway.statusItems(listener: "\(bound.address)").map(Self.line).joined()
+        }
         return EventLoopFuture.whenAllSucceed(lines, on: eventLoop).map { lines in
-            header + listeners.joined() + lines.joined()
+            header + listeners.joined() + lines.joined() + (gateway ?? "")
         }
     }
 

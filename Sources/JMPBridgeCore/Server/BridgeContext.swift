@@ -25,6 +25,8 @@ public struct BridgeContext: Sendable {
     public let state: NIOLockedValueBox<BridgeState>
     /// The sockets the bridge serves gRPC on, once bound, for `status`.
     public let listeners: NIOLockedValueBox<[BoundListener]>
+    /// The exporter gateway, once its listener is bound; nil: none configured.
+    public let gateway = NIOLockedValueBox<BoundGateway?>(nil)
     /// Attachments (streams and local attaches) to each console route now, for `max-attachments`.
     let consoleAttachments = NIOLockedValueBox<[String: Int]>([:])
 

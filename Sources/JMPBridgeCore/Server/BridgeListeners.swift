@@ -1,3 +1,4 @@
+import JMPGateway
 import JMPSystemd
 import JMPTargets
 import Logging
@@ -68,6 +69,9 @@ final class BridgeListeners: Sendable {
                     bound.append(BoundListener(address: address, configured: listener.address, tls: tls, auth: auth))
                 }
             }
+            if let gateway = configuration.gateway {
+                channels += try await self.bindGateway(gateway, limits: configuration.limits)
+            }
             try self.checkEveryPassedSocketIsUsed()
         } catch {
             for channel in channels { try? await channel.close() }
@@ -75,6 +79,45 @@ final class BridgeListeners: Sendable {
         }
         self.channels.withLockedValue { $0 = channels }
         return bound
+    }
+
+    /// Binds the exporter gateway's listener and publishes the running ``Gateway`` (advertising
+    /// the bound address unless `advertise` is configured) in the context, for `status`.
+    private func bindGateway(_ configuration: GatewayConfiguration, limits: Limits) async throws -> [any Channel] {
+        let gateway: Gateway
+        do {
+            gateway = try Gateway(
+                settings: configuration.settings(),
+                streamWindow: limits.streamWindow,
+                maxPayloadSize: limits.maxPayloadSize,
+                logger: self.logger
+            )
+        } catch {
+            throw BridgeError("gateway: \(error)")
+        }
+        let channels = try await self.bind(
+            configuration.listener,
+            verifier: nil,
+            jwtConfigured: false,
+            gateway: gateway
+        )
+        guard let first = channels.first else { return channels }
+        let address = Self.boundAddress(of: first, configured: configuration.listener.address)
+        do {
+            if configuration.advertise == nil { gateway.advertise = try GatewayConfiguration.advertise(for: address) }
+        } catch {
+            for channel in channels { try? await channel.close() }
+            throw error
+        }
+        self.environment.gateway.withLockedValue { $0 = BoundGateway(gateway: gateway, address: address) }
+        self.logger.info(
+            "gateway listening",
+            metadata: [
+                "address": "\(address)", "advertise": "\(gateway.advertise)",
+                "controller": "\(configuration.controller)", "controller-tls": "\(configuration.controllerTrust)",
+            ]
+        )
+        return channels
     }
 
     /// Stops accepting on every listener; `promise` succeeds once every connection has closed.
@@ -148,14 +191,15 @@ final class BridgeListeners: Sendable {
     private func bind(
         _ listener: ListenerConfiguration,
         verifier: TokenVerifier?,
-        jwtConfigured: Bool
+        jwtConfigured: Bool,
+        gateway: Gateway? = nil
     ) async throws -> [any Channel] {
         let tls = try listener.tls.map { files throws(BridgeError) in
             try TLSContextBox(files: files, listener: "\(listener.address)")
         }
         if let tls { self.tlsContexts.withLockedValue { $0.append(tls) } }
         let security = self.security(of: listener, verifier: verifier, jwtConfigured: jwtConfigured)
-        let bootstrap = self.bootstrap(tls: tls, security: security)
+        let bootstrap = self.bootstrap(tls: tls, security: security, gateway: gateway)
         do {
             switch listener.address {
             case .tcp(let host, let port):
@@ -184,7 +228,7 @@ final class BridgeListeners: Sendable {
                     name: name,
                     jwtConfigured: jwtConfigured,
                     tls: bootstrap,
-                    plain: tls == nil ? bootstrap : self.bootstrap(tls: nil, security: security)
+                    plain: tls == nil ? bootstrap : self.bootstrap(tls: nil, security: security, gateway: gateway)
                 )
             }
         } catch let error as BridgeError {
@@ -210,15 +254,18 @@ final class BridgeListeners: Sendable {
         )
     }
 
-    /// A server bootstrap whose connections get the pipeline for `tls` and `security`.
-    private func bootstrap(tls: TLSContextBox?, security: ListenerSecurity) -> ServerBootstrap {
-        let pipeline = ConnectionPipeline(
+    /// A server bootstrap whose connections get the pipeline for `tls` and `security` (and the
+    /// gateway's streams, for a gateway listener).
+    private func bootstrap(tls: TLSContextBox?, security: ListenerSecurity, gateway: Gateway? = nil) -> ServerBootstrap
+    {
+        var pipeline = ConnectionPipeline(
             environment: self.environment,
             tls: tls,
             graceTime: self.graceTime,
             idleExit: self.idleExit,
             security: security
         )
+        pipeline.gateway = gateway
         let quiescing = self.quiescing
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 256)

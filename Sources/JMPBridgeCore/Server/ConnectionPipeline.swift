@@ -1,9 +1,11 @@
+import JMPGateway
 import NIOCore
 import NIOHTTP2
 import NIOSSL
 
 /// Sets up one accepted connection: TLS if the listener has it, then HTTP/2 with a
-/// ``RouterStreamHandler`` on every stream the client opens.
+/// ``RouterStreamHandler`` on every stream the client opens (on a gateway listener, the
+/// gateway's stream handler instead).
 struct ConnectionPipeline: Sendable {
     /// How long a new connection has to complete its TLS handshake (if any) and send the
     /// HTTP/2 preface before it is closed (see ``PrefaceTimeoutHandler``).
@@ -16,6 +18,8 @@ struct ConnectionPipeline: Sendable {
     let graceTime: TimeAmount
     let idleExit: IdleExitTimer?
     let security: ListenerSecurity
+    /// The exporter gateway whose listener this is; nil: a listener of routes.
+    var gateway: Gateway? = nil
 
     /// Checks the peer of a `unix:` listener with a `peer` allowlist (a refused connection is
     /// closed before HTTP/2 starts, with a log line), then sets up the pipeline.
@@ -86,6 +90,7 @@ struct ConnectionPipeline: Sendable {
         )
         let environment = self.environment
         let security = self.security
+        let gateway = self.gateway
         let streams = ConnectionStreams()
         let http2 = NIOHTTP2Handler(
             mode: .server,
@@ -95,9 +100,13 @@ struct ConnectionPipeline: Sendable {
             streamDelegate: management.http2StreamDelegate
         ) { streamChannel in
             streamChannel.eventLoop.makeCompletedFuture {
-                try streamChannel.pipeline.syncOperations.addHandler(
-                    RouterStreamHandler(environment: environment, security: security, connection: streams)
-                )
+                if let gateway {
+                    try streamChannel.pipeline.syncOperations.addHandler(gateway.makeStreamHandler())
+                } else {
+                    try streamChannel.pipeline.syncOperations.addHandler(
+                        RouterStreamHandler(environment: environment, security: security, connection: streams)
+                    )
+                }
             }
         }
         try sync.addHandler(http2)
