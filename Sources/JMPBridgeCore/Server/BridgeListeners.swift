@@ -258,14 +258,15 @@ final class BridgeListeners: Sendable {
     /// gateway's streams, for a gateway listener).
     private func bootstrap(tls: TLSContextBox?, security: ListenerSecurity, gateway: Gateway? = nil) -> ServerBootstrap
     {
-        var pipeline = ConnectionPipeline(
+        var configured = ConnectionPipeline(
             environment: self.environment,
             tls: tls,
             graceTime: self.graceTime,
             idleExit: self.idleExit,
             security: security
         )
-        pipeline.gateway = gateway
+        configured.gateway = gateway
+        let pipeline = configured
         let quiescing = self.quiescing
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 256)
