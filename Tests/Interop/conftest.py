@@ -189,6 +189,7 @@ class Bridge(Process):
         super().__init__("jmp-bridge", [*launcher, str(BRIDGE_BINARY), "serve", *args], cwd=cwd, **popen_options)
         self.ports: list[int] = []
         self.port: int | None = None
+        self.gateway_endpoint: str | None = None
 
     def wait_for_line(self, pattern: str, *, timeout: float = STARTUP_TIMEOUT, count: int = 1) -> list[str]:
         """Waits until ``count`` log lines match the regular expression ``pattern``; returns them."""
@@ -209,15 +210,19 @@ class Bridge(Process):
         return [parse_status_line(line) for line in result.stdout.splitlines()]
 
     def wait_ready(self):
-        """Waits for readiness, then takes the bound TCP ports from ``status`` (``listener=`` lines)."""
+        """Waits for readiness, then takes the bound TCP ports from ``status`` (``listener=``
+        lines, and the exporter gateway's ``gateway=`` line: :attr:`gateway_endpoint`)."""
         self.wait_for_line(r"\] ready$")
         reply = self.status()
         assert reply[0].get("state") == "ready", reply
         self.ports = [int(item["listener"].rsplit(":", 1)[1]) for item in reply
                       if item.get("listener", "").startswith("tcp:127.0.0.1:")]
-        assert self.ports, f"no tcp listener in jmp-bridge status: {reply}\n{self.log()}"
+        gateways = [item["gateway"] for item in reply if item.get("gateway", "").startswith("tcp:127.0.0.1:")]
+        self.gateway_endpoint = gateways[0].removeprefix("tcp:") if gateways else None
+        assert self.ports or gateways, f"no tcp listener in jmp-bridge status: {reply}\n{self.log()}"
         assert 0 not in self.ports, reply
-        self.port = self.ports[0]
+        assert not (self.gateway_endpoint or "").endswith(":0"), reply
+        self.port = self.ports[0] if self.ports else None
 
     @property
     def endpoint(self) -> str:

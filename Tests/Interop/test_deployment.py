@@ -1,23 +1,26 @@
-"""A whole Jumpstarter deployment with real peers, directly: no jmp-bridge in it (yet).
+"""A whole Jumpstarter deployment with real peers, directly and through jmp-bridge's gateway.
 
     stock client ──▶ test controller ◀── stock exporter (``jmp run``-style subprocess, real YAML)
          └────────▶ test router ◀────────────┘      (each client connection = one routed stream)
+
+On the ``gateway`` path (``deployment_path``) the exporter's YAML names jmp-bridge's gateway as
+its endpoint, and every arrow from the exporter goes through it.
 
 The controller (``deployment/controller.py``) and router (``deployment/router.py``) mirror
 Jumpstarter's Go ``controller_service.go`` and ``router_service.go``; the exporter and client
 are jumpstarter 0.9.0 itself, driving the MockPower and EchoNetwork drivers. The fixtures come
 from ``deployment/fixtures.py`` (its docstring explains each one).
 
-This proves the harness. A gateway test only changes where the exporter connects: override the
-``exporter_endpoint`` fixture (``Endpoint(bridge.endpoint, tls.ca_base64)``) or call
-``start_exporter(Endpoint(...))``; the exporter then reaches the controller and (through the
-rewritten ``router_endpoint``) the router only via the gateway, and the same assertions apply.
+The direct path proves the harness; the gateway path runs the same assertions with the exporter
+reaching the controller and (through the rewritten ``router_endpoint``) the router only via the
+gateway, plus what the gateway itself reports. Gateway-only cases are in ``test_gateway.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import re
 import signal
 
 import anyio
@@ -37,36 +40,20 @@ from deployment.fixtures import (
     EXPORTER_TOKEN,
     NAMESPACE,
     TIMEOUT,
+    echo_transfer,
     leased_client,
 )
 
 #: Bytes each EchoNetwork stream carries (both directions at once) and how many run concurrently.
 STREAM_BYTES = 64 * 1024 * 1024
 STREAMS = 3
-CHUNK = 64 * 1024
-
-
-async def echo_transfer(echo, data: bytes) -> tuple[int, str]:
-    """Sends ``data`` through an EchoNetwork stream while reading the echo; (count, sha256)."""
-    digest, count = hashlib.sha256(), 0
-    async with echo.stream_async("connect") as stream:
-        async def send():
-            for offset in range(0, len(data), CHUNK):
-                await stream.send(data[offset:offset + CHUNK])
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(send)
-            while count < len(data):
-                chunk = await stream.receive()
-                digest.update(chunk)
-                count += len(chunk)
-    return count, digest.hexdigest()
 
 
 def test_lease_driver_calls_and_concurrent_streams(controller, router_process, exporter, client_config,
-                                                   event_loop_portal):
+                                                   event_loop_portal, gateway_bridge):
     """Lease → MockPower calls → 3 concurrent EchoNetwork streams of 64 MiB each, SHA-256 checked
-    → release; every hop went where the deployment says."""
+    → release; every hop went where the deployment says (on the gateway path: the exporter's side
+    of every routed stream was a relay of the gateway's)."""
     with leased_client(client_config, event_loop_portal) as (lease, client):
         assert lease.exporter_name == EXPORTER_NAME
         power = client.children["power"]
@@ -115,6 +102,15 @@ def test_lease_driver_calls_and_concurrent_streams(controller, router_process, e
     router_process.wait_for_line(r"bytes-to-second=", timeout=TIMEOUT, count=len(paired))
     busiest = max(router_process.forwarded().values(), key=min)
     assert min(busiest) >= STREAMS * STREAM_BYTES, router_process.log()
+
+    if gateway_bridge is not None:
+        # One relay per paired stream, logged at its end; the busiest carried the bulk data.
+        ended = gateway_bridge.wait_for_line(r"gateway: relay ended", count=len(paired), timeout=TIMEOUT)
+        relayed = [int(re.search(r"bytes-to-exporter=(\d+)", line).group(1)) for line in ended]
+        assert max(relayed) >= STREAMS * STREAM_BYTES, ended
+        assert all(f"router={router_process.endpoint}" in line for line in ended), ended
+        gateway = next(item for item in gateway_bridge.status() if "gateway" in item)
+        assert int(gateway["relays-total"]) >= len(paired) and gateway["refused-tokens"] == "0", gateway
 
     # Each side identified itself as a real controller needs it to.
     calls = controller.read(lambda c: list(c.calls))

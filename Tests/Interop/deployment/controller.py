@@ -70,8 +70,10 @@ from jumpstarter_protocol import client_pb2, client_pb2_grpc, jumpstarter_pb2, j
 from jumpstarter_protocol.jumpstarter.v1 import common_pb2
 
 if __package__:
+    from . import probe
     from .tokens import mint
 else:
+    import probe
     from tokens import mint
 
 Status = common_pb2.ExporterStatus
@@ -217,10 +219,13 @@ class Controller(jumpstarter_pb2_grpc.ControllerServiceServicer):
     # serving
 
     async def start(self, cert: bytes, key: bytes, listen: str = "127.0.0.1:0") -> int:
-        """Serves ControllerService and ClientService with TLS on ``listen``; returns the port."""
+        """Serves ControllerService and ClientService (and the test-only :mod:`probe` service)
+        with TLS on ``listen``; returns the port. After :meth:`stop` it may start again, on the
+        same port, with its state kept (a restarted controller)."""
         self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         jumpstarter_pb2_grpc.add_ControllerServiceServicer_to_server(self, self._server)
         client_pb2_grpc.add_ClientServiceServicer_to_server(ClientService(self), self._server)
+        self._server.add_generic_rpc_handlers((probe.handler(),))
         self.port = self._server.add_secure_port(listen, grpc.ssl_server_credentials([(key, cert)]))
         assert self.port, f"cannot listen on {listen}"
         await self._server.start()

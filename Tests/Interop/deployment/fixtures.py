@@ -21,10 +21,13 @@ fixtures imported into a module). They build on ``tls`` and ``event_loop_portal`
 
 The router's and the exporter's output is attached to the report of a failing test
 (``conftest.attach_log``).
+* ``deployment_path`` — ``direct`` or ``gateway`` (a parametrized fixture): every test that runs
+  the exporter runs both ways.
+* ``gateway`` — jmp-bridge serving only the exporter gateway (:func:`gateway_config`) in front of
+  ``controller``; ``gateway_bridge`` is it on the ``gateway`` path, None on the direct one.
 * ``exporter_endpoint`` — **the seam for a gateway**: the ``endpoint:`` and ``tls.ca:`` written
-  to the exporter YAML; by default the controller's. A test module that puts jmp-bridge between
-  the exporter and the controller/router overrides this one fixture (or passes an
-  :class:`Endpoint` to ``start_exporter``); nothing else changes.
+  to the exporter YAML: the controller's, or the gateway's on the ``gateway`` path (the one
+  change an operator makes); nothing else changes.
 * ``start_exporter(endpoint=None)`` — writes the exporter YAML (:func:`exporter_yaml`: the
   drivers ``power`` = MockPower, ``echo`` = EchoNetwork, token :data:`EXPORTER_TOKEN`) and runs
   the stock exporter on it (:class:`ExporterProcess`), waiting until the controller saw it
@@ -39,6 +42,7 @@ The router's and the exporter's output is attached to the report of a failing te
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -48,6 +52,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 import yaml
 from jumpstarter.config.client import ClientConfigV1Alpha1, ClientConfigV1Alpha1Drivers
@@ -61,9 +66,12 @@ from .process import Process
 
 __all__ = [
     "CLIENT_NAME", "CLIENT_TOKEN", "EXPORTER_LABELS", "EXPORTER_NAME", "EXPORTER_TOKEN", "NAMESPACE", "TIMEOUT",
-    "ControllerHandle", "Endpoint", "ExporterProcess", "RouterProcess", "exporter_yaml", "leased_client",
+    "CHUNK", "ControllerHandle", "Endpoint", "ExporterProcess", "RouterProcess", "echo_transfer", "exporter_yaml",
+    "leased_client",
+    "gateway_config",
     # fixtures
-    "client_config", "controller", "exporter", "exporter_endpoint", "router_process", "start_exporter",
+    "client_config", "controller", "deployment_path", "exporter", "exporter_endpoint", "gateway", "gateway_bridge",
+    "router_process", "start_exporter",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -187,9 +195,48 @@ def controller(event_loop_portal, tls, router_process):
         event_loop_portal.call(controller.stop)
 
 
+def gateway_config(controller_endpoint: str, tls, **extra: str) -> str:
+    """A jmp-bridge configuration with only the exporter gateway: TLS on 127.0.0.1:0 with the
+    ``tls`` certificate, the real controller at ``controller_endpoint`` trusted with the same
+    certificate (which also signs the router's). ``extra`` adds ``gateway:`` keys verbatim."""
+    lines = [
+        "gateway:",
+        f"  listen: {{address: 'tcp:127.0.0.1:0', tls: {{cert: '{tls.cert}', key: '{tls.key}'}}}}",
+        f"  controller: {{endpoint: '{controller_endpoint}', ca: '{tls.cert}'}}",
+        *(f"  {key}: {value}" for key, value in extra.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 @pytest.fixture
-def exporter_endpoint(controller, tls) -> Endpoint:
-    """The exporter's ``endpoint:``/``tls.ca:``; override to put a gateway in between."""
+def gateway(start_bridge, controller, tls):
+    """jmp-bridge as the exporter gateway in front of ``controller`` (and, through the rewritten
+    ``router_endpoint``, the router); ``gateway.gateway_endpoint`` is where exporters connect."""
+    bridge = start_bridge(config=gateway_config(controller.endpoint, tls))
+    assert bridge.gateway_endpoint, bridge.status()
+    return bridge
+
+
+@pytest.fixture(params=["direct", "gateway"])
+def deployment_path(request) -> str:
+    """How the exporter reaches the controller and the router: ``direct``, or through the
+    ``gateway``. Every test that uses the exporter runs both ways, so the harness is proven on
+    its own and the gateway is tested with exactly the same assertions."""
+    return request.param
+
+
+@pytest.fixture
+def gateway_bridge(deployment_path, request):
+    """The gateway bridge on the ``gateway`` path; None on the ``direct`` one."""
+    return request.getfixturevalue("gateway") if deployment_path == "gateway" else None
+
+
+@pytest.fixture
+def exporter_endpoint(controller, tls, gateway_bridge) -> Endpoint:
+    """The exporter's ``endpoint:``/``tls.ca:``: the controller's, or the gateway's (the one
+    change an operator makes to put jmp-bridge in the path)."""
+    if gateway_bridge is not None:
+        return Endpoint(gateway_bridge.gateway_endpoint, tls.ca_base64)
     return Endpoint(controller.endpoint, tls.ca_base64)
 
 
@@ -239,6 +286,27 @@ def client_config(controller, tls) -> ClientConfigV1Alpha1:
         # SAFETY: the driver clients come from the locally installed jumpstarter-driver-* packages.
         drivers=ClientConfigV1Alpha1Drivers(allow=[], unsafe=True),
     )
+
+
+#: The size of each ``send`` of :func:`echo_transfer` (gRPC's default limit is 4 MiB a message).
+CHUNK = 64 * 1024
+
+
+async def echo_transfer(echo, data: bytes) -> tuple[int, str]:
+    """Sends ``data`` through an EchoNetwork stream while reading the echo; (count, sha256)."""
+    digest, count = hashlib.sha256(), 0
+    async with echo.stream_async("connect") as stream:
+        async def send():
+            for offset in range(0, len(data), CHUNK):
+                await stream.send(data[offset:offset + CHUNK])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send)
+            while count < len(data):
+                chunk = await stream.receive()
+                digest.update(chunk)
+                count += len(chunk)
+    return count, digest.hexdigest()
 
 
 @contextmanager

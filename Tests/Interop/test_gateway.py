@@ -1,0 +1,259 @@
+"""jmp-bridge's exporter gateway with real peers: the test controller and router of
+``deployment/`` (mirroring Jumpstarter's Go services), the stock jumpstarter 0.9.0 exporter and
+client, and raw grpcio calls for what the stock peers never do (unknown tokens, every status).
+
+The scenario shared with the direct path (lease, driver calls, 3 × 64 MiB SHA-checked streams)
+is in ``test_deployment.py``, which runs it both ways.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+import time
+
+import anyio
+import grpc
+import pytest
+from anyio import fail_after
+from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
+
+from deployment import probe, tokens
+from deployment.fixtures import *  # noqa: F403 - the deployment fixtures
+from deployment.fixtures import (
+    CLIENT_NAME,
+    CLIENT_TOKEN,
+    EXPORTER_NAME,
+    NAMESPACE,
+    TIMEOUT,
+    echo_transfer,
+    leased_client,
+)
+
+
+@pytest.fixture
+def deployment_path() -> str:
+    """Every test here runs through the gateway."""
+    return "gateway"
+
+
+def channel(endpoint: str, tls, token: str | None = None) -> grpc.aio.Channel:
+    credentials = grpc.ssl_channel_credentials(tls.cert_pem)
+    if token is not None:
+        credentials = grpc.composite_channel_credentials(credentials, grpc.access_token_call_credentials(token))
+    return grpc.aio.secure_channel(endpoint, credentials)
+
+
+def gateway_line(bridge) -> dict[str, str]:
+    return next(item for item in bridge.status() if "gateway" in item)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then closed again)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# the controller proxy
+
+
+@pytest.mark.parametrize("code", [code for code in grpc.StatusCode], ids=lambda code: code.name)
+def test_every_status_and_metadata_pass_byte_exact(controller, gateway, tls, event_loop_portal, code):
+    """A method no Jumpstarter release has (the probe), unary and streaming, through the gateway
+    and directly: status code, details (non-ASCII and '%' included), initial and trailing
+    metadata (binary too) and the messages are the same."""
+    details = "détails ✓ 100% — {}".format(code.name) if code != grpc.StatusCode.OK else ""
+    metadata = (("x-code", str(code.value[0])), ("x-details-bin", details.encode()),
+                ("x-custom", "value with spaces"), ("x-custom-bin", bytes(range(256))))
+    payload = random.Random(code.value[0]).randbytes(100_000)
+
+    async def outcome(endpoint: str):
+        async with channel(endpoint, tls) as ch:
+            unary = ch.unary_unary(probe.UNARY)
+            echo = ch.stream_stream(probe.ECHO)
+            results = []
+            with fail_after(TIMEOUT):
+                call = unary(payload, metadata=metadata)
+                try:
+                    response = await call
+                except grpc.aio.AioRpcError:
+                    response = None
+                results.append((response, await call.code(), await call.details(),
+                                tuple(await call.initial_metadata()), tuple(await call.trailing_metadata())))
+                stream = echo(iter([payload, b"second", b""]), metadata=metadata)
+                received = []
+                try:
+                    async for message in stream:
+                        received.append(message)
+                except grpc.aio.AioRpcError:
+                    pass
+                results.append((received, await stream.code(), await stream.details(),
+                                tuple(await stream.initial_metadata()), tuple(await stream.trailing_metadata())))
+            return results
+
+    direct = event_loop_portal.call(outcome, controller.endpoint)
+    through = event_loop_portal.call(outcome, gateway.gateway_endpoint)
+    assert direct[0][1] == code and direct[1][1] == code
+    assert direct[0][0] == (payload[::-1] if code == grpc.StatusCode.OK else None)
+    assert direct[1][0] == [payload, b"second", b""]
+    strip = lambda md: tuple((k, v) for k, v in md if k.startswith("x-"))  # noqa: E731 - transport headers differ
+    for (d_msg, d_code, d_details, d_initial, d_trailing), (g_msg, g_code, g_details, g_initial, g_trailing) \
+            in zip(direct, through):
+        assert (g_msg, g_code, g_details) == (d_msg, d_code, d_details)
+        assert strip(g_initial) == strip(d_initial) == strip(metadata)
+        assert strip(g_trailing) == strip(d_trailing)
+
+
+def test_controller_down_is_unavailable_and_comes_back(controller, gateway, tls, event_loop_portal):
+    """With the controller stopped a call through the gateway fails with UNAVAILABLE (what the
+    exporter's retry logic expects, as without the gateway); once it is back, calls succeed."""
+    port = controller.controller.port
+
+    async def call() -> grpc.StatusCode:
+        async with channel(gateway.gateway_endpoint, tls) as ch:
+            with fail_after(TIMEOUT):
+                try:
+                    await ch.unary_unary(probe.UNARY)(b"ping")
+                except grpc.aio.AioRpcError as error:
+                    return error.code()
+                return grpc.StatusCode.OK
+
+    assert event_loop_portal.call(call) == grpc.StatusCode.OK
+    event_loop_portal.call(controller.controller.stop)
+    assert event_loop_portal.call(call) == grpc.StatusCode.UNAVAILABLE
+    upstream = next(item for item in gateway.status() if item.get("role") == "controller")
+    assert upstream["state"] in ("failed", "idle"), upstream
+    event_loop_portal.call(controller.controller.start, tls.cert_pem, tls.key.read_bytes(), f"127.0.0.1:{port}")
+    # Within the backoff after the failed attempt (1 s) calls still fail at once; then one
+    # connects. Each call is itself the event waited for; the loop is bounded.
+    deadline = time.monotonic() + TIMEOUT
+    while (code := event_loop_portal.call(call)) != grpc.StatusCode.OK:
+        assert code == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline, code
+    assert int(gateway_line(gateway)["unavailable"]) >= 1
+
+
+# ----------------------------------------------------------------------------------------------
+# the router relay
+
+
+def test_unknown_token_is_refused_and_never_forwarded(router_process, gateway, tls, event_loop_portal):
+    """A token valid for the router but never handed out by the gateway: UNAUTHENTICATED from
+    the gateway, and the router never sees a stream."""
+    token = tokens.mint(router_process.key, "never-listened")
+
+    async def attempt():
+        async with channel(gateway.gateway_endpoint, tls, token) as ch:
+            call = router_pb2_grpc.RouterServiceStub(ch).Stream()
+            with fail_after(TIMEOUT):
+                await call.write(router_pb2.StreamRequest(payload=b"secret"))
+                try:
+                    await call.read()
+                except grpc.aio.AioRpcError as error:
+                    return error.code(), error.details()
+                return "read", None
+
+    assert event_loop_portal.call(attempt) == (grpc.StatusCode.UNAUTHENTICATED,
+                                               "jmp-bridge gateway: unknown router token")
+    assert gateway_line(gateway)["refused-tokens"] == "1"
+    assert not [line for line in router_process.lines() if line.startswith("stream ")], router_process.log()
+
+
+def test_tokens_are_used_once_and_a_dead_router_fails_one_stream(controller, router_process, gateway, exporter,
+                                                                client_config, tls, event_loop_portal):
+    """Every token the exporter got (through the rewritten ListenResponse) was used on the
+    gateway and is not honoured again; a router that is down fails that one stream with
+    UNAVAILABLE while the exporter and its next streams carry on."""
+    with leased_client(client_config, event_loop_portal) as (lease, client):
+        assert client.children["power"].on() is None
+        delivered = controller.read(lambda c: [m.router_token for m in c.delivered])
+        assert delivered
+        assert int(gateway_line(gateway)["relays-total"]) >= 1
+        streams_seen = len([line for line in router_process.lines() if line.startswith("stream ")])
+
+        async def replay(token: str):
+            async with channel(gateway.gateway_endpoint, tls, token) as ch:
+                call = router_pb2_grpc.RouterServiceStub(ch).Stream()
+                with fail_after(TIMEOUT):
+                    try:
+                        await call.write(router_pb2.StreamRequest(payload=b"replayed"))
+                        await call.read()
+                    except grpc.aio.AioRpcError as error:
+                        return error.code(), error.details()
+                    return "read", None
+
+        assert event_loop_portal.call(replay, delivered[0]) == \
+            (grpc.StatusCode.UNAUTHENTICATED, "jmp-bridge gateway: unknown router token")
+        assert len([line for line in router_process.lines() if line.startswith("stream ")]) == streams_seen
+
+        # A router that is down: the next Dial names a closed port. The stock exporter's relay
+        # for it fails with UNAVAILABLE; the exporter stays, and the next stream works.
+        real_router = router_process.endpoint
+        controller.read(lambda c: setattr(c, "router_endpoint", f"127.0.0.1:{free_port()}"))
+
+        async def dial_only():
+            async with channel(controller.endpoint, tls, CLIENT_TOKEN) as ch:
+                md = (("jumpstarter-kind", "Client"), ("jumpstarter-namespace", NAMESPACE),
+                      ("jumpstarter-name", CLIENT_NAME))
+                with fail_after(TIMEOUT):
+                    await jumpstarter_pb2_grpc.ControllerServiceStub(ch).Dial(
+                        jumpstarter_pb2.DialRequest(lease_name=lease.name), metadata=md)
+
+        event_loop_portal.call(dial_only)
+        gateway.wait_for_line(r"gateway: call failed, upstream unavailable", timeout=TIMEOUT)
+        controller.read(lambda c: setattr(c, "router_endpoint", real_router))
+        assert client.children["power"].off() is None
+        data = random.Random(7).randbytes(4 * 1024 * 1024)
+
+        assert event_loop_portal.call(echo_transfer, client.children["echo"], data) == \
+            (len(data), hashlib.sha256(data).hexdigest())
+    assert controller.read(lambda c: c.exporters[(NAMESPACE, EXPORTER_NAME)].online)
+    assert int(gateway_line(gateway)["unavailable"]) >= 1
+
+
+def test_controller_restart_keeps_relays_and_the_exporter_comes_back(controller, router_process, gateway,
+                                                                     exporter, client_config, tls,
+                                                                     event_loop_portal):
+    """The controller restarts (same port, state kept) while an EchoNetwork stream is open: the
+    stream goes on to the end (it is a router relay, not a controller call), and the exporter's
+    Status and Listen streams, broken with UNAVAILABLE, are opened again through the gateway
+    (what the stock exporter does without the gateway too)."""
+    port = controller.controller.port
+    with leased_client(client_config, event_loop_portal) as (lease, client):
+        before = controller.read(lambda c: len(c.calls))
+        reopened = lambda c: {call.method for call in c.calls[before:]  # noqa: E731
+                              if call.identity.kind == "Exporter"} >= {"Status", "Listen"}
+        first, second = random.Random(1).randbytes(8 << 20), random.Random(2).randbytes(8 << 20)
+
+        async def echo_across_restart():
+            digest, count = hashlib.sha256(), 0
+            async with client.children["echo"].stream_async("connect") as s:
+                async def receive(until: int):
+                    nonlocal count
+                    while count < until:
+                        chunk = await s.receive()
+                        digest.update(chunk)
+                        count += len(chunk)
+
+                async def send(data: bytes):
+                    for offset in range(0, len(data), CHUNK):
+                        await s.send(data[offset:offset + CHUNK])
+
+                with fail_after(TIMEOUT * 2):
+                    await send(first)
+                    await receive(len(first))
+                    await controller.controller.stop()
+                    await controller.controller.start(tls.cert_pem, tls.key.read_bytes(), f"127.0.0.1:{port}")
+                    await controller.controller.wait_until(reopened, TIMEOUT,
+                                                           "the exporter's Status and Listen streams again")
+                    await send(second)
+                    await receive(len(first) + len(second))
+            return count, digest.hexdigest()
+
+        assert event_loop_portal.call(echo_across_restart) == \
+            (len(first) + len(second), hashlib.sha256(first + second).hexdigest())
+        # The lease goes on: a driver call after the restart.
+        assert client.children["power"].on() is None
+    assert controller.read(lambda c: c.exporters[(NAMESPACE, EXPORTER_NAME)].online)
