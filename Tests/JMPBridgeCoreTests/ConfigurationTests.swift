@@ -156,7 +156,7 @@ struct ConfigurationTests {
                 throws: ConfigurationError(
                     file: file,
                     key: "listen",
-                    "no listener configured (use --listen or 'listen:')"
+                    "no listener configured (use --listen or 'listen:', or configure 'gateway:')"
                 )
             ) {
                 try configuration.validate()
@@ -292,7 +292,7 @@ struct ConfigurationTests {
             line: 3,
             key: "lsiten",
             message:
-                "unknown key (expected one of: listen, control, default-route, routes, limits, linger, exit-idle-time, jwt)"
+                "unknown key (expected one of: listen, control, default-route, routes, limits, linger, exit-idle-time, jwt, gateway)"
         )
     }
 
