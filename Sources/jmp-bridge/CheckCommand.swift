@@ -21,6 +21,9 @@ struct CheckCommand: ParsableCommand {
                 "\(self.config): OK: \(configuration.listeners.count) listener(s), "
                     + "\(configuration.routes.count) route(s)\(routes.isEmpty ? "" : " (\(routes))")"
                     + (configuration.defaultRoute.map { ", default route \($0)" } ?? "")
+                    + (configuration.gateway.map {
+                        ", gateway on \($0.listener.address) for controller \($0.controller) (\($0.controllerTrust))"
+                    } ?? "")
             )
         } catch {
             printError("\(error)")
