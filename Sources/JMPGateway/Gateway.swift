@@ -29,6 +29,9 @@ public final class Gateway: Sendable {
     private let relays = NIOLockedValueBox<[Int: RelayRecord]>([:])
     private let listens = NIOLockedValueBox<[Int: ListenRecord]>([:])
     private let nextID = Atomic<Int>(1)
+    /// The controller calls in flight, to end them when the bridge stops.
+    private let controllerCalls = NIOLockedValueBox<[Int: NIOLoopBound<GatewayStreamHandler>]>([:])
+    private let draining = Atomic<Bool>(false)
 
     /// Loads the CA files of `settings` (the TLS contexts for the controller and the routers).
     ///
@@ -129,6 +132,33 @@ public final class Gateway: Sendable {
         )
         self.pools.withLockedValue { $0[key] = NIOLoopBound(pool, eventLoop: eventLoop) }
         return pool
+    }
+
+    // MARK: - Draining
+
+    /// The bridge is stopping: every controller call in flight ends with UNAVAILABLE (an
+    /// exporter's Listen and Status calls would otherwise hold the stop for the whole grace
+    /// time), and so does every new one; router relays carry on until they end.
+    public func beginDrain() {
+        self.draining.store(true, ordering: .relaxed)
+        let calls = self.controllerCalls.withLockedValue { calls in
+            defer { calls = [:] }
+            return Array(calls.values)
+        }
+        for call in calls {
+            call.eventLoop.execute { call.value.endForDrain() }
+        }
+    }
+
+    /// Whether ``beginDrain()`` was called.
+    var isDraining: Bool { self.draining.load(ordering: .relaxed) }
+
+    func registerControllerCall(_ id: Int, _ handler: NIOLoopBound<GatewayStreamHandler>) {
+        self.controllerCalls.withLockedValue { $0[id] = handler }
+    }
+
+    func unregisterControllerCall(_ id: Int) {
+        _ = self.controllerCalls.withLockedValue { $0.removeValue(forKey: id) }
     }
 
     // MARK: - Records

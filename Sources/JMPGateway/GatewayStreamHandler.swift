@@ -53,6 +53,8 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
     private var requestEnded = false
     /// How the call ended, for the relay's log line.
     private var outcome: String?
+    /// The id under which a controller call is registered for draining.
+    private var controllerCallID: Int?
 
     init(gateway: Gateway) {
         self.gateway = gateway
@@ -121,6 +123,7 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if let id = self.controllerCallID { self.gateway.unregisterControllerCall(id) }
         if case .relaying(let upstream) = self.phase { upstream.close() }
         self.phase = .closed
         self.held = []
@@ -183,6 +186,15 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
             endpoint = grant.router
             trust = self.gateway.settings.effectiveRouterTrust
         } else {
+            guard !self.gateway.isDraining else {
+                self.phase = .closed
+                self.requestEnded = headers.endStream
+                self.respond(GRPCStatus(.unavailable, "jmp-bridge gateway: stopping"))
+                return
+            }
+            let id = self.gateway.makeID()
+            self.controllerCallID = id
+            self.gateway.registerControllerCall(id, NIOLoopBound(self, eventLoop: context.eventLoop))
             self.gateway.statistics.controllerCalls.add(1, ordering: .relaxed)
             if path == Self.listenPath {
                 let namespace = headers.headers.first(name: "jumpstarter-namespace") ?? "-"
@@ -341,6 +353,21 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         self.respond(
             GRPCStatus(.internal, "jmp-bridge gateway: cannot rewrite the controller's ListenResponse: \(error)")
         )
+    }
+
+    /// The bridge stops: a controller call ends with UNAVAILABLE, its upstream call is reset.
+    func endForDrain() {
+        switch self.phase {
+        case .relaying(let upstream):
+            upstream.close()
+        case .opening, .awaitingHeaders:
+            break
+        case .closed:
+            return
+        }
+        self.phase = .closed
+        self.held = []
+        self.respond(GRPCStatus(.unavailable, "jmp-bridge gateway: stopping"))
     }
 
     // MARK: - Helpers

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import signal
 import socket
 import time
 
@@ -257,3 +258,33 @@ def test_controller_restart_keeps_relays_and_the_exporter_comes_back(controller,
         # The lease goes on: a driver call after the restart.
         assert client.children["power"].on() is None
     assert controller.read(lambda c: c.exporters[(NAMESPACE, EXPORTER_NAME)].online)
+
+
+def test_stopping_ends_controller_calls_at_once(controller, gateway, tls, event_loop_portal):
+    """SIGTERM while a long controller call is open (an exporter's Listen and Status calls never
+    end by themselves): the call ends with UNAVAILABLE "stopping" at once, so the bridge exits 0
+    without waiting out its 30 s grace time."""
+    async def open_call():
+        ch = channel(gateway.gateway_endpoint, tls)
+        call = ch.stream_stream(probe.ECHO)()
+        await call.write(b"hello")
+        assert await call.read() == b"hello"
+        return ch, call
+
+    ch, call = event_loop_portal.call(open_call)
+
+    async def outcome():
+        with fail_after(TIMEOUT):
+            try:
+                await call.read()
+            except grpc.aio.AioRpcError as error:
+                return error.code(), error.details()
+            finally:
+                await ch.close()
+            return "read", None
+
+    started = time.monotonic()
+    gateway.proc.send_signal(signal.SIGTERM)
+    assert event_loop_portal.call(outcome) == (grpc.StatusCode.UNAVAILABLE, "jmp-bridge gateway: stopping")
+    assert gateway.proc.wait(timeout=TIMEOUT) == 0, gateway.log()
+    assert time.monotonic() - started < 20, "the bridge waited for the call instead of ending it"

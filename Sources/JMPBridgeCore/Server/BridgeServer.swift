@@ -253,6 +253,9 @@ public final class BridgeServer: Service, Sendable {
         self.idleExit?.stop()
         self.doors.remove(self.configuration.routes.keys)
         self.listeners.initiateShutdown(promise: promise)
+        // An exporter's Listen and Status calls never end by themselves: end them now (the
+        // exporter calls again, to the next bridge), while relays finish within the grace time.
+        self.environment.gateway.withLockedValue { $0 }?.gateway.beginDrain()
         for waiter in waiters { waiter.resume(returning: promise.futureResult) }
         return promise.futureResult
     }
