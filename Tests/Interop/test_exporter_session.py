@@ -18,7 +18,6 @@ import random
 import re
 from contextlib import ExitStack, asynccontextmanager
 
-import anyio
 import pytest
 from anyio import EndOfStream, fail_after
 from jumpstarter.client import client_from_path
@@ -32,6 +31,7 @@ from jumpstarter_driver_power.common import PowerReading
 from jumpstarter_driver_power.driver import MockPower
 
 from conftest import digest_after_eof
+from deployment.fixtures import echo_transfer
 
 TOKEN = "interop-router-token"
 TIMEOUT = 60
@@ -152,20 +152,8 @@ def test_bulk_transfer_through_echo_driver(exporter):
     echo = exporter.client.children["echo"]
 
     async def transfer():
-        digest, count = hashlib.sha256(), 0
         with fail_after(TIMEOUT):
-            async with echo.stream_async("connect") as stream:
-                async def send():
-                    for offset in range(0, len(data), 65536):
-                        await stream.send(data[offset:offset + 65536])
-
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(send)
-                    while count < len(data):
-                        chunk = await stream.receive()
-                        digest.update(chunk)
-                        count += len(chunk)
-        return count, digest.hexdigest()
+            return await echo_transfer(echo, data)
 
     count, digest = exporter.portal.call(transfer)
     assert count == len(data)

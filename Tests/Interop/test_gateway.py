@@ -14,7 +14,6 @@ import signal
 import socket
 import time
 
-import anyio
 import grpc
 import pytest
 from anyio import fail_after
@@ -23,6 +22,7 @@ from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc, router_p
 from deployment import probe, tokens
 from deployment.fixtures import *  # noqa: F403 - the deployment fixtures
 from deployment.fixtures import (
+    CHUNK,
     CLIENT_NAME,
     CLIENT_TOKEN,
     EXPORTER_NAME,
