@@ -1,3 +1,4 @@
+import JMPGateway
 import NIOCore
 import Testing
 
@@ -54,7 +55,7 @@ struct ReloadPlanTests {
         #expect(plan.needRestart.isEmpty)
     }
 
-    @Test("listener, limit, linger and exit-idle-time changes need a restart and are not applied")
+    @Test("listener, limit, linger, exit-idle-time and gateway changes need a restart and are not applied")
     func needRestart() {
         let old = Self.configuration([Self.unix("a", "/a.sock")])
         var new = old
@@ -62,8 +63,12 @@ struct ReloadPlanTests {
         new.limits.maxPayloadSize = old.limits.maxPayloadSize / 2
         new.linger = .milliseconds(1)
         new.exitIdleTime = .seconds(60)
+        new.gateway = GatewayConfiguration(
+            listener: ListenerConfiguration(address: .unix(path: "/run/jmp-bridge/gateway.sock")),
+            controller: UpstreamEndpoint(host: "controller.example.com", port: 443)
+        )
         let plan = ReloadPlan(from: old, to: new)
-        #expect(plan.needRestart == ["listen", "limits", "linger", "exit-idle-time"])
+        #expect(plan.needRestart == ["listen", "limits", "linger", "exit-idle-time", "gateway"])
         #expect(plan.added.isEmpty && plan.removed.isEmpty && plan.changed.isEmpty)
         // Only routes, the default route and the source change in the configuration in force.
         #expect(plan.result == old)
