@@ -132,6 +132,7 @@ final class UpstreamConnection {
                             endpoint: endpoint,
                             usesTLS: tls != nil,
                             keepalive: settings.keepalive,
+                            handshakeTimeout: settings.connectTimeout,
                             logger: logger,
                             onReady: { error in
                                 if let error { readyBox.value.fail(error) } else { readyBox.value.succeed(()) }

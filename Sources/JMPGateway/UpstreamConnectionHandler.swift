@@ -13,6 +13,9 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     typealias OutboundOut = HTTP2Frame
 
     private let keepalive: TimeAmount?
+    /// How long the TLS handshake may take once TCP is connected.
+    private let handshakeTimeout: TimeAmount
+    private var handshakeTimer: Scheduled<Void>?
     private let usesTLS: Bool
     private let logger: Logger
     private let endpoint: UpstreamEndpoint
@@ -27,6 +30,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         endpoint: UpstreamEndpoint,
         usesTLS: Bool,
         keepalive: TimeAmount?,
+        handshakeTimeout: TimeAmount,
         logger: Logger,
         onReady: @escaping (Error?) -> Void,
         onGoAway: @escaping () -> Void
@@ -34,13 +38,23 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         self.endpoint = endpoint
         self.usesTLS = usesTLS
         self.keepalive = keepalive
+        self.handshakeTimeout = handshakeTimeout
         self.logger = logger
         self.onReady = onReady
         self.onGoAway = onGoAway
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        if !self.usesTLS { self.ready(nil) }
+        if self.usesTLS {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            self.handshakeTimer = context.eventLoop.scheduleTask(in: self.handshakeTimeout) {
+                let (handler, context) = loopBound.value
+                handler.ready(UpstreamHandshakeTimeout())
+                context.close(promise: nil)
+            }
+        } else {
+            self.ready(nil)
+        }
         if let interval = self.keepalive {
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             self.timer = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
@@ -99,6 +113,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     }
 
     private func ready(_ error: Error?) {
+        self.handshakeTimer?.cancel()
+        self.handshakeTimer = nil
         guard let onReady = self.onReady else { return }
         self.onReady = nil
         onReady(error)

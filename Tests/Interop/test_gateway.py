@@ -29,6 +29,7 @@ from deployment.fixtures import (
     NAMESPACE,
     TIMEOUT,
     echo_transfer,
+    gateway_config,
     leased_client,
 )
 
@@ -288,3 +289,26 @@ def test_stopping_ends_controller_calls_at_once(controller, gateway, tls, event_
     assert event_loop_portal.call(outcome) == (grpc.StatusCode.UNAVAILABLE, "jmp-bridge gateway: stopping")
     assert gateway.proc.wait(timeout=TIMEOUT) == 0, gateway.log()
     assert time.monotonic() - started < 20, "the bridge waited for the call instead of ending it"
+
+
+def test_a_server_that_never_finishes_tls_is_unavailable(start_bridge, tls, event_loop_portal):
+    """A controller that accepts TCP but never answers the TLS handshake: the call fails with
+    UNAVAILABLE naming the handshake once `connect-timeout` has passed, instead of hanging."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes TCP handshakes; nothing ever reads or writes
+        endpoint = f"127.0.0.1:{silent.getsockname()[1]}"
+        bridge = start_bridge(config=gateway_config(endpoint, tls, **{"connect-timeout": "1s"}))
+
+        async def call():
+            async with channel(bridge.gateway_endpoint, tls) as ch:
+                with fail_after(TIMEOUT):
+                    try:
+                        await ch.unary_unary(probe.UNARY)(b"ping")
+                    except grpc.aio.AioRpcError as error:
+                        return error.code(), error.details()
+                    return "answered", None
+
+        code, details = event_loop_portal.call(call)
+    assert code == grpc.StatusCode.UNAVAILABLE, details
+    assert details == f"jmp-bridge gateway: {endpoint} unreachable: TLS handshake timed out"
