@@ -816,9 +816,10 @@ def gateway_relay(args, work: str, problems: dict) -> dict:
             for rep in range(args.repeat):
                 runs["gateway"].append(client(args, gw, "--mode", mode, "--size", 65536, "--seconds", args.seconds,
                                               "--batch", args.batch, "--route", route, "--token", token(),
-                                              "--timeout", args.seconds + 120))
+                                              "--timeout", args.seconds + 120, target_pid=sink.pid))
                 runs["direct"].append(client(args, sink, "--mode", mode, "--size", 65536, "--seconds", args.seconds,
-                                             "--batch", args.batch, "--route", route, "--timeout", args.seconds + 120))
+                                             "--batch", args.batch, "--route", route, "--timeout", args.seconds + 120,
+                                             target_pid=sink.pid))
             for path in runs:
                 r = summarize_runs(runs[path])
                 out[f"{path}-{mode}"] = r
@@ -882,10 +883,13 @@ def setup_latency(args, work: str, tag: str, cert: str, key: str, far: str, pref
                     errors.append(f"{path}: {' '.join(words[2:])}")
                     continue
                 stream = cluster.wait_for(lambda w: w[0] == "stream" and w[2] == tok, 10)
+                response = exporters[path].wait_for(lambda w: w[0] == "response" and w[1] == tok, 10)
                 new_conn = stream[1] not in seen_peers
                 seen_peers.add(stream[1])
                 if i >= args.setup_warmup:
-                    runs[path].append({"ms": (int(words[2]) - int(t_sent)) / 1e6, "new_connection": new_conn})
+                    runs[path].append({"ms": (int(words[2]) - int(t_sent)) / 1e6, "new_connection": new_conn,
+                                       "to_router_ms": (int(stream[3]) - int(t_sent)) / 1e6,
+                                       "listen_ms": (int(response[3]) - int(t_sent)) / 1e6})
                 time.sleep(0.05)
         out: dict = {"errors": errors}
         for path, rs in runs.items():
@@ -895,6 +899,10 @@ def setup_latency(args, work: str, tag: str, cert: str, key: str, far: str, pref
                 "p50_ms": statistics.median(ms) if ms else None,
                 "p90_ms": ms[min(len(ms) - 1, int(0.9 * (len(ms) - 1) + 0.5))] if ms else None,
                 "new_connections_per_stream": sum(x["new_connection"] for x in rs) / len(rs) if rs else None,
+                # Of that, until the router has the exporter's stream (the rest is the byte's way back).
+                "to_router_p50_ms": statistics.median(x["to_router_ms"] for x in rs) if rs else None,
+                # Of that, until the ListenResponse reached the exporter.
+                "listen_p50_ms": statistics.median(x["listen_ms"] for x in rs) if rs else None,
             }
             log(f"stream set-up ({tag}) {path}: p50 {out[path]['p50_ms']} ms p90 {out[path]['p90_ms']} ms, "
                 f"new router connections per stream {out[path]['new_connections_per_stream']}")
@@ -955,6 +963,11 @@ def render_gateway(args, G: dict) -> list[str]:
     out += ["", f"Runs (MB/s): " + "; ".join(
         f"{k} " + ", ".join(f"{v / 1e6:,.0f}" if v else "–" for v in R[k]["runs_bytes_per_s"])
         for k in ("gateway-oneway", "direct-oneway", "gateway-echo", "direct-echo") if k in R)
+        + ". CPU as a share of one core over the runs (" + str(os.cpu_count()) + " cores in all), client / gateway / sink: "
+        + "; ".join(f"{k} {100 * R[k]['all_client_cpu_s'] / (R[k]['all_seconds'] or 1):.0f}% / "
+                    + (f"{100 * R[k]['all_bridge_cpu_s'] / (R[k]['all_seconds'] or 1):.0f}%" if k.startswith("gateway") else "–")
+                    + f" / {100 * R[k]['all_target_cpu_s'] / (R[k]['all_seconds'] or 1):.0f}%"
+                    for k in ("gateway-oneway", "direct-oneway", "gateway-echo", "direct-echo") if k in R)
         + f". Every router_endpoint the exporter got was the gateway's ({', '.join(R.get('rewritten', []))}); "
         f"a token used a second time ended with status {R.get('replay_status')} (16 = UNAUTHENTICATED)."]
 
@@ -990,6 +1003,13 @@ def render_gateway(args, G: dict) -> list[str]:
                    f"{cb if cb is None else f'{cb:.2f}'} | ≥ 1 round trip saved | {verdict} |")
         if d.get("errors"):
             out.append(f"| ⚠ {label} errors | {'; '.join(d['errors'][:3])} | | | | | |")
+    split = [f"{key} {path} {S[key][path]['listen_p50_ms']:.2f} / {S[key][path]['to_router_p50_ms']:.2f} ms"
+             for key in ("loopback", "netem") if key in S for path in ("gateway", "stock")
+             if S[key].get(path, {}).get("to_router_p50_ms") is not None]
+    if split:
+        out += ["", "Where the set-up time goes (p50 from the controller's send): the ListenResponse at the exporter / "
+                "the exporter's stream at the router (the rest is the client byte's way back to the session "
+                "socket): " + ", ".join(split) + "."]
     if "netem_unavailable" in S:
         out += ["", f"With added latency: not measured on this machine: {S['netem_unavailable']}."]
     return out
