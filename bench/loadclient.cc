@@ -6,7 +6,8 @@
 //   loadclient --addr ... --mode streams --count N [--channels K]
 //   loadclient --addr 127.0.0.1:0 --mode sink      (a grpc C++ server for the method: the ceiling)
 //   common: --pid PID (the bridge: CPU and RSS are read from /proc/PID), --rss-sample-ms MS,
-//           --route NAME (jmp-route metadata), --timeout S (hard deadline of every call)
+//           --route NAME (jmp-route metadata), --timeout S (hard deadline of every call),
+//           --token T (authorization: Bearer T, as an exporter sends to a router or the gateway)
 //
 // Prints one JSON object on stdout. Exit status 0 unless the run failed (bad echo data, short
 // transfer, a call that did not complete); the JSON says what happened either way.
@@ -43,6 +44,7 @@ struct Options {
     std::string addr = "127.0.0.1:8083";
     std::string mode = "oneway";
     std::string route;
+    std::string token;
     size_t size = 65536;
     double seconds = 3;
     uint64_t bytes = 0;
@@ -156,6 +158,7 @@ void set_context(const Options& o, grpc::ClientContext& ctx) {
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::milliseconds(static_cast<long>(o.timeout * 1000)));
     if (!o.route.empty()) ctx.AddMetadata("jmp-route", o.route);
+    if (!o.token.empty()) ctx.AddMetadata("authorization", "Bearer " + o.token);
 }
 
 bool wait_connected(const std::shared_ptr<grpc::Channel>& ch) {
@@ -571,6 +574,7 @@ int main(int argc, char** argv) {
         if (a == "--addr") o.addr = next();
         else if (a == "--mode") o.mode = next();
         else if (a == "--route") o.route = next();
+        else if (a == "--token") o.token = next();
         else if (a == "--size") o.size = std::stoul(next());
         else if (a == "--seconds") o.seconds = std::stod(next());
         else if (a == "--bytes") o.bytes = std::stoull(next());

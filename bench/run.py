@@ -332,6 +332,12 @@ def main() -> int:
     p.add_argument("--slow-rate", type=float, default=10e6, help="slow target, bytes/s")
     p.add_argument("--startup-runs", type=int, default=7)
     p.add_argument("--door-bytes", type=int, default=4 * GIB, help="bytes per local-door run")
+    p.add_argument("--only", choices=["all", "gateway"], default="all",
+                   help="gateway: only the exporter gateway's rows (relay throughput, stream set-up)")
+    p.add_argument("--setup-runs", type=int, default=20, help="streams per path for the gateway's set-up rows")
+    p.add_argument("--setup-warmup", type=int, default=5, help="warm-up streams per path before those")
+    p.add_argument("--netem-delay-ms", type=float, default=20.0,
+                   help="round trip added between the lab host and the cluster (netem, half each way)")
     args = p.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
@@ -343,6 +349,15 @@ def main() -> int:
     kinds = ["jmp-bridge", "reference"]
     res: dict = {k: {} for k in kinds}
     problems: dict = {k: [] for k in kinds}
+    problems["gateway"] = []
+    if args.only == "gateway":
+        try:
+            res["gateway"] = run_gateway(args, work, problems)
+        finally:
+            stop_all()
+        elapsed = time.monotonic() - started
+        md = render_gateway_only(args, header, res, problems, elapsed)
+        return save(args, md, res, problems, elapsed, work, "-gateway")
     try:
         socks, target_pids = {}, {}
         for mode in ("discard", "echo", "slow"):
@@ -508,13 +523,18 @@ def main() -> int:
                 f"{fmt_rate(out[kind].get('bytes_per_s', 0))}, ok={out[kind].get('ok')}")
 
         res["doors"] = run_doors(args, work, socks, target_pids)
+        res["gateway"] = run_gateway(args, work, problems)
     finally:
         stop_all()
 
     elapsed = time.monotonic() - started
     md = render(args, header, res, problems, sizes, elapsed)
+    return save(args, md, res, problems, elapsed, work, "")
+
+
+def save(args, md: str, res: dict, problems: dict, elapsed: float, work: str, suffix: str) -> int:
     os.makedirs(args.results, exist_ok=True)
-    name = datetime.datetime.now().strftime("%Y-%m-%d-%H%M") + ".md"
+    name = datetime.datetime.now().strftime("%Y-%m-%d-%H%M") + suffix + ".md"
     path = os.path.join(args.results, name)
     with open(path + ".tmp", "w") as f:
         f.write(md)
@@ -619,6 +639,412 @@ def run_doors(args, work: str, socks: dict, target_pids: dict) -> dict:
                 stop(proc)
     stop(bridge)
     return summary
+
+
+# ---- The exporter gateway (issue 18): relay throughput and stream set-up ----------------------
+
+class Peer:
+    """A helper process whose stdout lines are collected by a thread (the controller and router
+    stub, the exporter's Listen client)."""
+
+    def __init__(self, cmd: list[str], log_path: str, stdin=False):
+        self.log_file = open(log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self.log_file, text=True, bufsize=1)
+        children.append(self.proc)
+        self.lines: list[list[str]] = []
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.log_file.write(line)
+            with self.cond:
+                self.lines.append(line.split())
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append(["<eof>"])
+            self.cond.notify_all()
+
+    def wait_for(self, pred, timeout=30.0) -> list[str]:
+        """The first line (consumed) for which pred(words) holds."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for i, words in enumerate(self.lines):
+                    if words and pred(words):
+                        return self.lines.pop(i)
+                    if words == ["<eof>"]:
+                        raise RuntimeError(f"{self.proc.args[:3]} ended; see {self.log_file.name}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"timed out waiting in {self.log_file.name}")
+                self.cond.wait(left)
+
+    def take_all(self, first: str) -> list[list[str]]:
+        with self.cond:
+            got = [w for w in self.lines if w and w[0] == first]
+            self.lines = [w for w in self.lines if not (w and w[0] == first)]
+            return got
+
+    def send(self, line: str):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def close(self):
+        stop(self.proc)
+        self.thread.join(timeout=3)
+        self.log_file.close()
+
+
+class Gateway:
+    """jmp-bridge with only a gateway: section; .addr/.pid as Bridge's, for client()."""
+
+    def __init__(self, args, work: str, tag: str, controller: str, tls: tuple[str, str] | None):
+        self.control = os.path.join(work, f"gw-control-{tag}.sock")
+        config = os.path.join(work, f"gateway-{tag}.yaml")
+        with open(config, "w") as f:
+            if tls:
+                cert, key = tls
+                f.write(f"gateway:\n  listen: {{address: 'tcp:127.0.0.1:0', tls: {{cert: {cert}, key: {key}}}}}\n"
+                        f"  controller: {{endpoint: '{controller}', ca: {cert}}}\n")
+            else:
+                f.write("gateway:\n  listen: {address: 'tcp:127.0.0.1:0', insecure: true}\n"
+                        f"  controller: {{endpoint: '{controller}', insecure: true}}\n")
+            f.write(f"control: unix:{self.control}\n")
+        self.log_path = os.path.join(work, f"gateway-{tag}.log")
+        self.log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen([args.bridge, "serve", "--config", config], stdin=subprocess.DEVNULL,
+                                     stdout=self.log_file, stderr=self.log_file)
+        children.append(self.proc)
+        deadline = time.monotonic() + 30
+        self.port = self.advertise = None
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if os.path.exists(self.control):
+                reply = subprocess.run([args.bridge, "status", "--control", self.control],
+                                       capture_output=True, text=True, timeout=10).stdout
+                if m := re.search(r"^gateway=tcp:127\.0\.0\.1:(\d+) advertise=(\S+)", reply, re.M):
+                    self.port, self.advertise = int(m.group(1)), m.group(2)
+                    break
+            time.sleep(0.05)
+        if self.port is None:
+            stop(self.proc)
+            self.log_file.close()
+            raise RuntimeError(f"gateway did not start; see {self.log_path}:\n" + open(self.log_path).read()[-2000:])
+        self.args = args
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def status(self) -> str:
+        return subprocess.run([self.args.bridge, "status", "--control", self.control],
+                              capture_output=True, text=True, timeout=10).stdout
+
+    def close(self):
+        stop(self.proc)
+        self.log_file.close()
+
+    def problems(self) -> list[str]:
+        with open(self.log_path) as f:
+            return [line.rstrip() for line in f if re.search(r"\b(warning|error|critical)\b", line)]
+
+
+def make_cert(work: str) -> tuple[str, str]:
+    """A throwaway P-256 certificate for 127.0.0.1 and the netem namespace's address."""
+    cert, key = os.path.join(work, "gw.crt"), os.path.join(work, "gw.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "2", "-subj", "/CN=localhost", "-addext",
+                    f"subjectAltName=IP:127.0.0.1,IP:{NETEM_FAR},DNS:localhost", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+NETEM_NS, NETEM_NEAR, NETEM_FAR = "jmpbench-cluster", "10.251.0.1", "10.251.0.2"
+
+
+def netem_up(delay_ms: float) -> str | None:
+    """A network namespace for the cluster (controller and router) behind a veth pair with
+    `netem delay` on both ends; None when set up, else why it cannot be (nothing left behind)."""
+    if os.geteuid() != 0:
+        return "needs root (network namespace and tc)"
+    if not shutil.which("ip") or not shutil.which("tc"):
+        return "iproute2 (ip, tc) not installed"
+    subprocess.run(["modprobe", "sch_netem"], capture_output=True)
+    netem_down()  # a namespace left by an interrupted run
+    steps = [["ip", "netns", "add", NETEM_NS],
+             ["ip", "link", "add", "jmpb0", "type", "veth", "peer", "name", "jmpb1"],
+             ["ip", "link", "set", "jmpb1", "netns", NETEM_NS],
+             ["ip", "addr", "add", f"{NETEM_NEAR}/24", "dev", "jmpb0"],
+             ["ip", "link", "set", "jmpb0", "up"],
+             ["ip", "-n", NETEM_NS, "addr", "add", f"{NETEM_FAR}/24", "dev", "jmpb1"],
+             ["ip", "-n", NETEM_NS, "link", "set", "jmpb1", "up"],
+             ["ip", "-n", NETEM_NS, "link", "set", "lo", "up"]]
+    if delay_ms > 0:
+        steps += [["tc", "qdisc", "add", "dev", "jmpb0", "root", "netem", "delay", f"{delay_ms / 2:g}ms"],
+                  ["tc", "-n", NETEM_NS, "qdisc", "add", "dev", "jmpb1", "root", "netem", "delay", f"{delay_ms / 2:g}ms"]]
+    for step in steps:
+        r = subprocess.run(step, capture_output=True, text=True)
+        if r.returncode != 0:
+            netem_down()
+            why = f"`{' '.join(step)}` failed: {(r.stderr or r.stdout).strip()}"
+            if "netem" in step:
+                why += " — this kernel has no sch_netem (CONFIG_NET_SCH_NETEM)"
+            return why
+    return None
+
+
+def netem_down() -> None:
+    subprocess.run(["ip", "link", "del", "jmpb0"], capture_output=True)
+    subprocess.run(["ip", "netns", "del", NETEM_NS], capture_output=True)
+
+
+def gateway_relay(args, work: str, problems: dict) -> dict:
+    """Relay alone: the load client → gateway → grpc C++ sink (playing the router), against the
+    same load straight into the sink; one token (one Listen response) per run."""
+    out: dict = {}
+    sink = Bridge("sink", args, work, {}, "gw")
+    controller = Peer([args.python, os.path.join(args.repo, "bench", "gateway_controller.py"),
+                       "--listen", "127.0.0.1:0"], os.path.join(work, "gw-controller-relay.log"), stdin=True)
+    gw = exporter = None
+    try:
+        caddr = controller.wait_for(lambda w: w[0] == "controller")[1]
+        controller.wait_for(lambda w: w[0] == "ready")
+        gw = Gateway(args, work, "relay", caddr, None)
+        # The exporter's Listen call, through the gateway: the gateway sees every response.
+        exporter = Peer([args.python, os.path.join(args.repo, "bench", "gateway_exporter.py"),
+                         "--controller", gw.addr, "--lease", "relay"], os.path.join(work, "gw-exporter-relay.log"))
+        controller.wait_for(lambda w: w[:2] == ["listen", "relay"])
+        rewritten, used = [], []
+
+        def token() -> str:
+            controller.send(f"send relay {sink.addr}")
+            sent = controller.wait_for(lambda w: w[0] == "sent")[1]
+            _, tok, endpoint, _ = exporter.wait_for(lambda w: w[0] == "response" and w[1] == sent)
+            rewritten.append(endpoint)
+            used.append(tok)
+            if endpoint != gw.advertise:
+                raise RuntimeError(f"the gateway handed out router_endpoint {endpoint}, not its own {gw.advertise}")
+            return tok
+
+        for mode in ("oneway", "echo"):
+            runs = {"gateway": [], "direct": []}
+            route = "discard" if mode == "oneway" else "echo"
+            for rep in range(args.repeat):
+                runs["gateway"].append(client(args, gw, "--mode", mode, "--size", 65536, "--seconds", args.seconds,
+                                              "--batch", args.batch, "--route", route, "--token", token(),
+                                              "--timeout", args.seconds + 120, target_pid=sink.pid))
+                runs["direct"].append(client(args, sink, "--mode", mode, "--size", 65536, "--seconds", args.seconds,
+                                             "--batch", args.batch, "--route", route, "--timeout", args.seconds + 120,
+                                             target_pid=sink.pid))
+            for path in runs:
+                r = summarize_runs(runs[path])
+                out[f"{path}-{mode}"] = r
+                log_throughput(f"gateway relay: {path} {mode} 64 KiB", r)
+        # A token works once: the last one again must be refused, never reach the sink.
+        replay = client(args, gw, "--mode", "oneway", "--size", 65536, "--seconds", 0.2, "--route", "discard",
+                        "--token", used[-1], "--timeout", 10)
+        out["replay_status"] = replay.get("status")
+        out["rewritten"] = sorted(set(rewritten))
+        out["advertise"] = gw.advertise
+        out["status"] = gw.status().strip()
+        log(f"gateway relay: replayed token -> status {replay.get('status')} ({replay.get('message')}); "
+            f"router_endpoint handed out {out['rewritten']}, advertised {gw.advertise}")
+        # The replayed token's refusal is the one warning the run asks for.
+        refusals = [line for line in gw.problems() if "refused a router stream" in line]
+        problems["gateway"] += [line for line in gw.problems() if "refused a router stream" not in line]
+        problems["gateway"] += refusals[1:]
+    finally:
+        for p in (exporter, gw, controller, sink):
+            if p:
+                p.close()
+    return out
+
+
+def setup_latency(args, work: str, tag: str, cert: str, key: str, far: str, prefix: list[str]) -> dict:
+    """Stream set-up, TLS everywhere: the controller sends a ListenResponse; time until the first
+    client byte (written by the stub router at once) reaches the exporter's session socket.
+    Stock: the exporter's Listen goes to the controller and each stream opens a fresh TLS channel
+    to the router. Gateway: Listen and streams go to the gateway (TLS on loopback), which relays on
+    its pooled connection. `far` is the cluster's address, `prefix` runs the cluster's process (in
+    the netem namespace)."""
+    py = os.path.join(args.repo, "bench")
+    cluster = Peer(prefix + [args.python, f"{py}/gateway_controller.py", "--listen", f"{far}:0",
+                             "--router-listen", f"{far}:0", "--cert", cert, "--key", key],
+                   os.path.join(work, f"gw-cluster-{tag}.log"), stdin=True)
+    gw = None
+    exporters = {}
+    try:
+        caddr = cluster.wait_for(lambda w: w[0] == "controller")[1]
+        raddr = cluster.wait_for(lambda w: w[0] == "router")[1]
+        cluster.wait_for(lambda w: w[0] == "ready")
+        gw = Gateway(args, work, f"setup-{tag}", caddr, (cert, key))
+        for path, endpoint in (("stock", caddr), ("gateway", gw.addr)):
+            exporters[path] = Peer([args.python, f"{py}/gateway_exporter.py", "--controller", endpoint,
+                                    "--lease", path, "--ca", cert, "--connect"],
+                                   os.path.join(work, f"gw-exporter-{tag}-{path}.log"))
+            cluster.wait_for(lambda w: w[:2] == ["listen", path])
+        seen_peers: set[str] = set()
+        runs: dict = {"stock": [], "gateway": []}
+        errors = []
+        for i in range(args.setup_warmup + args.setup_runs):
+            for path in ("stock", "gateway"):
+                cluster.send(f"send {path} {raddr}")
+                _, tok, t_sent = cluster.wait_for(lambda w: w[0] == "sent")
+                try:
+                    words = exporters[path].wait_for(lambda w: w[0] in ("first-byte", "error") and w[1] == tok, 20)
+                except RuntimeError as e:
+                    errors.append(f"{path}: {e}")
+                    continue
+                if words[0] == "error":
+                    errors.append(f"{path}: {' '.join(words[2:])}")
+                    continue
+                stream = cluster.wait_for(lambda w: w[0] == "stream" and w[2] == tok, 10)
+                response = exporters[path].wait_for(lambda w: w[0] == "response" and w[1] == tok, 10)
+                new_conn = stream[1] not in seen_peers
+                seen_peers.add(stream[1])
+                if i >= args.setup_warmup:
+                    runs[path].append({"ms": (int(words[2]) - int(t_sent)) / 1e6, "new_connection": new_conn,
+                                       "to_router_ms": (int(stream[3]) - int(t_sent)) / 1e6,
+                                       "listen_ms": (int(response[3]) - int(t_sent)) / 1e6})
+                time.sleep(0.05)
+        out: dict = {"errors": errors}
+        for path, rs in runs.items():
+            ms = sorted(x["ms"] for x in rs)
+            out[path] = {
+                "runs": len(rs), "all_ms": [round(x, 2) for x in ms],
+                "p50_ms": statistics.median(ms) if ms else None,
+                "p90_ms": ms[min(len(ms) - 1, int(0.9 * (len(ms) - 1) + 0.5))] if ms else None,
+                "new_connections_per_stream": sum(x["new_connection"] for x in rs) / len(rs) if rs else None,
+                # Of that, until the router has the exporter's stream (the rest is the byte's way back).
+                "to_router_p50_ms": statistics.median(x["to_router_ms"] for x in rs) if rs else None,
+                # Of that, until the ListenResponse reached the exporter.
+                "listen_p50_ms": statistics.median(x["listen_ms"] for x in rs) if rs else None,
+            }
+            log(f"stream set-up ({tag}) {path}: p50 {out[path]['p50_ms']} ms p90 {out[path]['p90_ms']} ms, "
+                f"new router connections per stream {out[path]['new_connections_per_stream']}")
+        if errors:
+            log(f"stream set-up ({tag}) errors: {errors[:3]}")
+        return out
+    finally:
+        for p in list(exporters.values()) + [gw, cluster]:
+            if p:
+                p.close()
+
+
+def run_gateway(args, work: str, problems: dict) -> dict:
+    problems.setdefault("gateway", [])
+    G: dict = {"relay": gateway_relay(args, work, problems)}
+    cert, key = make_cert(work)
+    G["setup"] = {"loopback": setup_latency(args, work, "loopback", cert, key, "127.0.0.1", [])}
+    why = netem_up(args.netem_delay_ms)
+    if why:
+        G["setup"]["netem_unavailable"] = why
+        log(f"stream set-up with added latency: not measured: {why}")
+    else:
+        try:
+            G["setup"]["netem"] = setup_latency(args, work, "netem", cert, key, NETEM_FAR,
+                                                ["ip", "netns", "exec", NETEM_NS])
+            G["setup"]["netem"]["delay_ms"] = args.netem_delay_ms
+        finally:
+            netem_down()
+    return G
+
+
+def render_gateway(args, G: dict) -> list[str]:
+    R, S = G.get("relay", {}), G.get("setup", {})
+
+    def rate(r):
+        return fmt_rate(r["bytes_per_s"]) + ("" if r.get("ok") else " ⚠") if r.get("bytes_per_s") else "failed"
+
+    def met(ok):
+        return "met" if ok else "**missed**"
+
+    out = ["", "Exporter gateway (issue 18). Relay alone: the same load client, one stream of 64 KiB frames, "
+           "through the gateway (`gateway:` section, plaintext HTTP/2 both sides, the token from a Listen "
+           "response the gateway rewrote) into a grpc C++ sink playing the router, against the same load "
+           f"straight into the sink; median of {args.repeat} runs of {args.seconds:g} s, alternating; CPU = the "
+           "gateway process (jmp-bridge), both directions counted for echo:", "",
+           "| measurement | through the gateway | direct to the sink | gateway vs direct | goal | |",
+           "|---|---:|---:|---:|---|---|"]
+    for mode, label in (("oneway", "one-way"), ("echo", "echo")):
+        a, b = R.get(f"gateway-{mode}", {}), R.get(f"direct-{mode}", {})
+        x, y = a.get("bytes_per_s"), b.get("bytes_per_s")
+        out.append(f"| {label} 64 KiB frames | {rate(a)} | {rate(b)} | {x / y:.2f}× |" if x and y else
+                   f"| {label} 64 KiB frames | {rate(a)} | {rate(b)} | – |")
+        out[-1] += f" ≥ 0.9× direct (costs ≤ 10 %) | {met(bool(x and y and x >= 0.9 * y and a.get('ok')))} |"
+    for mode, label in (("oneway", "one-way"), ("echo", "echo")):
+        c = R.get(f"gateway-{mode}", {}).get("cpu_per_gib")
+        out.append(f"| gateway CPU per GiB, {label} 64 KiB | {c:.2f} s | – | | ≤ 0.3 s | {met(c <= 0.3)} |"
+                   if c is not None else f"| gateway CPU per GiB, {label} 64 KiB | – | – | | ≤ 0.3 s | **missed** |")
+    out += ["", f"Runs (MB/s): " + "; ".join(
+        f"{k} " + ", ".join(f"{v / 1e6:,.0f}" if v else "–" for v in R[k]["runs_bytes_per_s"])
+        for k in ("gateway-oneway", "direct-oneway", "gateway-echo", "direct-echo") if k in R)
+        + ". CPU as a share of one core over the runs (" + str(os.cpu_count()) + " cores in all), client / gateway / sink: "
+        + "; ".join(f"{k} {100 * R[k]['all_client_cpu_s'] / (R[k]['all_seconds'] or 1):.0f}% / "
+                    + (f"{100 * R[k]['all_bridge_cpu_s'] / (R[k]['all_seconds'] or 1):.0f}%" if k.startswith("gateway") else "–")
+                    + f" / {100 * R[k]['all_target_cpu_s'] / (R[k]['all_seconds'] or 1):.0f}%"
+                    for k in ("gateway-oneway", "direct-oneway", "gateway-echo", "direct-echo") if k in R)
+        + f". Every router_endpoint the exporter got was the gateway's ({', '.join(R.get('rewritten', []))}); "
+        f"a token used a second time ended with status {R.get('replay_status')} (16 = UNAUTHENTICATED)."]
+
+    out += ["", "Stream set-up: from the controller sending a ListenResponse to the first client byte arriving at "
+            "the exporter's session socket (jumpstarter 0.9.0's `connect_unix` + `connect_router_stream`, a fresh "
+            "TLS channel per stream; the stub router writes the client's byte as soon as the exporter's stream "
+            "arrives, as the real router does when the client is already waiting). Stock: the exporter's channel "
+            "goes to the router; gateway: to the gateway on 127.0.0.1 (TLS), which relays on its pooled TLS "
+            f"connection to the router. TLS everywhere (P-256); {args.setup_runs} streams per path after "
+            f"{args.setup_warmup} warm-up, alternating:", "",
+            "| stream set-up | gateway (pooled) | stock (TLS per stream) | saving | new router connections per stream, gateway / stock | goal | |",
+            "|---|---:|---:|---:|---:|---|---|"]
+    for key, label in (("loopback", "loopback"), ("netem", f"netem, {args.netem_delay_ms:g} ms round trip")):
+        d = S.get(key)
+        if not d:
+            if key == "netem":
+                out.append(f"| {label} | not measured | not measured | | | ≥ 1 round trip saved | {S.get('netem_unavailable', '')} |")
+            continue
+        gw, st = d.get("gateway", {}), d.get("stock", {})
+        a, b = gw.get("p50_ms"), st.get("p50_ms")
+        ca, cb = gw.get("new_connections_per_stream"), st.get("new_connections_per_stream")
+        saving = f"{b - a:+.2f} ms" if a is not None and b is not None else "–"
+        if key == "netem":
+            ok = a is not None and b is not None and b - a >= args.netem_delay_ms
+            verdict = met(ok)
+        else:
+            # On loopback a round trip is tens of µs: the count of handshakes is what shows it.
+            ok = ca == 0 and cb == 1
+            verdict = (met(ok) + " (by connection count: no TCP + TLS handshake to the router, 2 round trips)"
+                       if ok else "**missed**")
+        fmt = lambda r: f"{r['p50_ms']:.2f} ms (p90 {r['p90_ms']:.2f})" if r.get("p50_ms") is not None else "failed"
+        out.append(f"| {label} | {fmt(gw)} | {fmt(st)} | {saving} | {ca if ca is None else f'{ca:.2f}'} / "
+                   f"{cb if cb is None else f'{cb:.2f}'} | ≥ 1 round trip saved | {verdict} |")
+        if d.get("errors"):
+            out.append(f"| ⚠ {label} errors | {'; '.join(d['errors'][:3])} | | | | | |")
+    split = [f"{key} {path} {S[key][path]['listen_p50_ms']:.2f} / {S[key][path]['to_router_p50_ms']:.2f} ms"
+             for key in ("loopback", "netem") if key in S for path in ("gateway", "stock")
+             if S[key].get(path, {}).get("to_router_p50_ms") is not None]
+    if split:
+        out += ["", "Where the set-up time goes (p50 from the controller's send): the ListenResponse at the exporter / "
+                "the exporter's stream at the router (the rest is the client byte's way back to the session "
+                "socket): " + ", ".join(split) + "."]
+    if "netem_unavailable" in S:
+        out += ["", f"With added latency: not measured on this machine: {S['netem_unavailable']}."]
+    return out
+
+
+def render_gateway_only(args, header, res, problems, elapsed) -> str:
+    out = [f"# jmp-bridge benchmark, gateway rows only (--only gateway), "
+           f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}", "", header, f"- run time: {elapsed:.0f} s"]
+    out += render_gateway(args, res.get("gateway", {}))
+    bad = [f"- gateway log: `{line[:300]}`" for line in problems.get("gateway", [])[:10]]
+    if bad:
+        out += ["", "Problems seen during the run:", ""] + bad
+    return "\n".join(out) + "\n"
 
 
 def render(args, header, res, problems, sizes, elapsed) -> str:
@@ -785,6 +1211,9 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
         if bad_doors:
             out += ["", "⚠ door runs that did not get every byte back (echo) or failed: " + "; ".join(bad_doors)]
 
+    if res.get("gateway"):
+        out += render_gateway(args, res["gateway"])
+
     S = res.get("sink", {})
     if S:
         out += ["", "Context — the same client against a grpc C++ (sync API) server for the method, no bridge and no "
@@ -853,6 +1282,8 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
             bad.append(f"- {kind} log: `{line[:300]}`")
         if len(problems.get(kind, [])) > 10:
             bad.append(f"- {kind} log: … {len(problems[kind]) - 10} more warning/error lines")
+    for line in problems.get("gateway", [])[:10]:
+        bad.append(f"- gateway log: `{line[:300]}`")
     if bad:
         notes += ["", "Problems seen during the run:", ""] + bad
     return "\n".join(out + notes) + "\n"
