@@ -150,8 +150,9 @@ def test_unknown_token_is_refused_and_never_forwarded(router_process, gateway, t
         async with channel(gateway.gateway_endpoint, tls, token) as ch:
             call = router_pb2_grpc.RouterServiceStub(ch).Stream()
             with fail_after(TIMEOUT):
-                await call.write(router_pb2.StreamRequest(payload=b"secret"))
                 try:
+                    # The refusal may arrive before the write completes: either raises it.
+                    await call.write(router_pb2.StreamRequest(payload=b"secret"))
                     await call.read()
                 except grpc.aio.AioRpcError as error:
                     return error.code(), error.details()
