@@ -195,6 +195,14 @@ public final class ConsoleHub: Sendable {
         }
     }
 
+    /// ``acknowledge(_:count:)`` for a subscriber living on the hub's own loop, taking effect at
+    /// once rather than in a later task: output arriving meanwhile is then measured against what
+    /// really waits for the subscriber.
+    func acknowledgeOnLoop(_ id: UInt64, count: Int) {
+        self.eventLoop.preconditionInEventLoop()
+        self.state.value.subscribers[id]?.unacknowledged -= count
+    }
+
     /// Writes input to the device; the future completes when the device has taken it.
     public func write(_ bytes: ByteBuffer) -> EventLoopFuture<Void> {
         self.eventLoop.flatSubmit {

@@ -234,7 +234,7 @@ public final class SerialLink: ConsoleSubscriber {
         channel.writeAndFlush(bytes).whenComplete { result in
             let state = self.state.value
             state.queued -= count
-            if case .success = result { self.hub.acknowledge(id, count: count) }
+            if case .success = result { self.hub.acknowledgeOnLoop(id, count: count) }
             if state.lagged, state.queued == 0 {
                 state.lagged = false
                 self.logger.notice(

@@ -48,12 +48,14 @@ struct SerialLinkTests {
         until condition: (ConsoleStatus) -> Bool
     ) async throws -> ConsoleStatus {
         let deadline = Date().addingTimeInterval(15)
+        var last: ConsoleStatus?
         while true {
             if let hub = bridge.server.environment.consoles.withLockedValue({ $0["uart"] }) {
                 let status = try await hub.status().get()
                 if condition(status) { return status }
+                last = status
             }
-            guard Date() < deadline else { throw TimedOut(what: what) }
+            guard Date() < deadline else { throw TimedOut(what: "\(what) (last: \(String(describing: last)))") }
             try await Task.sleep(for: .milliseconds(20))
         }
     }
@@ -134,7 +136,9 @@ struct SerialLinkTests {
             #expect(cut.attachments == 0)
             // The program takes what waits; the link attaches again, and new output arrives.
             var drained = 0
+            let deadline = Date().addingTimeInterval(15)
             while true {
+                guard Date() < deadline else { throw TimedOut(what: "the link to attach again") }
                 let more = try await blocking { try readAvailable(program, timeout: 0.05) }
                 drained += more.count
                 if more.isEmpty,
