@@ -118,6 +118,8 @@ public final class SerialLink: ConsoleSubscriber {
         } catch {
             Glibc.close(pty.master)  // NIO owns the master only once its channel is up
             Glibc.close(pty.slaveKeeper)
+            // A pty only this process held is gone now: leave no symlink to it.
+            if !stored { ConsoleLink.remove(link: path, target: pty.slavePath) }
             throw error
         }
         hub.onDeviceConnected { [weak link] in link?.attach() }
