@@ -1,3 +1,4 @@
+import CJMPSystem
 import Logging
 import NIOCore
 import NIOPosix
@@ -19,14 +20,20 @@ import NIOPosix
 /// the pty.
 ///
 /// Like every attachment the link is lag-limited: output the program does not take waits in the
-/// pty and then in the bridge, and once more than the console's `lag-limit` bytes wait in the
-/// bridge the hub cuts the link. The link then drops the output until the program has taken
-/// what was waiting, and attaches again. When the device goes away the link stays (programs keep
-/// their descriptor and see no hang-up); what they type meanwhile is dropped, and output resumes
-/// once the device is back.
+/// pty and then in the bridge, and once more than the console's `lag-limit` bytes wait the hub
+/// cuts the link. The link then drops what waits in the bridge, and the output, until the pty
+/// has taken the write under way, and attaches again. The master is in packet mode, so the link
+/// learns when the program flushes its input (PySerial does whenever it opens the port) and
+/// drops what waits in the bridge too: a program opening the link gets fresh output, not what
+/// piled up while nobody read. When the device goes away the link stays (programs keep their
+/// descriptor and see no hang-up); what they type meanwhile is dropped, and output resumes once
+/// the device is back.
 public final class SerialLink: ConsoleSubscriber {
     /// Input bytes from the link on their way to the device above which the master is not read.
     public static let inputHighWatermark = 64 * 1024
+    /// Output bytes handed to the master at a time: at most this much (and one device read) still
+    /// reaches a program after it flushed its input.
+    public static let batchSize = 16 * 1024
 
     /// The console the link is attached to.
     public let hub: ConsoleHub
@@ -49,10 +56,13 @@ public final class SerialLink: ConsoleSubscriber {
         /// The hub's id of the link's attachment, while it is attached.
         var subscription: UInt64?
         var attaching = false
-        /// Cut for lagging: attach again once every queued write has completed.
+        /// Cut for lagging: attach again once the write under way has completed.
         var lagged = false
-        /// Output bytes written to the master and not yet taken by the pty.
-        var queued = 0
+        /// Output waiting for the pty to take the write under way.
+        var pending = CircularBuffer<ByteBuffer>()
+        var pendingBytes = 0
+        /// Output handed to the master's channel and not yet taken by the pty (one batch).
+        var inFlight = 0
         /// Input bytes on their way to the device.
         var inputInFlight = 0
         /// Input was dropped (the device is down) since the last input that was taken.
@@ -94,6 +104,14 @@ public final class SerialLink: ConsoleSubscriber {
     ) async throws -> SerialLink {
         let (pty, stored) = try PseudoTerminal.open(keptIn: slot)
         if slot.restored == nil { Self.mirror(settings, on: pty.slaveKeeper) }
+        // Packet mode: the master learns when the program flushes what waits for it.
+        guard jmp_set_packet_mode(pty.master) == 0 else {
+            let reason = PseudoTerminal.errnoText()
+            Glibc.close(pty.master)
+            Glibc.close(pty.slaveKeeper)
+            if !stored { ConsoleLink.remove(link: path, target: pty.slavePath) }
+            throw PseudoTerminal.SetupError(description: "cannot put the link's pty in packet mode: \(reason)")
+        }
         let link = SerialLink(
             hub: hub,
             pty: pty,
@@ -226,38 +244,77 @@ public final class SerialLink: ConsoleSubscriber {
         )
     }
 
-    // MARK: - ConsoleSubscriber (on the hub's loop)
-
-    public func consoleOutput(_ bytes: ByteBuffer) {
+    /// The program flushed its input (PySerial does when it opens the port): what still waits
+    /// for it in the bridge is stale too, and goes the same way.
+    func programFlushedInput() {
         let state = self.state.value
-        guard let channel = state.channel, let id = state.subscription else { return }
-        let count = bytes.readableBytes
-        state.queued += count
-        channel.writeAndFlush(bytes).whenComplete { result in
+        let dropped = state.pendingBytes
+        state.pending.removeAll()
+        state.pendingBytes = 0
+        if dropped > 0, let id = state.subscription {
+            self.hub.acknowledgeOnLoop(id, count: dropped)
+        }
+    }
+
+    /// Hands pending output to the master's channel, up to ``batchSize`` bytes at a time, unless a
+    /// batch is under way. The next batch follows in a task of its own, after the loop has read
+    /// the master: a flush by the program (reported when the pty makes room) drops what is
+    /// pending before it is written.
+    private func writePending() {
+        let state = self.state.value
+        guard state.inFlight == 0, state.pendingBytes > 0, let channel = state.channel else { return }
+        let subscription = state.subscription
+        var count = 0
+        var last: EventLoopFuture<Void>?
+        while count < Self.batchSize, let bytes = state.pending.popFirst() {
+            count += bytes.readableBytes
+            last = channel.write(bytes)
+        }
+        state.pendingBytes -= count
+        state.inFlight = count
+        channel.flush()
+        last?.whenComplete { result in
             let state = self.state.value
-            state.queued -= count
-            if case .success = result { self.hub.acknowledgeOnLoop(id, count: count) }
-            if state.lagged, state.queued == 0 {
+            state.inFlight = 0
+            if case .success = result, let subscription {
+                self.hub.acknowledgeOnLoop(subscription, count: count)
+            }
+            if state.lagged {
                 state.lagged = false
                 self.logger.notice(
                     "serial link caught up; its output resumes",
                     metadata: ["route": "\(self.hub.name)", "link": "\(self.path)"]
                 )
                 self.attach()
+            } else {
+                self.hub.eventLoop.execute { self.writePending() }
             }
         }
+    }
+
+    // MARK: - ConsoleSubscriber (on the hub's loop)
+
+    public func consoleOutput(_ bytes: ByteBuffer) {
+        let state = self.state.value
+        guard state.channel != nil, state.subscription != nil else { return }
+        state.pending.append(bytes)
+        state.pendingBytes += bytes.readableBytes
+        self.writePending()
     }
 
     public func consoleCut(_ reason: ConsoleUnavailable) {
         let state = self.state.value
         state.subscription = nil
+        // What waited was for this attachment; the hub no longer counts it.
+        state.pending.removeAll()
+        state.pendingBytes = 0
         // The device went away or the console closed: the next device connection attaches again.
         guard reason.lagged, !state.closed else { return }
         self.logger.warning(
-            "serial link fell behind; output is dropped until its reader has taken what waits",
+            "serial link fell behind; output is dropped until its reader has taken what the pty holds",
             metadata: ["route": "\(self.hub.name)", "link": "\(self.path)"]
         )
-        if state.queued == 0 {
+        if state.inFlight == 0 {
             self.attach()
         } else {
             state.lagged = true

@@ -120,6 +120,32 @@ struct SerialLinkTests {
         }
     }
 
+    @Test("output that piled up while nobody read is dropped when the program flushes its input, as PySerial does")
+    func flushDropsWhatWaits() async throws {
+        try await Self.withLink { bridge, devicePath, _, program in
+            let device = try FakeSerialDevice.plugIn(at: devicePath)
+            defer { device.unplug() }
+            _ = try await Self.status(bridge, "the link to attach") { $0.up && $0.attachments == 1 }
+            // 256 KiB while the program reads nothing: the pty takes what it can, the rest waits
+            // in the bridge (within the 1 MiB lag limit, so the link is not cut).
+            let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 4096)
+            let master = device.master
+            for _ in 0..<64 {
+                try await blocking { try writeAll(master, chunk) }
+            }
+            _ = try await Self.status(bridge, "the device's output to be read") { $0.outputBytes == 64 * 4096 }
+            #expect(tcflush(program, TCIFLUSH) == 0)
+            try device.write(Array("fresh\r\n".utf8))
+            let read = try await Self.read(program, until: "fresh\r\n")
+            #expect(read.hasSuffix("fresh\r\n"))
+            // At most the write under way when the program flushed, not the 180-odd KiB that waited.
+            let stale = read.utf8.count - "fresh\r\n".utf8.count
+            #expect(stale <= SerialLink.batchSize + 4096, "\(stale) stale bytes reached the program")
+            let status = try await Self.status(bridge, "the status") { _ in true }
+            #expect(status.cuts == 0 && status.attachments == 1)
+        }
+    }
+
     @Test("a link whose reader lags is cut like any attachment, and attaches again once it has read")
     func lag() async throws {
         try await Self.withLink(lagLimit: 4096) { bridge, devicePath, _, program in
