@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -21,12 +22,13 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import jsonschema
 import pytest
 from anyio import fail_after, to_thread
 from jumpstarter_driver_composite.driver import Composite
 from jumpstarter_driver_pyserial.driver import PySerial
 
-from conftest import BRIDGE_BINARY
+from conftest import BRIDGE_BINARY, REPO
 from test_exporter_session import Exporter
 from test_router_stream import receive_exactly, router_stream
 
@@ -248,6 +250,11 @@ def test_pyserial_driver_on_a_serial_link(start_bridge, fake_serial, sockdir, tl
     assert held, f"the bridge does not hold {device}"
     line = route_status(bridge, "uart")
     assert line["link"] == str(link) and line["state"] == "up" and line["attachments"] == "1", line
+    document = json.loads(subprocess.run([str(BRIDGE_BINARY), "status", "--json", "--control", str(control)],
+                                         capture_output=True, text=True, timeout=20, check=True).stdout)
+    jsonschema.validate(document, json.loads((REPO / "docs" / "status.schema.json").read_text()))
+    [uart] = [route for route in document["routes"] if route["name"] == "uart"]
+    assert uart["link"] == str(link) and uart["attachments"] == 1, uart
 
     board = Board(master)
     board.say(b"U-Boot 2024.01\r\n")
