@@ -23,6 +23,11 @@ int jmp_open_pty_master(char *slave_path, size_t slave_path_size) {
 
 int jmp_set_exclusive(int fd) { return ioctl(fd, TIOCEXCL); }
 
+int jmp_set_packet_mode(int master) {
+    int on = 1;
+    return ioctl(master, TIOCPKT, &on);
+}
+
 int jmp_output_queue(int fd) {
     int count = 0;
     if (ioctl(fd, TIOCOUTQ, &count) != 0) return -1;

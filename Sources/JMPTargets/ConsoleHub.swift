@@ -35,6 +35,7 @@ public final class ConsoleHub: Sendable {
         var downReason: String?
         var closed = false
         var deviceLost: (@Sendable ((any Error)?) -> Void)?
+        var deviceConnected: [@Sendable () -> Void] = []
         var outputBytes = 0
         var inputBytes = 0
         var cuts = 0
@@ -122,6 +123,7 @@ public final class ConsoleHub: Sendable {
                     state.channel = channel
                     state.downReason = nil
                     self.currentDescriptor.store(descriptor, ordering: .releasing)
+                    for handler in state.deviceConnected { handler() }
                 }
         }
     }
@@ -130,6 +132,16 @@ public final class ConsoleHub: Sendable {
     /// end-of-file (not when the hub is closed).
     public func onDeviceLost(_ handler: @escaping @Sendable ((any Error)?) -> Void) {
         self.eventLoop.execute { self.state.value.deviceLost = handler }
+    }
+
+    /// Calls `handler` on the hub's loop every time a device is connected (the first one, and
+    /// each one after the device went away), and at once if the hub has a device now.
+    public func onDeviceConnected(_ handler: @escaping @Sendable () -> Void) {
+        self.eventLoop.execute {
+            let state = self.state.value
+            state.deviceConnected.append(handler)
+            if state.channel != nil { handler() }
+        }
     }
 
     /// Sets the reason new attachments are refused with while there is no device.
@@ -183,6 +195,14 @@ public final class ConsoleHub: Sendable {
         }
     }
 
+    /// ``acknowledge(_:count:)`` for a subscriber living on the hub's own loop, taking effect at
+    /// once rather than in a later task: output arriving meanwhile is then measured against what
+    /// really waits for the subscriber.
+    func acknowledgeOnLoop(_ id: UInt64, count: Int) {
+        self.eventLoop.preconditionInEventLoop()
+        self.state.value.subscribers[id]?.unacknowledged -= count
+    }
+
     /// Writes input to the device; the future completes when the device has taken it.
     public func write(_ bytes: ByteBuffer) -> EventLoopFuture<Void> {
         self.eventLoop.flatSubmit {
@@ -202,6 +222,7 @@ public final class ConsoleHub: Sendable {
         self.eventLoop.flatSubmit {
             let state = self.state.value
             state.closed = true
+            state.deviceConnected = []
             let subscribers = state.subscribers.values
             state.subscribers = [:]
             for subscriber in subscribers {

@@ -57,5 +57,22 @@ public struct PseudoTerminal: Sendable {
         return PseudoTerminal(master: master, slaveKeeper: slave, slavePath: slavePath)
     }
 
+    /// Takes back the pty master in `slot` (a descriptor that is no longer a pty master is
+    /// closed, dropped from the store and fails), or allocates a new pty and stores its master.
+    /// `stored`: the master is in the store, so the pty outlives this process.
+    static func open(keptIn slot: ConsoleStoreSlot) throws(SetupError) -> (pty: PseudoTerminal, stored: Bool) {
+        guard let restored = slot.restored else {
+            let pty = try PseudoTerminal.open()
+            return (pty, slot.store(pty.master))
+        }
+        do {
+            return (try PseudoTerminal.adopt(master: restored), true)
+        } catch {
+            Glibc.close(restored)
+            slot.remove()
+            throw error
+        }
+    }
+
     static func errnoText() -> String { String(cString: strerror(errno)) }
 }

@@ -52,21 +52,7 @@ public final class PtyConsole: RouteConsole {
         on eventLoop: any EventLoop,
         logger: Logger
     ) async throws -> PtyConsole {
-        let pty: PseudoTerminal
-        let stored: Bool
-        if let restored = slot.restored {
-            do {
-                pty = try PseudoTerminal.adopt(master: restored)
-            } catch {
-                Glibc.close(restored)
-                slot.remove()
-                throw error
-            }
-            stored = true
-        } else {
-            pty = try PseudoTerminal.open()
-            stored = slot.store(pty.master)
-        }
+        let (pty, stored) = try PseudoTerminal.open(keptIn: slot)
         let hub: ConsoleHub
         do {
             try ConsoleLink.install(link: link, target: pty.slavePath, mode: mode, group: group)

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -117,11 +118,21 @@ public final class SerialConsole: RouteConsole {
         }
     }
 
-    /// Stops reopening and closes the device; `forget`: the route is gone, so the stored copy
-    /// goes too.
+    /// The route's pty link, once ``add(link:)`` gave it one.
+    public var link: SerialLink? { self.linkBox.withLock { $0 } }
+    private let linkBox = Mutex<SerialLink?>(nil)
+
+    /// Gives the console its pty link (attached to ``hub``), which it closes with the device.
+    public func add(link: SerialLink) {
+        self.linkBox.withLock { $0 = link }
+    }
+
+    /// Stops reopening and closes the device and the link; `forget`: the route is gone, so the
+    /// stored copies go too.
     public func close(forget: Bool) async {
         try? await self.close().get()
         if forget { self.slot.remove() }
+        await self.link?.close(forget: forget)
     }
 
     /// Stops reopening and closes the device; every attachment is cut.

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -15,17 +16,19 @@ import termios
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import jsonschema
 import pytest
-from anyio import fail_after
+from anyio import fail_after, to_thread
 from jumpstarter_driver_composite.driver import Composite
 from jumpstarter_driver_pyserial.driver import PySerial
 
-from conftest import BRIDGE_BINARY
+from conftest import BRIDGE_BINARY, REPO
 from test_exporter_session import Exporter
 from test_router_stream import receive_exactly, router_stream
 
@@ -121,6 +124,185 @@ async def test_serial_route_with_router_stream(start_bridge, tls, fake_serial, s
     )
     assert second.returncode == 1, second.stderr
     assert f"route 'uart': {path} is in use" in second.stderr, second.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# PySerial driver on a serial route's pty link: the bridge holds the UART, the exporter's driver
+# opens the link
+
+
+class Board:
+    """The board on a fake UART's master: a thread prints numbered lines until :meth:`stop`, and
+    :meth:`received` is everything that arrived at the board (what was typed into the UART)."""
+
+    def __init__(self, master: int):
+        self.master = master
+        self.written = bytearray()
+        self._received = bytearray()
+        self._stop = threading.Event()
+        self._writer = threading.Thread(target=self._print, name="board", daemon=True)
+
+    def say(self, line: bytes):
+        """Prints one line now (before :meth:`start`)."""
+        os.write(self.master, line)
+        self.written += line
+
+    def start(self):
+        self._writer.start()
+
+    def _print(self):
+        number = 0
+        # A board prints at its own pace; the wait paces the output, it awaits nothing.
+        while not self._stop.wait(0.005):
+            line = f"board line {number:06d}\r\n".encode()
+            os.write(self.master, line)
+            self.written += line
+            number += 1
+
+    def stop(self) -> bytes:
+        self._stop.set()
+        if self._writer.is_alive():
+            self._writer.join(timeout=10)
+            assert not self._writer.is_alive()
+        return bytes(self.written)
+
+    def read_until(self, expected: bytes) -> bytes:
+        """Reads what was typed into the UART until it ends with ``expected``; all of it."""
+        while not self._received.endswith(expected):
+            ready, _, _ = select.select([self.master], [], [], 15)
+            assert ready, f"timed out waiting for {expected!r} at the board; got {bytes(self._received)!r}"
+            self._received += os.read(self.master, 4096)
+        return bytes(self._received)
+
+    def received(self) -> bytes:
+        while select.select([self.master], [], [], 0)[0]:
+            self._received += os.read(self.master, 4096)
+        return bytes(self._received)
+
+
+class Viewer:
+    """``jmp-bridge attach ROUTE --read-only`` through pipes; its output is collected by a thread."""
+
+    def __init__(self, route: str, control: Path):
+        self.proc = subprocess.Popen(
+            [str(BRIDGE_BINARY), "attach", route, "--read-only", "--control", str(control)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.output = bytearray()
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name="viewer", daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        while chunk := self.proc.stdout.read1(65536):
+            with self._changed:
+                self.output += chunk
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, predicate, timeout: float = 20.0):
+        with self._changed:
+            assert self._changed.wait_for(lambda: predicate(bytes(self.output)) or self.proc.poll() is not None,
+                                          timeout), f"the viewer did not get there: {bytes(self.output)[-300:]!r}"
+            assert self.proc.poll() is None, self.proc.stderr.read().decode()
+
+    def close(self):
+        self.proc.stdin.close()  # EOF detaches
+        self.proc.wait(timeout=20)
+
+
+def device_descriptors(pid: int, device: str) -> set[int]:
+    """The descriptors of process ``pid`` that are ``device`` open."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == device:
+                found.add(int(fd))
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def route_status(bridge, name: str) -> dict[str, str]:
+    [line] = [line for line in bridge.status() if line.get("route") == name]
+    return line
+
+
+def test_pyserial_driver_on_a_serial_link(start_bridge, fake_serial, sockdir, tls, event_loop_portal):
+    """The stock exporter Session serves PySerial(url=LINK) on a bridge-held UART: a stock client
+    reads the board's output through the driver and types into it (the board receives exactly
+    that), disconnects and connects again while the board keeps printing, and a read-only viewer
+    sees every byte throughout; the bridge's descriptor of the device stays open all along."""
+    master, path = fake_serial
+    device = os.readlink(path)
+    link = sockdir / "uart-link"
+    control = sockdir / "control.sock"
+    session_path = sockdir / "exporter.sock"
+    bridge = start_bridge(
+        {"session": session_path},
+        default_route="session",
+        extra_args=["--route", f"uart=serial:{path},link={link}", "--control", str(control)],
+    )
+    bridge.wait_for_line(r"serial link ready")
+    assert os.readlink(link).startswith("/dev/pts/") and os.readlink(link) != device
+    held = device_descriptors(bridge.pid, device)  # NIO holds an input and an output copy
+    assert held, f"the bridge does not hold {device}"
+    line = route_status(bridge, "uart")
+    assert line["link"] == str(link) and line["state"] == "up" and line["attachments"] == "1", line
+    document = json.loads(subprocess.run([str(BRIDGE_BINARY), "status", "--json", "--control", str(control)],
+                                         capture_output=True, text=True, timeout=20, check=True).stdout)
+    jsonschema.validate(document, json.loads((REPO / "docs" / "status.schema.json").read_text()))
+    [uart] = [route for route in document["routes"] if route["name"] == "uart"]
+    assert uart["link"] == str(link) and uart["attachments"] == 1, uart
+
+    board = Board(master)
+    board.say(b"U-Boot 2024.01\r\n")
+    viewer = Viewer("uart", control)
+    exporter = None
+    try:
+        viewer.wait_for(lambda output: output == b"U-Boot 2024.01\r\n")  # the scrollback: attached
+        assert route_status(bridge, "uart")["attachments"] == "2"  # the viewer and the link
+        board.start()
+        root = Composite(children={"serial": PySerial(url=str(link))})
+        exporter = Exporter(root, session_path, sockdir / "client.sock", bridge, tls, event_loop_portal, None)
+        serial = exporter.client.children["serial"]
+
+        async def session(typed: bytes, after: int) -> int:
+            """One client connection to the driver: reads two whole board lines numbered above
+            ``after``, types ``typed``; returns the last line number it read."""
+            with fail_after(TIMEOUT):
+                async with serial.stream_async("connect") as port:
+                    received = b""
+                    while len(numbers := [int(n) for n in re.findall(rb"board line (\d{6})\r\n", received)
+                                          if int(n) > after]) < 2:
+                        received += await port.receive()
+                    await port.send(typed)
+                    await to_thread.run_sync(lambda: board.read_until(typed))
+                    return numbers[-1]
+
+        first = exporter.portal.call(session, b"help\r", -1)
+        assert route_status(bridge, "uart")["attachments"] == "2"  # the viewer and the link
+        # The client is gone and the board goes on printing; the link stays.
+        viewer.wait_for(lambda output: f"board line {first + 20:06d}".encode() in output)
+        assert os.readlink(link).startswith("/dev/pts/")
+        second = exporter.portal.call(session, b"printenv\r", first + 20)
+        assert second > first + 20
+
+        written = board.stop()
+        viewer.wait_for(lambda output: len(output) >= len(written))
+        assert bytes(viewer.output) == written, "the viewer must see every byte the board printed"
+        assert board.received() == b"help\rprintenv\r", "the board must receive exactly what was typed"
+        assert device_descriptors(bridge.pid, device) == held, "the device must stay open"
+        assert not [l for l in bridge.lines() if re.search(r"serial device (lost|reopened)|device lost", l)]
+        line = route_status(bridge, "uart")
+        assert line["state"] == "up" and line["cuts"] == "0" and line["attachments"] == "2", line
+        assert int(line["input-bytes"]) == len(b"help\rprintenv\r"), line
+    finally:
+        board.stop()
+        if exporter is not None:
+            exporter.close()
+        viewer.close()
 
 
 # --------------------------------------------------------------------------------------------

@@ -559,3 +559,51 @@ async def test_serial_device_survives_a_restart_through_the_fd_store(launch, man
     finally:
         os.close(board)
         os.close(device)
+
+
+async def test_serial_link_survives_a_restart_through_the_fd_store(launch, manager, sockdir):
+    """A serial route's pty link goes to the store (serial-link.ROUTE) next to its device: across
+    a restart the link points at the same pty, the program holding it (an exporter's PySerial
+    driver) never sees a hang-up, and the board's output and the program's typing flow again
+    through the new bridge."""
+    board, device = os.openpty()
+    device_path = os.ttyname(device)
+    os.set_blocking(board, False)
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    link = sockdir / "uart-link"
+    text = config(["address: systemd:grpc"], {"uart": f"{{serial: {{device: {device_path}, link: {link}}}}}"})
+    program = None
+    try:
+        first = launch(text, [(grpc_socket, "grpc")])
+        with fail_after(TIMEOUT):
+            await wait_for(manager, "READY", "1")
+        assert len(manager.store.get("serial.uart", [])) == 1, manager.store
+        assert len(manager.store.get("serial-link.uart", [])) == 1, manager.store
+        slave = os.readlink(link)
+        program = os.open(link, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        os.write(board, b"booting\n")
+        assert b"booting\n" in await to_thread.run_sync(lambda: read_from_tty(program, b"booting\n"))
+        assert await to_thread.run_sync(first.stop) == 0
+        assert os.readlink(link) == slave, "the link must survive the restart"
+        poller = select.poll()
+        poller.register(program, select.POLLHUP | select.POLLERR)
+        assert poller.poll(0) == [], "the program on the link saw a hang-up"
+
+        mark = manager.count()
+        second = launch(text, [(grpc_socket, "grpc")])
+        with fail_after(TIMEOUT):
+            await wait_for(manager, "READY", "1", after=mark)
+            await to_thread.run_sync(lambda: second.wait_for_line(r"serial link taken back from the service manager"))
+        assert os.readlink(link) == slave
+        os.write(board, b"after the restart\n")
+        assert b"after the restart\n" in await to_thread.run_sync(lambda: read_from_tty(program, b"restart\n"))
+        os.write(program, b"typed on the link\n")
+        assert b"typed on the link\n" in await to_thread.run_sync(lambda: read_from_tty(board, b"link\n"))
+        assert poller.poll(0) == []
+        assert len(manager.store.get("serial-link.uart", [])) == 1, manager.store
+        assert await to_thread.run_sync(second.stop) == 0
+    finally:
+        if program is not None:
+            os.close(program)
+        os.close(board)
+        os.close(device)

@@ -15,6 +15,11 @@ int jmp_open_pty_master(char *slave_path, size_t slave_path_size);
 /// ioctl(fd, TIOCEXCL): no further opens of this tty except by root. Returns 0 or -1/errno.
 int jmp_set_exclusive(int fd);
 
+/// ioctl(master, TIOCPKT, 1): every read of the pty master starts with a status byte, 0 before
+/// data (TIOCPKT_DATA), or alone with TIOCPKT_FLUSHREAD and the like when the slave flushed its
+/// queues. Returns 0 or -1/errno.
+int jmp_set_packet_mode(int master);
+
 /// Takes back a pty master handed over by the service manager's file-descriptor store: writes
 /// its slave's path into `slave_path` and makes it non-blocking and close-on-exec. Returns 0, or
 /// -1 with errno set (ENOTTY: not a pty master).

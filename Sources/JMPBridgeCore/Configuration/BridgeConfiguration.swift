@@ -90,6 +90,26 @@ public struct BridgeConfiguration: Sendable, Equatable {
                 )
             }
         }
+        // Routes from the command line are merged after the file's were read: no link may be
+        // another route's link or device.
+        var links: [String: String] = [:]
+        for route in self.routes.values.sorted(by: { $0.name < $1.name }) {
+            let link: String
+            let key: String
+            switch route.target {
+            case .pty(let pty): (link, key) = (pty.link, "routes.\(route.name).pty.link")
+            case .serial(let serial):
+                guard let path = serial.link?.path else { continue }
+                (link, key) = (path, "routes.\(route.name).serial.link")
+            case .unix: continue
+            }
+            if let other = links.updateValue(route.name, forKey: link) {
+                throw ConfigurationError(file: origin, key: key, "\(link) is already the link of route '\(other)'")
+            }
+            if let other = devices[link] {
+                throw ConfigurationError(file: origin, key: key, "\(link) is the device of route '\(other)'")
+            }
+        }
         var seen: Set<ListenAddress> = []
         for listener in self.listeners {
             if !seen.insert(listener.address).inserted {

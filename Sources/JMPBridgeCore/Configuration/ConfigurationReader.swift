@@ -204,10 +204,11 @@ struct ConfigurationReader {
                 }
                 result[name] = RouteConfiguration(name: name, target: .unix(path: path))
             case "pty":
-                result[name] = RouteConfiguration(
-                    name: name,
-                    target: .pty(try pty(targetNode, key: "routes.\(name).pty"))
-                )
+                let pty = try pty(targetNode, key: "routes.\(name).pty")
+                if let problem = Self.pathInUse(pty.link, by: result) {
+                    throw error(targetNode, key: "routes.\(name).pty.link", problem)
+                }
+                result[name] = RouteConfiguration(name: name, target: .pty(pty))
             case "serial":
                 let serial = try serial(targetNode, key: "routes.\(name).serial")
                 for (other, route) in result {
@@ -218,6 +219,24 @@ struct ConfigurationReader {
                             "\(serial.device) is already the device of route '\(other)'"
                         )
                     }
+                }
+                for (other, route) in result.sorted(by: { $0.key < $1.key }) {
+                    let otherLink: String?
+                    switch route.target {
+                    case .pty(let pty): otherLink = pty.link
+                    case .serial(let used): otherLink = used.link?.path
+                    case .unix: otherLink = nil
+                    }
+                    if otherLink == serial.device {
+                        throw error(
+                            targetNode,
+                            key: "routes.\(name).serial.device",
+                            "\(serial.device) is the link of route '\(other)'"
+                        )
+                    }
+                }
+                if let link = serial.link, let problem = Self.pathInUse(link.path, by: result) {
+                    throw error(targetNode, key: "routes.\(name).serial.link", problem)
                 }
                 result[name] = RouteConfiguration(name: name, target: .serial(serial))
             default:
@@ -338,7 +357,14 @@ struct ConfigurationReader {
             throw error(deviceNode, key: "\(key).device", "'\(device)' must be an absolute path")
         }
         var serial = SerialConfiguration(device: device)
-        for (name, value) in fields where name != "device" {
+        for (name, value) in fields where name == "link" {
+            let link = try serialLink(value, key: "\(key).link")
+            guard link.path != device else {
+                throw error(value, key: "\(key).link", "the link cannot be the device itself")
+            }
+            serial.link = link
+        }
+        for (name, value) in fields where name != "device" && name != "link" {
             let text: String
             if name == "hupcl" {
                 text = try bool(value, key: "\(key).\(name)") ? "true" : "false"
@@ -350,6 +376,55 @@ struct ConfigurationReader {
             }
         }
         return serial
+    }
+
+    /// A `serial:` route's `link:`: a path, or a mapping with `path`, `mode` and `group`.
+    func serialLink(_ node: Node, key: String) throws(ConfigurationError) -> SerialLinkConfiguration {
+        let fields: [(String, Node)]
+        if case .scalar = node {
+            fields = [("path", node)]
+        } else {
+            fields = try mapping(node, key: key, allowed: SerialLinkConfiguration.linkKeys)
+        }
+        guard let pathNode = fields.first(where: { $0.0 == "path" })?.1 else {
+            throw error(node, key: key, "missing 'path' (the path programs open instead of the device)")
+        }
+        var pathKey = "\(key).path"
+        if case .scalar = node { pathKey = key }
+        let path = try string(pathNode, key: pathKey)
+        guard path.hasPrefix("/") else {
+            throw error(pathNode, key: pathKey, "'\(path)' must be an absolute path")
+        }
+        var link = SerialLinkConfiguration(path: path)
+        for (name, value) in fields {
+            switch name {
+            case "mode":
+                link.mode = try fileMode(value, key: "\(key).mode")
+            case "group":
+                link.group = try groupName(value, key: "\(key).group")
+            default:
+                break
+            }
+        }
+        return link
+    }
+
+    /// What is wrong with using `path` as one more route's link, if anything: no two routes may
+    /// share a link, and a link may not be a serial route's device.
+    static func pathInUse(_ path: String, by routes: [String: RouteConfiguration]) -> String? {
+        for (other, route) in routes.sorted(by: { $0.key < $1.key }) {
+            switch route.target {
+            case .pty(let pty) where pty.link == path:
+                return "\(path) is already the link of route '\(other)'"
+            case .serial(let serial) where serial.link?.path == path:
+                return "\(path) is already the link of route '\(other)'"
+            case .serial(let serial) where serial.device == path:
+                return "\(path) is the device of route '\(other)'"
+            default:
+                continue
+            }
+        }
+        return nil
     }
 
     func limits(_ node: Node) throws(ConfigurationError) -> Limits {

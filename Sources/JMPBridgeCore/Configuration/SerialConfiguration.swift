@@ -12,12 +12,15 @@ public struct SerialConfiguration: Sendable, Equatable {
     public var lagLimit: Int = 1024 * 1024
     /// Attachments (streams and local attaches) allowed at once; nil: no limit.
     public var maxAttachments: Int?
+    /// A pty whose slave behaves like the device for programs that open a path themselves; nil:
+    /// none.
+    public var link: SerialLinkConfiguration?
 
     /// The keys of a `serial:` target, as documented in jmp-bridge.yaml(5); the command-line form
-    /// `serial:DEVICE,KEY=VALUE,…` takes the same keys but `device`.
+    /// `serial:DEVICE,KEY=VALUE,…` takes the same keys but `device` (and `link=PATH` only as a path).
     public static let keys = [
         "device", "baud", "data-bits", "parity", "stop-bits", "flow", "hupcl", "scrollback", "lag-limit",
-        "max-attachments",
+        "max-attachments", "link",
     ]
 
     /// Creates a configuration for `device` with the defaults (115200 8N1, no flow control,
@@ -71,6 +74,10 @@ public struct SerialConfiguration: Sendable, Equatable {
                 return "'\(text)' is not a number from 1 to 100000"
             }
             self.maxAttachments = count
+        case "link":
+            guard text.hasPrefix("/") else { return "'\(text)' must be an absolute path" }
+            guard text != self.device else { return "the link cannot be the device itself" }
+            self.link = SerialLinkConfiguration(path: text)
         default:
             return "unknown key (expected one of: \(Self.keys.dropFirst().joined(separator: ", ")))"
         }

@@ -50,6 +50,7 @@ enum StatusReport {
                 items += [("type", "pty"), ("target", pty.link)]
             case .serial(let serial):
                 items += [("type", "serial"), ("target", serial.device), ("settings", "\(serial.settings)")]
+                if let link = serial.link { items.append(("link", link.path)) }
             }
             guard route.target.isConsole else { return eventLoop.makeSucceededFuture(Self.line(items)) }
             guard let hub = consoles[route.name] else {

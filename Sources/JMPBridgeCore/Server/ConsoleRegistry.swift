@@ -13,8 +13,8 @@ import NIOCore
 /// streams and local attaches find in the ``BridgeContext``, and closes it again.
 ///
 /// Each console's device is kept in the service manager's file-descriptor store under
-/// ``storeName(of:)``, so that a restarted bridge takes back the same pty or the same open serial
-/// device.
+/// ``storeName(of:)``, and a serial route's link under ``linkStoreName(of:)``, so that a restarted
+/// bridge takes back the same pty or the same open serial device, and the same link.
 final class ConsoleRegistry: Sendable {
     private let consoles = NIOLockedValueBox<[String: any RouteConsole]>([:])
     private let environment: BridgeContext
@@ -48,23 +48,34 @@ final class ConsoleRegistry: Sendable {
         }
     }
 
-    /// Opens the console of `route`, if it is a console route, and registers its hub.
-    ///
-    /// A `pty:` route takes back the pty the service manager passed, or allocates one, points its
-    /// link at the slave and starts its hub. A `serial:` route opens its device; a device that is
-    /// absent leaves the route down (retried with backoff), one that is locked by another process
-    /// or otherwise unusable fails the open.
-    func open(_ route: RouteConfiguration) async throws {
-        guard let storeName = Self.storeName(of: route) else { return }
-        let restored = self.passed.claim(name: storeName)
+    /// The name the pty master of a `serial:` route's link has in the store (`serial-link.ROUTE`).
+    static func linkStoreName(of route: String) -> String {
+        "serial-link.\(route)"
+    }
+
+    /// The store entry `name`, with the descriptor the service manager passed back under it, if
+    /// any (more than one: the extra ones are closed).
+    private func slot(named name: String) -> ConsoleStoreSlot {
+        let restored = self.passed.claim(name: name)
         for extra in restored.dropFirst() { Glibc.close(extra.descriptor) }
         let notifier = self.notifier
-        let slot = ConsoleStoreSlot(
-            name: storeName,
+        return ConsoleStoreSlot(
+            name: name,
             restored: restored.first?.descriptor,
             store: { descriptor, name in notifier.store(descriptor: descriptor, name: name) },
             remove: { name in notifier.removeStored(name: name) }
         )
+    }
+
+    /// Opens the console of `route`, if it is a console route, and registers its hub.
+    ///
+    /// A `pty:` route takes back the pty the service manager passed, or allocates one, points its
+    /// link at the slave and starts its hub. A `serial:` route sets up its pty link, if it has
+    /// one, and opens its device; a device that is absent leaves the route down (retried with
+    /// backoff), one that is locked by another process or otherwise unusable fails the open.
+    func open(_ route: RouteConfiguration) async throws {
+        guard let storeName = Self.storeName(of: route) else { return }
+        let slot = self.slot(named: storeName)
         let console: any RouteConsole
         switch route.target {
         case .pty(let options):
@@ -95,9 +106,22 @@ final class ConsoleRegistry: Sendable {
                 slot: slot
             )
             do {
+                if let link = options.link {
+                    serial.add(
+                        link: try await SerialLink.open(
+                            path: link.path,
+                            mode: link.mode,
+                            group: link.group,
+                            settings: options.settings,
+                            hub: serial.hub,
+                            slot: self.slot(named: Self.linkStoreName(of: route.name)),
+                            logger: self.logger
+                        )
+                    )
+                }
                 try await serial.start().get()
             } catch {
-                try? await serial.close().get()
+                await serial.close(forget: false)
                 throw BridgeError("route '\(route.name)': \(error)")
             }
             console = serial
@@ -117,6 +141,12 @@ final class ConsoleRegistry: Sendable {
                 serial.descriptor == nil ? "serial console waiting for its device" : "serial console ready",
                 metadata: ["route": "\(route.name)", "device": "\(serial.device)", "settings": "\(serial.settings)"]
             )
+            if let link = serial.link {
+                self.logger.info(
+                    link.restored ? "serial link taken back from the service manager" : "serial link ready",
+                    metadata: ["route": "\(route.name)", "link": "\(link.path)", "pty": "\(link.pty.slavePath)"]
+                )
+            }
         default:
             break
         }
@@ -138,7 +168,9 @@ final class ConsoleRegistry: Sendable {
 
     /// Stored consoles of routes that no longer exist: closed, and dropped from the store.
     func releaseStale() {
-        let stale = self.passed.claim(prefix: "pty.") + self.passed.claim(prefix: "serial.")
+        let stale =
+            self.passed.claim(prefix: "pty.") + self.passed.claim(prefix: "serial.")
+            + self.passed.claim(prefix: "serial-link.")
         for stale in stale {
             Glibc.close(stale.descriptor)
             self.notifier.removeStored(name: stale.name)
