@@ -273,11 +273,12 @@ public final class SerialLink: ConsoleSubscriber {
         state.pendingBytes -= count
         state.inFlight = count
         channel.flush()
+        let written = count
         last?.whenComplete { result in
             let state = self.state.value
             state.inFlight = 0
             if case .success = result, let subscription {
-                self.hub.acknowledgeOnLoop(subscription, count: count)
+                self.hub.acknowledgeOnLoop(subscription, count: written)
             }
             if state.lagged {
                 state.lagged = false
