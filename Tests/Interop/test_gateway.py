@@ -58,6 +58,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def first_read(endpoint: str, tls, token: str, payload: bytes):
+    """A RouterService.Stream call with ``token`` that writes ``payload``: ``(code, details)`` of
+    the status it ends with, or ``("read", payload)`` if a message came back. The refusal of a
+    token may surface on the write or on the read."""
+    async with channel(endpoint, tls, token) as ch:
+        call = router_pb2_grpc.RouterServiceStub(ch).Stream()
+        with fail_after(TIMEOUT):
+            try:
+                await call.write(router_pb2.StreamRequest(payload=payload))
+                message = await call.read()
+            except grpc.aio.AioRpcError as error:
+                return error.code(), error.details()
+            return "read", message.payload
+
+
 # ----------------------------------------------------------------------------------------------
 # the controller proxy
 
@@ -146,20 +161,8 @@ def test_unknown_token_is_refused_and_never_forwarded(router_process, gateway, t
     the gateway, and the router never sees a stream."""
     token = tokens.mint(router_process.key, "never-listened")
 
-    async def attempt():
-        async with channel(gateway.gateway_endpoint, tls, token) as ch:
-            call = router_pb2_grpc.RouterServiceStub(ch).Stream()
-            with fail_after(TIMEOUT):
-                try:
-                    # The refusal may arrive before the write completes: either raises it.
-                    await call.write(router_pb2.StreamRequest(payload=b"secret"))
-                    await call.read()
-                except grpc.aio.AioRpcError as error:
-                    return error.code(), error.details()
-                return "read", None
-
-    assert event_loop_portal.call(attempt) == (grpc.StatusCode.UNAUTHENTICATED,
-                                               "jmp-bridge gateway: unknown router token")
+    assert event_loop_portal.call(first_read, gateway.gateway_endpoint, tls, token, b"secret") == \
+        (grpc.StatusCode.UNAUTHENTICATED, "jmp-bridge gateway: unknown router token")
     assert gateway_line(gateway)["refused-tokens"] == "1"
     assert not [line for line in router_process.lines() if line.startswith("stream ")], router_process.log()
 
@@ -176,18 +179,7 @@ def test_tokens_are_used_once_and_a_dead_router_fails_one_stream(controller, rou
         assert int(gateway_line(gateway)["relays-total"]) >= 1
         streams_seen = len([line for line in router_process.lines() if line.startswith("stream ")])
 
-        async def replay(token: str):
-            async with channel(gateway.gateway_endpoint, tls, token) as ch:
-                call = router_pb2_grpc.RouterServiceStub(ch).Stream()
-                with fail_after(TIMEOUT):
-                    try:
-                        await call.write(router_pb2.StreamRequest(payload=b"replayed"))
-                        await call.read()
-                    except grpc.aio.AioRpcError as error:
-                        return error.code(), error.details()
-                    return "read", None
-
-        assert event_loop_portal.call(replay, delivered[0]) == \
+        assert event_loop_portal.call(first_read, gateway.gateway_endpoint, tls, delivered[0], b"replayed") == \
             (grpc.StatusCode.UNAUTHENTICATED, "jmp-bridge gateway: unknown router token")
         assert len([line for line in router_process.lines() if line.startswith("stream ")]) == streams_seen
 
