@@ -47,7 +47,8 @@ enum UnixSocketFile {
         defer { fclose(file) }
         var line = [CChar](repeating: 0, count: 256)
         while fgets(&line, CInt(line.count), file) != nil {
-            let text = String(cString: line)
+            let bytes = line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+            let text = String(decoding: bytes, as: UTF8.self)
             if text.hasPrefix("Umask:") {
                 return UInt32(String(text.dropFirst(6).filter { $0 >= "0" && $0 <= "7" }), radix: 8) ?? 0o022
             }
