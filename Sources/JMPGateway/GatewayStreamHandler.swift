@@ -335,6 +335,9 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
     /// whose connection broke.
     func upstreamClosed() {
         if case .relaying = self.phase { self.phase = .closed }
+        // Reads held for the upstream's sake would keep the exporter's end (and the stream)
+        // unread: read on, discarding, now that nothing is forwarded.
+        self.resumeDownstreamReading()
         guard !self.responseEnded else { return }
         let reason = self.upstreamFailure.map { " (\($0))" } ?? ""
         let status = GRPCStatus(.unavailable, "jmp-bridge gateway: lost the call to \(self.upstreamName)\(reason)")
