@@ -289,6 +289,8 @@ public final class DoorLoop: @unchecked Sendable {
         let open = self.doors.values.contains { $0.route == relay.route }
         self.counters.withLock { counters in
             counters[relay.route]?.active -= 1
+            counters[relay.route]?.bytesToTarget += relay.toTarget.moved
+            counters[relay.route]?.bytesFromTarget += relay.fromTarget.moved
             // The door was removed meanwhile: its counters go with its last connection.
             if !open, counters[relay.route]?.active == 0 { counters[relay.route] = nil }
         }

@@ -6,6 +6,10 @@ public struct DoorStatistics: Sendable, Equatable {
     public var total = 0
     /// Connections refused: over the door's `max-connections`, or the target unreachable.
     public var refused = 0
+    /// Bytes relayed to the target by connections that have ended.
+    public var bytesToTarget = 0
+    /// Bytes relayed from the target by connections that have ended.
+    public var bytesFromTarget = 0
 
     /// Empty counters.
     public init() {}

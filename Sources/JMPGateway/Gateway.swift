@@ -170,7 +170,22 @@ public final class Gateway: Sendable {
         self.relays.withLockedValue { $0[relay.id] = relay }
     }
 
-    func ended(_ relay: RelayRecord) { _ = self.relays.withLockedValue { $0.removeValue(forKey: relay.id) } }
+    func ended(_ relay: RelayRecord) {
+        // Under the relays' lock, so that a metrics snapshot sees its bytes exactly once.
+        self.relays.withLockedValue { relays in
+            guard relays.removeValue(forKey: relay.id) != nil else { return }
+            self.statistics.endedBytesToRouter.add(relay.bytesToRouter.load(ordering: .relaxed), ordering: .relaxed)
+            self.statistics.endedBytesToExporter.add(
+                relay.bytesToExporter.load(ordering: .relaxed),
+                ordering: .relaxed
+            )
+        }
+    }
+
+    /// Runs `body` with the open relays, under the lock ``ended(_:)-(RelayRecord)`` takes.
+    func withRelays(_ body: ([RelayRecord]) -> Void) {
+        self.relays.withLockedValue { body(Array($0.values)) }
+    }
 
     func started(_ listen: ListenRecord) { self.listens.withLockedValue { $0[listen.id] = listen } }
 

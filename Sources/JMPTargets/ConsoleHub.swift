@@ -39,6 +39,7 @@ public final class ConsoleHub: Sendable {
         var outputBytes = 0
         var inputBytes = 0
         var cuts = 0
+        var deviceConnects = 0
 
         init(scrollback: Int) {
             self.scrollback = ScrollbackBuffer(capacity: scrollback)
@@ -122,6 +123,7 @@ public final class ConsoleHub: Sendable {
                     }
                     state.channel = channel
                     state.downReason = nil
+                    state.deviceConnects += 1
                     self.currentDescriptor.store(descriptor, ordering: .releasing)
                     for handler in state.deviceConnected { handler() }
                 }
@@ -162,7 +164,9 @@ public final class ConsoleHub: Sendable {
                 attachments: state.subscribers.count,
                 outputBytes: state.outputBytes,
                 inputBytes: state.inputBytes,
-                cuts: state.cuts
+                cuts: state.cuts,
+                scrollbackBytes: state.scrollback.contents.readableBytes,
+                deviceConnects: state.deviceConnects
             )
         }
     }

@@ -17,4 +17,8 @@ public struct ConsoleStatus: Sendable, Equatable {
     public var inputBytes: Int
     /// Attachments cut for lagging since start.
     public var cuts: Int
+    /// Bytes in the scrollback now.
+    public var scrollbackBytes: Int = 0
+    /// Times a device was connected to the hub (the first open included).
+    public var deviceConnects: Int = 0
 }

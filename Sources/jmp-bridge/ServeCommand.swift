@@ -66,6 +66,15 @@ struct ServeCommand: AsyncParsableCommand {
     var control: String?
 
     @Option(
+        name: .customLong("metrics"),
+        help: ArgumentHelp(
+            "Serve Prometheus metrics (GET /metrics) at tcp:HOST:PORT, unix:PATH or systemd:NAME.",
+            valueName: "address"
+        )
+    )
+    var metrics: String?
+
+    @Option(
         name: .customLong("default-route"),
         help: ArgumentHelp("The route for streams without jmp-route.", valueName: "name")
     )
@@ -190,6 +199,7 @@ struct ServeCommand: AsyncParsableCommand {
             graceTime: .seconds(Int64(self.grace)),
             passedDescriptors: passed,
             notifier: notifier,
+            version: BuildInfo.version,
             logger: logger
         )
         do {
@@ -347,6 +357,13 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let control = self.control {
             configuration.control = try RouteTarget.parseControl(control).get()
+        }
+        if let metrics = self.metrics {
+            switch ListenAddress.parse(metrics) {
+            case .success(let address): configuration.metrics = address
+            case .failure(let problem):
+                throw ConfigurationError(file: "command line", key: "--metrics", problem.description)
+            }
         }
         if self.config == nil && !self.listen.isEmpty {
             configuration.source = "command line"

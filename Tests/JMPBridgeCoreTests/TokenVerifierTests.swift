@@ -20,12 +20,13 @@ struct TokenVerifierTests {
             try verifier.verify(authorization: "Bearer \(hs256)").get().iss?.value == JWTConfiguration.defaultIssuer
         )
         let hs512 = try await Tokens.mint(key: Tokens.key, digest: .sha512)
-        guard case .failure(let status) = verifier.verify(authorization: "Bearer \(hs512)") else {
+        guard case .failure(let refusal) = verifier.verify(authorization: "Bearer \(hs512)") else {
             Issue.record("an HS512 token was accepted with a 32-byte key")
             return
         }
-        #expect(status.code == .unauthenticated)
-        #expect(status.message.contains("at least 64 bytes"))
+        #expect(refusal.status.code == .unauthenticated)
+        #expect(refusal.status.message.contains("at least 64 bytes"))
+        #expect(refusal.reason == .keyTooShort)
     }
 
     @Test("an audience given as one string, and the scheme in any case, are accepted")
@@ -46,11 +47,12 @@ struct TokenVerifierTests {
         // Swap the header for one that claims HS256, keeping claims and signature.
         let header = Tokens.base64URL(Data(#"{"alg":"HS256","typ":"JWT"}"#.utf8))
         let forged = ([header] + token.split(separator: ".").dropFirst().map(String.init)).joined(separator: ".")
-        guard case .failure(let status) = verifier.verify(authorization: "Bearer \(forged)") else {
+        guard case .failure(let refusal) = verifier.verify(authorization: "Bearer \(forged)") else {
             Issue.record("a token with a swapped algorithm was accepted")
             return
         }
-        #expect(status.message.contains("signature"))
+        #expect(refusal.status.message.contains("signature"))
+        #expect(refusal.reason == .signature)
     }
 
     @Test("the claim checks use the leeway at both ends")

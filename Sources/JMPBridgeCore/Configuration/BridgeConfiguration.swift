@@ -18,6 +18,9 @@ public struct BridgeConfiguration: Sendable, Equatable {
     /// The control socket's path (`control: unix:PATH`), or `systemd:NAME` for a socket passed by
     /// the service manager, serving `attach` and `status`; nil: none.
     public var control: String?
+    /// Where the Prometheus metrics endpoint (`GET /metrics`) listens (`metrics: ADDRESS`);
+    /// nil: no endpoint.
+    public var metrics: ListenAddress?
     /// The configuration file this came from, if any (for messages).
     public var source: String?
     /// Exit (status 0) after this long without a single client connection; for socket-activated

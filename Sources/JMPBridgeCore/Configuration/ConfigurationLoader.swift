@@ -14,7 +14,8 @@ public enum ConfigurationLoader {
 
     /// The top-level keys, as documented in jmp-bridge.yaml(5).
     public static let topLevelKeys = [
-        "listen", "control", "default-route", "routes", "limits", "linger", "exit-idle-time", "jwt", "gateway",
+        "listen", "control", "metrics", "default-route", "routes", "limits", "linger", "exit-idle-time", "jwt",
+        "gateway",
     ]
     /// The keys of one `listen:` entry.
     public static let listenerKeys = [
@@ -83,6 +84,12 @@ public enum ConfigurationLoader {
                 configuration.jwt = try reader.jwt(value)
             case "gateway":
                 configuration.gateway = try reader.gateway(value)
+            case "metrics":
+                let text = try reader.string(value, key: key)
+                switch ListenAddress.parse(text) {
+                case .success(let address): configuration.metrics = address
+                case .failure(let problem): throw reader.error(value, key: key, problem.description)
+                }
             case "control":
                 let text = try reader.string(value, key: key)
                 switch RouteTarget.parseControl(text) {

@@ -12,7 +12,7 @@ enum StatusReport {
         let statistics = environment.statistics
         let table = environment.routes.withLockedValue { $0 }
         let consoles = environment.consoles.withLockedValue { $0 }
-        let header = Self.line([
+        var headerItems: [(String, String)] = [
             ("bridge", "jmp-bridge"),
             ("state", environment.state.withLockedValue { $0 }.rawValue),
             ("default-route", table.defaultRoute ?? "none"),
@@ -21,7 +21,11 @@ enum StatusReport {
             ("streams-failed", "\(statistics.failedStreams.load(ordering: .relaxed))"),
             ("bytes-to-targets", "\(statistics.bytesToTargets.load(ordering: .relaxed))"),
             ("bytes-from-targets", "\(statistics.bytesFromTargets.load(ordering: .relaxed))"),
-        ])
+        ]
+        if let metrics = environment.metricsAddress.withLockedValue({ $0 }) {
+            headerItems.append(("metrics", "\(metrics)"))
+        }
+        let header = Self.line(headerItems)
         let listeners = environment.listeners.withLockedValue { $0 }.map { listener in
             Self.line([
                 ("listener", "\(listener.address)"),

@@ -1,3 +1,4 @@
+import JMPMetrics
 import NIOCore
 
 #if canImport(Glibc)
@@ -12,4 +13,6 @@ struct ListenerSecurity: Sendable {
     var verifier: TokenVerifier?
     /// The peers a `unix:` listener admits; nil: any.
     var peer: PeerAllowlist?
+    /// The listener's connection and authentication metrics; nil: no metrics endpoint.
+    var metrics: ListenerMetrics? = nil
 }

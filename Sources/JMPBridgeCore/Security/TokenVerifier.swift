@@ -1,4 +1,5 @@
 import Foundation
+import JMPMetrics
 import JMPProtocol
 import JWTKit
 import NIOCore
@@ -80,72 +81,78 @@ public final class TokenVerifier: Sendable {
         return key
     }
 
-    /// Checks an `authorization` metadata value. UNAUTHENTICATED says what is wrong with it.
-    public func verify(authorization: String?) -> Result<RouterTokenClaims, GRPCStatus> {
+    /// Checks an `authorization` metadata value. The refusal's UNAUTHENTICATED says what is wrong
+    /// with it.
+    public func verify(authorization: String?) -> Result<RouterTokenClaims, TokenRefusal> {
         guard let authorization else {
-            return Self.refuse("no authorization metadata (expected 'Bearer <token>')")
+            return Self.refuse(.missing, "no authorization metadata (expected 'Bearer <token>')")
         }
         guard authorization.utf8.count <= Self.maximumTokenLength else {
-            return Self.refuse("authorization value is too long")
+            return Self.refuse(.tooLong, "authorization value is too long")
         }
         let parts = authorization.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-            return Self.refuse("authorization is not a Bearer token")
+            return Self.refuse(.notBearer, "authorization is not a Bearer token")
         }
         let token = Array(parts[1].trimmingCharacters(in: .whitespaces).utf8)
         return self.verify(token: token)
     }
 
     /// Checks a compact JWT.
-    func verify(token: [UInt8]) -> Result<RouterTokenClaims, GRPCStatus> {
+    func verify(token: [UInt8]) -> Result<RouterTokenClaims, TokenRefusal> {
         let period = UInt8(ascii: ".")
         guard let first = token.firstIndex(of: period),
             let second = token[(first + 1)...].firstIndex(of: period)
         else {
-            return Self.refuse("malformed token")
+            return Self.refuse(.malformed, "malformed token")
         }
         let parsed: (header: JWTHeader, payload: RouterTokenClaims, signature: Data)
         do {
             parsed = try DefaultJWTParser().parse(token, as: RouterTokenClaims.self)
         } catch {
-            return Self.refuse("malformed token")
+            return Self.refuse(.malformed, "malformed token")
         }
         guard let name = parsed.header.alg, let algorithm = self.algorithms[name] else {
             if let name = parsed.header.alg, let minimum = self.tooShortFor[name] {
-                return Self.refuse("\(name) tokens need a key of at least \(minimum) bytes; this key is shorter")
+                return Self.refuse(
+                    .keyTooShort,
+                    "\(name) tokens need a key of at least \(minimum) bytes; this key is shorter"
+                )
             }
-            return Self.refuse("token algorithm is not HS256, HS384 or HS512")
+            return Self.refuse(.algorithm, "token algorithm is not HS256, HS384 or HS512")
         }
         guard (try? algorithm.verify(parsed.signature, signs: token[..<second])) == true else {
-            return Self.refuse("token signature does not verify with the configured key")
+            return Self.refuse(.signature, "token signature does not verify with the configured key")
         }
         return self.check(parsed.payload, now: Date())
     }
 
     /// The claim checks, after the signature: what the router checks, with the leeway.
-    func check(_ claims: RouterTokenClaims, now: Date) -> Result<RouterTokenClaims, GRPCStatus> {
+    func check(_ claims: RouterTokenClaims, now: Date) -> Result<RouterTokenClaims, TokenRefusal> {
         guard let exp = claims.exp else {
-            return Self.refuse("token has no expiry (exp)")
+            return Self.refuse(.noExpiry, "token has no expiry (exp)")
         }
         guard now.timeIntervalSince(exp.value) < self.leeway else {
-            return Self.refuse("token expired")
+            return Self.refuse(.expired, "token expired")
         }
         if let nbf = claims.nbf, nbf.value.timeIntervalSince(now) > self.leeway {
-            return Self.refuse("token is not valid yet (nbf)")
+            return Self.refuse(.notYetValid, "token is not valid yet (nbf)")
         }
         if let iat = claims.iat, iat.value.timeIntervalSince(now) > self.leeway {
-            return Self.refuse("token was issued in the future (iat)")
+            return Self.refuse(.issuedInFuture, "token was issued in the future (iat)")
         }
         guard claims.iss?.value == self.issuer else {
-            return Self.refuse("token issuer is not '\(self.issuer)'")
+            return Self.refuse(.issuer, "token issuer is not '\(self.issuer)'")
         }
         guard claims.aud?.value.contains(self.audience) == true else {
-            return Self.refuse("token audience does not include '\(self.audience)'")
+            return Self.refuse(.audience, "token audience does not include '\(self.audience)'")
         }
         return .success(claims)
     }
 
-    private static func refuse(_ reason: String) -> Result<RouterTokenClaims, GRPCStatus> {
-        .failure(GRPCStatus(.unauthenticated, reason))
+    private static func refuse(_ reason: AuthFailureReason, _ message: String) -> Result<
+        RouterTokenClaims, TokenRefusal
+    > {
+        .failure(TokenRefusal(reason: reason, status: GRPCStatus(.unauthenticated, message)))
     }
 }

@@ -1,4 +1,5 @@
 import JMPDoors
+import JMPMetrics
 import JMPTargets
 import Logging
 import NIOConcurrencyHelpers
@@ -16,6 +17,10 @@ public struct BridgeContext: Sendable {
     public let linger: TimeAmount
     /// Shared counters.
     public let statistics: BridgeStatistics
+    /// The Prometheus metrics; nil: no metrics endpoint (nothing is counted for one).
+    public let metrics: BridgeMetrics?
+    /// The metrics endpoint's address once bound, for `status`.
+    public let metricsAddress = NIOLockedValueBox<ListenAddress?>(nil)
     /// The bridge's logger.
     public let logger: Logger
     /// The hubs of the open consoles (`pty:` and `serial:` routes) that streams and local
@@ -57,8 +62,10 @@ public struct BridgeContext: Sendable {
         linger: TimeAmount,
         statistics: BridgeStatistics,
         logger: Logger,
+        metrics: BridgeMetrics? = nil,
         doorStatistics: @escaping @Sendable () -> [String: DoorStatistics] = { [:] }
     ) {
+        self.metrics = metrics
         self.doorStatistics = doorStatistics
         self.routes = NIOLockedValueBox(routes)
         self.limits = limits

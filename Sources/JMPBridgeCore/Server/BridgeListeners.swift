@@ -1,4 +1,5 @@
 import JMPGateway
+import JMPMetrics
 import JMPSystemd
 import JMPTargets
 import Logging
@@ -25,6 +26,7 @@ final class BridgeListeners: Sendable {
     private let quiescing: ServerQuiescingHelper
     private let channels = NIOLockedValueBox<[any Channel]>([])
     private let controlChannel = NIOLockedValueBox<(any Channel)?>(nil)
+    private let metricsChannels = NIOLockedValueBox<[any Channel]>([])
     /// The TLS context of every listener with TLS, for ``reloadTLS()``.
     private let tlsContexts = NIOLockedValueBox<[TLSContextBox]>([])
 
@@ -176,6 +178,67 @@ final class BridgeListeners: Sendable {
         try? await channel?.close()
     }
 
+    // MARK: - The metrics endpoint
+
+    /// Binds the metrics endpoint at `address`, if one is configured, serving what `collector`
+    /// renders; returns its bound address (a `tcp:` port 0 resolved).
+    func bindMetrics(_ address: ListenAddress?, collector: MetricsCollector) async throws -> ListenAddress? {
+        guard let address else { return nil }
+        let bootstrap = MetricsEndpoint.bootstrap(group: self.group) { eventLoop in
+            collector.scrape(on: eventLoop)
+        }
+        var channels: [any Channel] = []
+        do {
+            switch address {
+            case .tcp(let host, let port):
+                channels = [
+                    try await bootstrap.serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                        .bind(host: host, port: port).get()
+                ]
+            case .unix(let path):
+                // Born with its final mode: the bridge's user and group may scrape.
+                let socket = try UnixSocketFile.listen(path: path, mode: 0o660, group: nil, backlog: 64)
+                do {
+                    channels = [try await bootstrap.withBoundSocket(socket).get()]
+                } catch {
+                    close(socket)
+                    unlink(path)
+                    throw error
+                }
+            case .systemd(let name):
+                let passed = self.passed.claim(name: name)
+                guard !passed.isEmpty, passed.allSatisfy({ $0.isListeningStreamSocket() }) else {
+                    throw BridgeError(
+                        "metrics \(address): needs a passed listening stream socket named '\(name)' (got \(passed.count))"
+                    )
+                }
+                for socket in passed {
+                    channels.append(try await bootstrap.withBoundSocket(socket.descriptor).get())
+                }
+            }
+        } catch let error as BridgeError {
+            for channel in channels { try? await channel.close() }
+            throw error
+        } catch {
+            for channel in channels { try? await channel.close() }
+            throw BridgeError("cannot serve metrics on \(address): \(Self.describe(error))")
+        }
+        self.metricsChannels.withLockedValue { $0 = channels }
+        guard let first = channels.first else { return address }
+        let bound = Self.boundAddress(of: first, configured: address)
+        self.logger.info("metrics endpoint bound", metadata: ["address": "\(bound)"])
+        return bound
+    }
+
+    /// Closes the metrics endpoint.
+    func closeMetrics() async {
+        let channels = self.metricsChannels.withLockedValue { channels in
+            defer { channels = [] }
+            return channels
+        }
+        for channel in channels { try? await channel.close() }
+    }
+
     // MARK: - Binding
 
     private func checkEveryPassedSocketIsUsed() throws {
@@ -250,7 +313,8 @@ final class BridgeListeners: Sendable {
         return ListenerSecurity(
             listener: "\(listener.address)",
             verifier: auth == .jwt ? verifier : nil,
-            peer: listener.peer
+            peer: listener.peer,
+            metrics: self.environment.metrics?.listener("\(listener.address)")
         )
     }
 

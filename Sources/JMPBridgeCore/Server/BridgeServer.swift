@@ -1,3 +1,4 @@
+import JMPMetrics
 import JMPSystemd
 import JMPTargets
 import Logging
@@ -51,6 +52,7 @@ public final class BridgeServer: Service, Sendable {
         graceTime: TimeAmount = .seconds(30),
         passedDescriptors: PassedDescriptors = PassedDescriptors(),
         notifier: ServiceNotifier? = nil,
+        version: String = "unknown",
         logger: Logger
     ) {
         self.current = NIOLockedValueBox(configuration)
@@ -69,6 +71,7 @@ public final class BridgeServer: Service, Sendable {
             linger: configuration.linger,
             statistics: self.statistics,
             logger: logger,
+            metrics: configuration.metrics.map { _ in BridgeMetrics(version: version) },
             doorStatistics: { doors.statistics }
         )
         self.environment = environment
@@ -119,6 +122,11 @@ public final class BridgeServer: Service, Sendable {
                 try self.doors.open(route)
             }
             try await self.listeners.bindControlSocket(configuration.control)
+            if let metrics = self.environment.metrics {
+                let collector = MetricsCollector(environment: self.environment, metrics: metrics)
+                let address = try await self.listeners.bindMetrics(configuration.metrics, collector: collector)
+                self.environment.metricsAddress.withLockedValue { $0 = address }
+            }
             bound = try await self.listeners.bind(configuration, verifier: verifier)
         } catch {
             await self.closeConsoles()
@@ -272,9 +280,11 @@ public final class BridgeServer: Service, Sendable {
         }
     }
 
-    /// Closes the control socket, then every console (on shutdown or a failed start).
+    /// Closes the control socket and the metrics endpoint, then every console (on shutdown or a
+    /// failed start).
     private func closeConsoles() async {
         await self.listeners.closeControlSocket()
+        await self.listeners.closeMetrics()
         await self.consoles.closeAll()
     }
 

@@ -1,4 +1,5 @@
 import JMPGateway
+import JMPMetrics
 import NIOCore
 import NIOHTTP2
 import NIOSSL
@@ -29,8 +30,10 @@ struct ConnectionPipeline: Sendable {
         }
         let logger = self.environment.logger
         let listener = self.security.listener
+        let metrics = self.security.metrics
         return PeerCredentials.of(channel).flatMapThrowing { credentials in
             guard allowlist.admits(uid: credentials.uid, gid: credentials.gid) else {
+                metrics?.authenticationFailed(.peer)
                 logger.warning(
                     "refused a connection: peer not on the listener's allowlist",
                     metadata: ["listener": "\(listener)", "peer": "\(credentials)"]
@@ -45,9 +48,12 @@ struct ConnectionPipeline: Sendable {
         let statistics = self.environment.statistics
         statistics.activeConnections.add(1, ordering: .relaxed)
         self.idleExit?.connectionOpened()
+        let metrics = self.security.metrics
+        metrics?.connectionOpened()
         channel.closeFuture.whenComplete { [idleExit] _ in
             statistics.activeConnections.subtract(1, ordering: .relaxed)
             idleExit?.connectionClosed()
+            metrics?.connectionClosed()
         }
         let sync = channel.pipeline.syncOperations
         if let tls = self.tls {

@@ -22,6 +22,7 @@ public struct ReloadPlan: Sendable, Equatable {
         if old.linger != new.linger { self.needRestart.append("linger") }
         if old.exitIdleTime != new.exitIdleTime { self.needRestart.append("exit-idle-time") }
         if old.gateway != new.gateway { self.needRestart.append("gateway") }
+        if old.metrics != new.metrics { self.needRestart.append("metrics") }
         for name in new.routes.keys.sorted() where old.routes[name] == nil {
             self.added.append(name)
         }

@@ -1,3 +1,4 @@
+import JMPMetrics
 import JMPProtocol
 import Logging
 
@@ -27,13 +28,15 @@ struct RouterStreamAuthorizer {
         if let verifier = self.security.verifier {
             let claims: RouterTokenClaims
             switch verifier.verify(authorization: head.authorization) {
-            case .failure(let status):
-                return .failure(status)
+            case .failure(let refusal):
+                self.security.metrics?.authenticationFailed(refusal.reason)
+                return .failure(refusal.status)
             case .success(let verified):
                 claims = verified
             }
             if let subject = claims.sub?.value { logger[metadataKey: "subject"] = "\(subject)" }
             if let bound = claims.route, bound != head.route ?? table.defaultRoute {
+                self.security.metrics?.authenticationFailed(.routeBinding)
                 return .failure(GRPCStatus(.permissionDenied, "the token is bound to route '\(bound)'"))
             }
         }

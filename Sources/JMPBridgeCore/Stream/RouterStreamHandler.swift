@@ -190,7 +190,11 @@ final class RouterStreamHandler: ChannelDuplexHandler, StreamTargetDelegate {
         case .success(let granted):
             grant = granted
         }
-        self.accounting.admission = grant.admission
+        self.accounting.admitted(
+            route: grant.route.name,
+            admission: grant.admission,
+            metrics: self.environment.metrics?.route(grant.route.name)
+        )
         self.armIdleTimer()
         if let timeout = head.timeoutNanoseconds {
             self.deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(timeout)) {
@@ -199,6 +203,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, StreamTargetDelegate {
         }
         self.machine.admitted(route: grant.route.name, readOnly: head.readOnly)
         let route = grant.route.target
+        self.accounting.targetOpening()
         switch self.opener.open(grant.route, sink: self, on: context.eventLoop, logger: self.logger) {
         case .failure(let status):
             self.perform(self.machine.fail(status))
@@ -208,6 +213,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, StreamTargetDelegate {
     }
 
     private func connected(_ result: Result<any StreamTarget, any Error>, target description: RouteTarget) {
+        self.accounting.targetOpened()
         let target: any StreamTarget
         switch result {
         case .failure(let error):
@@ -260,7 +266,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, StreamTargetDelegate {
         promise.futureResult.assumeIsolated().whenComplete { result in
             switch result {
             case .success:
-                self.accounting.bytesToTarget += count
+                self.accounting.movedToTarget(count)
             case .failure(let error):
                 self.perform(self.machine.targetWriteFailed(error))
             }
@@ -302,7 +308,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, StreamTargetDelegate {
     private func sendToClient(_ payload: ByteBuffer, context: ChannelHandlerContext) {
         let count = payload.readableBytes
         if self.tracksActivity { self.lastActivity = .now() }
-        self.accounting.bytesFromTarget += count
+        self.accounting.movedFromTarget(count)
         if count <= Self.coalesceLimit {
             var message = context.channel.allocator.buffer(capacity: RouterFrameCodec.maximumPrefixLength + count)
             RouterFrameCodec.encodeDataPrefix(payloadLength: count, into: &message)
@@ -361,7 +367,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, StreamTargetDelegate {
             // Nothing can be sent back: close the target at once.
             self.cancelTimers()
             self.closeTarget()
-            self.accounting.record(status, statistics: self.environment.statistics, logger: self.logger)
+            self.accounting.record(status, environment: self.environment, logger: self.logger)
         }
     }
 
@@ -430,7 +436,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, StreamTargetDelegate {
         // client that has not ended its side gets RST_STREAM(NO_ERROR).
         self.drain.send(trailers: headers, immediately: status.code == .ok, context: context, logger: self.logger)
         self.closeTarget()
-        self.accounting.record(status, statistics: self.environment.statistics, logger: self.logger)
+        self.accounting.record(status, environment: self.environment, logger: self.logger)
     }
 
     private static func resetIfOpen(_ context: ChannelHandlerContext) {

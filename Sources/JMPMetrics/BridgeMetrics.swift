@@ -1,0 +1,99 @@
+import Prometheus
+import Synchronization
+
+/// The metrics of one bridge, kept in a swift-prometheus registry and rendered in the Prometheus
+/// text format by ``render()``. Two kinds of updates feed it:
+///
+/// - the data path counts as things happen, through handles looked up once per stream or
+///   connection (``route(_:)``, ``listener(_:)``): one relaxed atomic operation per update;
+/// - facts other parts already keep (consoles, doors, the gateway) are read when Prometheus
+///   scrapes and applied with ``set(_:labels:to:)`` and ``advance(_:labels:to:)``.
+///
+/// Label values are bounded: route names and listener addresses come from the configuration,
+/// statuses and reasons from fixed sets, never from what a client sent.
+public final class BridgeMetrics: Sendable {
+    /// The `route` label of a stream refused before its route was known.
+    public static let noRoute = "(none)"
+
+    /// The registry; libraries reporting through swift-metrics can share it
+    /// (`PrometheusMetricsFactory(registry:)`).
+    public let registry: PrometheusCollectorRegistry
+    private let routes = Mutex<[String: RouteMetrics]>([:])
+    private let listeners = Mutex<[String: ListenerMetrics]>([:])
+    /// The last total each ``advance(_:labels:to:)`` counter was brought to.
+    private let totals = Mutex<[String: Double]>([:])
+    private let process: ProcessMetrics
+
+    /// An empty registry with `jmp_bridge_build_info{version}` and the process metrics.
+    public init(version: String) {
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
+        registry.makeGauge(MetricName.buildInfo, labels: [("version", version)]).set(Int64(1))
+        self.process = ProcessMetrics(registry: registry)
+    }
+
+    /// The metrics of route `name` (created at first use).
+    public func route(_ name: String) -> RouteMetrics {
+        self.routes.withLock { routes in
+            if let known = routes[name] { return known }
+            let made = RouteMetrics(route: name, registry: self.registry)
+            routes[name] = made
+            return made
+        }
+    }
+
+    /// The metrics of the listener configured as `address` (created at first use).
+    public func listener(_ address: String) -> ListenerMetrics {
+        self.listeners.withLock { listeners in
+            if let known = listeners[address] { return known }
+            let made = ListenerMetrics(listener: address, registry: self.registry)
+            listeners[address] = made
+            return made
+        }
+    }
+
+    /// A stream ended with the gRPC status named `status` (`OK`, `UNAVAILABLE`, …); `route` is
+    /// nil when it was refused before its route was known.
+    public func streamEnded(route: String?, status: String) {
+        self.registry.makeCounter(
+            MetricName.streamsTotal,
+            labels: [("route", route ?? Self.noRoute), ("status", status)]
+        ).increment()
+    }
+
+    /// Sets the gauge `metric` to a value read at scrape time.
+    public func set(_ metric: MetricName, labels: [(String, String)] = [], to value: Int) {
+        self.registry.makeGauge(metric, labels: labels).set(Int64(value))
+    }
+
+    /// Brings the counter `metric` up to `total`, a count its source keeps. A total lower than
+    /// the last one means the source started over (a console reopened by a reload, a door
+    /// removed and added again): the counter starts over too, which Prometheus' `rate()`
+    /// reads as a counter reset.
+    public func advance(_ metric: MetricName, labels: [(String, String)] = [], to total: Int) {
+        self.advance(metric, labels: labels, to: Double(total), integral: true)
+    }
+
+    func advance(_ metric: MetricName, labels: [(String, String)], to total: Double, integral: Bool) {
+        let counter = self.registry.makeCounter(metric, labels: labels)
+        let key = metric.name + labels.map { "\u{0}\($0.0)=\($0.1)" }.joined()
+        self.totals.withLock { totals in
+            let last = totals[key] ?? 0
+            var step = total - last
+            if step < 0 {
+                counter.reset()
+                step = total
+            }
+            if step > 0 {
+                if integral { counter.increment(by: Int64(step)) } else { counter.increment(by: step) }
+            }
+            totals[key] = total
+        }
+    }
+
+    /// The Prometheus text format (version 0.0.4) of every metric, the process metrics read now.
+    public func render() -> [UInt8] {
+        self.process.update(self)
+        return self.registry.emitToBuffer()
+    }
+}
