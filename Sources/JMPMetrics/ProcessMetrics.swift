@@ -56,16 +56,22 @@ struct ProcessMetrics: Sendable {
         var residentPages: Int
     }
 
-    /// Parses `/proc/self/stat`: the fields after the command name, which is in parentheses and
-    /// may itself hold spaces and parentheses (so the text is split after its last `)`).
+    /// Reads `/proc/self/stat`.
     static func stat() -> Stat? {
-        guard let text = Self.contents(of: "/proc/self/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        Self.contents(of: "/proc/self/stat").flatMap(Self.parse(stat:))
+    }
+
+    /// Parses a `/proc/PID/stat` line: the fields after the command name, which is in
+    /// parentheses and may itself hold spaces and parentheses (so the text is split after its
+    /// last `)`).
+    static func parse(stat text: String) -> Stat? {
+        guard let close = text.lastIndex(of: ")") else { return nil }
         // Fields from 3 (state) on; field N is at index N - 3.
         let fields = text[text.index(after: close)...].split(separator: " ")
         func field(_ number: Int) -> Int? {
             let index = number - 3
             guard fields.indices.contains(index) else { return nil }
-            return Int(fields[index])
+            return Int(fields[index].trimmingCharacters(in: "\n"))
         }
         guard let user = field(14), let system = field(15), let start = field(22), let virtual = field(23),
             let resident = field(24)

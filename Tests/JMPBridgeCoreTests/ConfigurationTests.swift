@@ -292,7 +292,7 @@ struct ConfigurationTests {
             line: 3,
             key: "lsiten",
             message:
-                "unknown key (expected one of: listen, control, default-route, routes, limits, linger, exit-idle-time, jwt, gateway)"
+                "unknown key (expected one of: listen, control, metrics, default-route, routes, limits, linger, exit-idle-time, jwt, gateway)"
         )
     }
 
