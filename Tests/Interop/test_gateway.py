@@ -20,6 +20,7 @@ from anyio import fail_after
 from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
 
 from deployment import probe, tokens
+from test_metrics import samples, scrape, value
 from deployment.fixtures import *  # noqa: F403 - the deployment fixtures
 from deployment.fixtures import (
     CHUNK,
@@ -204,6 +205,23 @@ def test_tokens_are_used_once_and_a_dead_router_fails_one_stream(controller, rou
 
         assert event_loop_portal.call(echo_transfer, client.children["echo"], data) == \
             (len(data), hashlib.sha256(data).hexdigest())
+
+        # The metrics say what the status says (read around the scrape: the exporter's calls go on).
+        before = gateway_line(gateway)
+        scraped = samples(scrape(gateway.status()[0]["metrics"])[2].decode())
+        after = gateway_line(gateway)
+        for metric, key in (("jmp_bridge_gateway_relays_total", "relays-total"),
+                            ("jmp_bridge_gateway_controller_calls_total", "controller-calls-total"),
+                            ("jmp_bridge_gateway_refused_tokens_total", "refused-tokens")):
+            assert int(before[key]) <= value(scraped, metric) <= int(after[key]), (metric, before, after)
+        assert value(scraped, "jmp_bridge_gateway_refused_tokens_total") == 1
+        # 4 MiB each way through the echo driver, with gRPC and protobuf framing on top.
+        for direction in ("to_router", "from_router"):
+            assert value(scraped, "jmp_bridge_gateway_relay_bytes_total", direction=direction) > len(data)
+        assert value(scraped, "jmp_bridge_gateway_upstream_connections", upstream=controller.endpoint,
+                     role="controller", state="ready") == 1
+        assert value(scraped, "jmp_bridge_gateway_upstream_connections", upstream=controller.endpoint,
+                     role="controller", state="failed") == 0
     assert controller.read(lambda c: c.exporters[(NAMESPACE, EXPORTER_NAME)].online)
     assert int(gateway_line(gateway)["unavailable"]) >= 1
 

@@ -213,3 +213,29 @@ def test_unix_endpoint_and_bad_address(start_bridge, unix_server, tls, sockdir):
                             capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode != 0
     assert "--metrics" in result.stderr and "expected tcp:HOST:PORT, unix:PATH or systemd:NAME" in result.stderr
+
+
+def test_door_connections_and_bytes(start_bridge, unix_server, tls, sockdir):
+    """Two connections through a local door: counted with their bytes once each has ended."""
+    from test_local_door import connect, door_config, receive_all, send_then_half_close
+
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge(config=door_config(tls, sockdir, target.path),
+                          extra_args=["--metrics", "tcp:127.0.0.1:0"])
+    address = bridge.status()[0]["metrics"]
+    sizes = [1_000_000, 123_457]
+    for size in sizes:
+        data = os.urandom(size)
+        with connect(sockdir / "door.sock") as client:
+            writer = send_then_half_close(client, data)
+            assert receive_all(client) == data
+            writer.join(TIMEOUT)
+    bridge.wait_for_line(r"door connection finished", count=len(sizes))
+    scraped = samples(scrape(address)[2].decode())
+    assert value(scraped, "jmp_bridge_door_connections_total", route="echo") == len(sizes)
+    assert value(scraped, "jmp_bridge_door_connections_active", route="echo") == 0
+    assert value(scraped, "jmp_bridge_door_refused_total", route="echo") == 0
+    assert value(scraped, "jmp_bridge_door_bytes_total", route="echo", direction="to_target") == sum(sizes)
+    assert value(scraped, "jmp_bridge_door_bytes_total", route="echo", direction="from_target") == sum(sizes)
+    # Door connections are not router streams.
+    assert value(scraped, "jmp_bridge_stream_bytes_total", route="echo", direction="to_target") == 0

@@ -607,3 +607,22 @@ async def test_serial_link_survives_a_restart_through_the_fd_store(launch, manag
             os.close(program)
         os.close(board)
         os.close(device)
+
+
+def test_metrics_endpoint_on_a_passed_socket(launch, manager, sockdir):
+    """``metrics: systemd:NAME`` serves the metrics on the TCP socket the unit passed (a
+    ``ListenStream=127.0.0.1:9464`` with ``FileDescriptorName=metrics``)."""
+    from test_metrics import samples, scrape, value
+
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    metrics_socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    metrics_socket.bind(("127.0.0.1", 0))
+    metrics_socket.listen(16)
+    port = metrics_socket.getsockname()[1]
+    text = config(["address: systemd:grpc"], {"echo": f"{{unix: {sockdir}/echo.sock}}"})
+    bridge = launch(text + "metrics: systemd:metrics\n", [(grpc_socket, "grpc"), (metrics_socket, "metrics")])
+    manager.wait_for("READY")
+    bridge.wait_for_line(rf"address=tcp:127\.0\.0\.1:{port} \[JMPBridgeCore\] metrics endpoint bound")
+    status, _, body = scrape(f"tcp:127.0.0.1:{port}")
+    assert status == 200
+    assert value(samples(body.decode()), "jmp_bridge_streams_active", route="echo") == 0

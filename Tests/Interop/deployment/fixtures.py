@@ -211,8 +211,9 @@ def gateway_config(controller_endpoint: str, tls, **extra: str) -> str:
 @pytest.fixture
 def gateway(start_bridge, controller, tls):
     """jmp-bridge as the exporter gateway in front of ``controller`` (and, through the rewritten
-    ``router_endpoint``, the router); ``gateway.gateway_endpoint`` is where exporters connect."""
-    bridge = start_bridge(config=gateway_config(controller.endpoint, tls))
+    ``router_endpoint``, the router); ``gateway.gateway_endpoint`` is where exporters connect.
+    Its metrics endpoint is on (``metrics=`` of the status' first line)."""
+    bridge = start_bridge(config=gateway_config(controller.endpoint, tls), extra_args=["--metrics", "tcp:127.0.0.1:0"])
     assert bridge.gateway_endpoint, bridge.status()
     return bridge
 
