@@ -42,6 +42,25 @@ public final class BridgeMetrics: Sendable {
         }
     }
 
+    /// The routes configured now: each has its series (at zero until used), and the gauges of
+    /// routes no longer configured are removed, so that a removed console is not shown "up"
+    /// forever. Their counters stay, as Prometheus expects of counters.
+    public func keepRoutes(_ names: Set<String>) {
+        let gone = self.routes.withLock { routes in
+            let gone = routes.keys.filter { !names.contains($0) }
+            for name in gone { routes[name] = nil }
+            for name in names where routes[name] == nil {
+                routes[name] = RouteMetrics(route: name, registry: self.registry)
+            }
+            return gone
+        }
+        for name in gone {
+            for metric in [MetricName.streamsActive, .consoleUp, .consoleAttachments, .consoleScrollback, .doorActive] {
+                self.registry.unregisterGauge(self.registry.makeGauge(metric, labels: [("route", name)]))
+            }
+        }
+    }
+
     /// The metrics of the listener configured as `address` (created at first use).
     public func listener(_ address: String) -> ListenerMetrics {
         self.listeners.withLock { listeners in

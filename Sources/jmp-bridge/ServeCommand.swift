@@ -2,8 +2,10 @@ import ArgumentParser
 import JMPBridgeCore
 import JMPProtocol
 import JMPSystemd
+import CoreMetrics
 import Logging
 import NIOCore
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
@@ -202,6 +204,10 @@ struct ServeCommand: AsyncParsableCommand {
             version: BuildInfo.version,
             logger: logger
         )
+        if let metrics = server.metrics {
+            // Whatever reports through swift-metrics lands on the same endpoint.
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
+        }
         do {
             try await server.start()
         } catch {

@@ -51,6 +51,23 @@ struct MetricsTests {
         #expect(text.contains(#"jmp_bridge_build_info{version="1.2.3"} 1"#))
     }
 
+    @Test("a route no longer configured loses its gauges and keeps its counters")
+    func removedRoute() {
+        let metrics = BridgeMetrics(version: "test")
+        metrics.keepRoutes(["a", "b"])
+        metrics.route("b").movedToTarget(5)
+        metrics.set(.consoleUp, labels: [("route", "b")], to: 1)
+        #expect(self.samples(metrics, "jmp_bridge_streams_active").count == 2)
+        metrics.keepRoutes(["a"])
+        #expect(self.samples(metrics, "jmp_bridge_streams_active") == [#"jmp_bridge_streams_active{route="a"} 0.0"#])
+        #expect(self.samples(metrics, "jmp_bridge_console_up").isEmpty)
+        #expect(
+            self.samples(metrics, "jmp_bridge_stream_bytes_total").contains(
+                #"jmp_bridge_stream_bytes_total{route="b",direction="to_target"} 5"#
+            )
+        )
+    }
+
     @Test("listener handles count connections and authentication failures by reason")
     func listenerSeries() {
         let metrics = BridgeMetrics(version: "test")

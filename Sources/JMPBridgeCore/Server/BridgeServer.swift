@@ -23,6 +23,8 @@ public final class BridgeServer: Service, Sendable {
     public var configuration: BridgeConfiguration { self.current.withLockedValue { $0 } }
     /// Counters across all streams.
     public let statistics = BridgeStatistics()
+    /// The Prometheus metrics; nil: no metrics endpoint configured.
+    public var metrics: BridgeMetrics? { self.environment.metrics }
     /// How long open streams may take to finish after a graceful shutdown starts.
     public let graceTime: TimeAmount
 

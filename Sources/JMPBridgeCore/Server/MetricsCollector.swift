@@ -13,7 +13,7 @@ struct MetricsCollector: Sendable {
     /// The Prometheus text of every metric, read now.
     func scrape(on eventLoop: any EventLoop) -> EventLoopFuture<[UInt8]> {
         // Every configured route has its series from the first scrape on, at zero until used.
-        for route in self.environment.routes.withLockedValue({ $0.routes.keys }) { _ = self.metrics.route(route) }
+        self.metrics.keepRoutes(Set(self.environment.routes.withLockedValue { $0.routes.keys }))
         let hubs = self.environment.consoles.withLockedValue { $0 }
         let statuses = hubs.map { route, hub in hub.status().map { (route, $0) } }
         return EventLoopFuture.whenAllSucceed(statuses, on: eventLoop).map { consoles in
