@@ -1,8 +1,8 @@
 import ArgumentParser
+import CoreMetrics
 import JMPBridgeCore
 import JMPProtocol
 import JMPSystemd
-import CoreMetrics
 import Logging
 import NIOCore
 import Prometheus
