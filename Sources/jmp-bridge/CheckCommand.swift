@@ -24,6 +24,7 @@ struct CheckCommand: ParsableCommand {
                     + (configuration.gateway.map {
                         ", gateway on \($0.listener.address) for controller \($0.controller) (\($0.controllerTrust))"
                     } ?? "")
+                    + (configuration.metrics.map { ", metrics on \($0)" } ?? "")
             )
         } catch {
             printError("\(error)")

@@ -214,6 +214,18 @@ def test_unix_endpoint_and_bad_address(start_bridge, unix_server, tls, sockdir):
     assert result.returncode != 0
     assert "--metrics" in result.stderr and "expected tcp:HOST:PORT, unix:PATH or systemd:NAME" in result.stderr
 
+    # `check` names the endpoint, or the line and key of a bad one.
+    good = sockdir / "good.yaml"
+    good.write_text(f"listen: [{{address: 'unix:{sockdir}/g.sock'}}]\nroutes:\n  echo: {{unix: {target.path}}}\n"
+                    "metrics: tcp:127.0.0.1:9464\n")
+    result = subprocess.run([str(BRIDGE_BINARY), "check", "--config", str(good)], capture_output=True, text=True)
+    assert result.returncode == 0 and "metrics on tcp:127.0.0.1:9464" in result.stdout, result
+    bad = sockdir / "bad.yaml"
+    bad.write_text(f"listen: [{{address: 'unix:{sockdir}/g.sock'}}]\nroutes:\n  echo: {{unix: {target.path}}}\n"
+                   "metrics: 9464\n")
+    result = subprocess.run([str(BRIDGE_BINARY), "check", "--config", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 1 and f"{bad}:4: metrics: unknown address '9464'" in result.stderr, result
+
 
 def test_door_connections_and_bytes(start_bridge, unix_server, tls, sockdir):
     """Two connections through a local door: counted with their bytes once each has ended."""
