@@ -8,6 +8,7 @@ Every process it starts is stopped again (by its own pid) when it ends, fails or
 import argparse
 import contextlib
 import datetime
+import http.client
 import json
 import os
 import platform
@@ -81,10 +82,17 @@ def drop_cached_pages(path: str) -> None:
 
 
 class Bridge:
-    """A running bridge process (jmp-bridge or the reference) with its port and log."""
+    """A running bridge process (jmp-bridge or the reference) with its port and log.
 
-    def __init__(self, kind: str, args, work: str, routes: dict[str, str], tag: str):
+    metrics=True (jmp-bridge only) starts it with `--metrics tcp:127.0.0.1:0`; the port it bound
+    is .metrics_port (from `status`'s first line, `metrics=tcp:127.0.0.1:PORT`, else its log line
+    `metrics endpoint bound`)."""
+
+    def __init__(self, kind: str, args, work: str, routes: dict[str, str], tag: str, metrics: bool = False):
+        if metrics and kind != "jmp-bridge":
+            raise ValueError("only jmp-bridge serves metrics")
         self.kind = kind
+        self.metrics_port = None
         self.log_path = os.path.join(work, f"{kind}-{tag}.log")
         if kind == "sink":
             cmd = [args.client, "--addr", "127.0.0.1:0", "--mode", "sink"]
@@ -95,6 +103,8 @@ class Bridge:
             for name, path in routes.items():
                 cmd += ["--route", f"{name}=unix:{path}"]
             cmd += ["--default-route", next(iter(routes))]
+            if metrics:
+                cmd += ["--metrics", "tcp:127.0.0.1:0"]
         else:
             cmd = [args.python, args.reference, "--listen", "127.0.0.1:0"]
             for name, path in routes.items():
@@ -111,7 +121,7 @@ class Bridge:
         self.port = None
         self.ready_s = None
         deadline = time.monotonic() + 60
-        logged_port = None
+        logged_port = logged_metrics_port = None
         while time.monotonic() < deadline:
             line = self.out.readline()
             if not line:
@@ -121,6 +131,9 @@ class Bridge:
                 # Only for older binaries (BENCH_BRIDGE) whose status has no listener= lines yet.
                 if (m := re.search(r"address=tcp:127\.0\.0\.1:(\d+)", line)) and m.group(1) != "0":
                     logged_port = int(m.group(1))
+            if kind == "jmp-bridge" and "] metrics endpoint bound" in line:
+                if (m := re.search(r"address=tcp:127\.0\.0\.1:(\d+)", line)) and m.group(1) != "0":
+                    logged_metrics_port = int(m.group(1))
             # jmp-bridge's readiness line ends "] ready" ("console ready" and the like come before).
             if re.search(r"\] ready$" if kind == "jmp-bridge" else r"\bready\b", line.rstrip()):
                 self.ready_s = time.perf_counter() - t0
@@ -136,10 +149,15 @@ class Bridge:
                 self.port = int(m.group(1))
             else:
                 self.port = logged_port
-        if self.ready_s is None or self.port is None:
+            if metrics:
+                m = re.search(r"^bridge=jmp-bridge .*\bmetrics=tcp:127\.0\.0\.1:(\d+)\b", reply, re.M)
+                self.metrics_port = int(m.group(1)) if m else logged_metrics_port
+        if self.ready_s is None or self.port is None or (metrics and self.metrics_port is None):
             stop(self.proc)
             self.log_file.close()
-            raise RuntimeError(f"{kind} did not become ready; see {self.log_path}:\n"
+            what = "did not report its metrics endpoint" if self.port is not None and self.ready_s is not None \
+                else "did not become ready"
+            raise RuntimeError(f"{kind} {what}; see {self.log_path}:\n"
                                + open(self.log_path).read()[-2000:])
         self.drain = threading.Thread(target=self._drain, daemon=True)
         self.drain.start()
@@ -174,6 +192,95 @@ class Bridge:
                 elif re.search(r"Traceback|ERROR|Error", line):
                     out.append(line.rstrip())
         return out
+
+
+class Scraper:
+    """GETs a bridge's /metrics once a second while a measurement of that bridge runs (as
+    Prometheus would scrape it), from a thread; counts the scrapes and checks that each answer is
+    200 and has `jmp_bridge_stream_bytes_total`. Between measurements it waits without polling,
+    so it costs nothing while another bridge is measured."""
+
+    CHECK = "jmp_bridge_stream_bytes_total"
+
+    def __init__(self, port: int, interval: float = 1.0):
+        self.port, self.interval = port, interval
+        self.scrapes = 0
+        self.bad: list[str] = []
+        self.durations_ms: list[float] = []
+        self.bytes_to_targets = None  # sum of the counter's to_target series in the last good answer
+        self._active = self._closed = self._busy = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def scrape(self) -> str | None:
+        t0 = time.perf_counter()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                conn.request("GET", "/metrics")
+                resp = conn.getresponse()
+                status, body = resp.status, resp.read().decode("utf-8", "replace")
+            finally:
+                conn.close()
+        except (OSError, http.client.HTTPException) as error:
+            status, body = None, f"{type(error).__name__}: {error}"
+        ms = (time.perf_counter() - t0) * 1000
+        with self._cond:
+            self.scrapes += 1
+            self.durations_ms.append(ms)
+            if status != 200 or self.CHECK not in body:
+                self.bad.append(f"scrape {self.scrapes}: status {status}, " +
+                                ("no " + self.CHECK if status == 200 else body[:200]))
+                return None
+            to_target = [float(m.group(1)) for m in re.finditer(
+                r'^jmp_bridge_stream_bytes_total\{[^}]*direction="to_target"[^}]*\} (\S+)$', body, re.M)]
+            self.bytes_to_targets = sum(to_target) if to_target else None
+        return body
+
+    def _run(self):
+        next_at = 0.0
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                if not self._active:
+                    self._cond.wait()
+                elif now < next_at:
+                    self._cond.wait(next_at - now)
+                else:
+                    next_at = now + self.interval
+                    self._busy = True
+                    self._cond.release()
+                    try:
+                        self.scrape()
+                    finally:
+                        self._cond.acquire()
+                        self._busy = False
+                        self._cond.notify_all()
+
+    def _set(self, active: bool):
+        with self._cond:
+            self._active = active
+            self._cond.notify_all()
+            # A scrape still in flight ends before the next measurement (of another bridge) starts.
+            while not active and self._busy:
+                self._cond.wait()
+
+    @contextlib.contextmanager
+    def scraping(self):
+        """Scrapes while the block runs: at once when it starts (unless the last scrape was less
+        than a second ago), then every second."""
+        self._set(True)
+        try:
+            yield
+        finally:
+            self._set(False)
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
 
 
 def proc_cpu(pid: int) -> float:
