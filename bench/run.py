@@ -417,6 +417,20 @@ def fmt_rate(bps):
     return f"{bps / 1e6:,.0f} MB/s" if bps >= 1e7 else f"{bps / 1e6:,.1f} MB/s"
 
 
+def start_targets(args, work: str, modes) -> tuple[dict, dict]:
+    """The C targets (bench/targets.c) for modes: their socket paths and pids by mode."""
+    socks, target_pids = {}, {}
+    for mode in modes:
+        socks[mode] = os.path.join(work, f"{mode}.sock")
+        cmd = [args.targets, mode, socks[mode]] + ([str(int(args.slow_rate))] if mode == "slow" else [])
+        t = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        children.append(t)
+        target_pids[mode] = t.pid
+        if t.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"target {mode} did not start")
+    return socks, target_pids
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--repo", required=True)
@@ -466,15 +480,7 @@ def main() -> int:
         md = render_gateway_only(args, header, res, problems, elapsed)
         return save(args, md, res, problems, elapsed, work, "-gateway")
     try:
-        socks, target_pids = {}, {}
-        for mode in ("discard", "echo", "slow"):
-            socks[mode] = os.path.join(work, f"{mode}.sock")
-            cmd = [args.targets, mode, socks[mode]] + ([str(int(args.slow_rate))] if mode == "slow" else [])
-            t = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-            children.append(t)
-            target_pids[mode] = t.pid
-            if t.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"target {mode} did not start")
+        socks, target_pids = start_targets(args, work, ("discard", "echo", "slow"))
         routes = {"echo": socks["echo"], "discard": socks["discard"]}
 
         # Startup: exec to the "ready" log line (jmp-bridge logs it once it serves; the reference
