@@ -453,8 +453,9 @@ def main() -> int:
     p.add_argument("--slow-rate", type=float, default=10e6, help="slow target, bytes/s")
     p.add_argument("--startup-runs", type=int, default=7)
     p.add_argument("--door-bytes", type=int, default=4 * GIB, help="bytes per local-door run")
-    p.add_argument("--only", choices=["all", "gateway"], default="all",
-                   help="gateway: only the exporter gateway's rows (relay throughput, stream set-up)")
+    p.add_argument("--only", choices=["all", "gateway", "metrics"], default="all",
+                   help="gateway: only the exporter gateway's rows (relay throughput, stream set-up); "
+                        "metrics: only the metrics on/off rows")
     p.add_argument("--setup-runs", type=int, default=20, help="streams per path for the gateway's set-up rows")
     p.add_argument("--setup-warmup", type=int, default=5, help="warm-up streams per path before those")
     p.add_argument("--netem-delay-ms", type=float, default=20.0,
@@ -471,6 +472,16 @@ def main() -> int:
     res: dict = {k: {} for k in kinds}
     problems: dict = {k: [] for k in kinds}
     problems["gateway"] = []
+    problems["metrics"] = []
+    if args.only == "metrics":
+        try:
+            socks, target_pids = start_targets(args, work, ("discard", "echo"))
+            res["metrics"] = run_metrics(args, work, socks, target_pids, problems)
+        finally:
+            stop_all()
+        elapsed = time.monotonic() - started
+        md = render_metrics_only(args, header, res, problems, elapsed)
+        return save(args, md, res, problems, elapsed, work, "-metrics")
     if args.only == "gateway":
         try:
             res["gateway"] = run_gateway(args, work, problems)
@@ -582,6 +593,9 @@ def main() -> int:
         for kind, b in bridges.items():
             b.close()
             problems[kind] += b.problems()
+
+        # Metrics off and on (issue 20): two fresh jmp-bridges, interleaved runs.
+        res["metrics"] = run_metrics(args, work, socks, target_pids, problems)
 
         # Context: the same client against a grpc C++ server for the method (no bridge, no Unix
         # socket), one run each: what the client and gRPC reach on this machine by themselves.
@@ -752,6 +766,225 @@ def run_doors(args, work: str, socks: dict, target_pids: dict) -> dict:
                 stop(proc)
     stop(bridge)
     return summary
+
+
+# ---- Metrics on and off (issue 20): counting must not slow the data path ----------------------
+
+def metrics_runs(args) -> int:
+    """Runs per condition for the metrics rows: at least --repeat and 5, odd (the median is a run)."""
+    n = max(args.repeat, 5)
+    return n if n % 2 else n + 1
+
+
+def chance_beyond(n: int) -> float:
+    """With n runs (odd) of each of two conditions that do not differ, the probability that the
+    median of one condition's runs lies beyond the other's range on a given side: the first
+    (n + 1) / 2 of the 2n runs in sorted order all belong to the first condition."""
+    p = 1.0
+    for i in range((n + 1) // 2):
+        p *= (n - i) / (2 * n - i)
+    return p
+
+
+# (key, label, which runs, value of one run, higher is better, format of a value)
+METRICS_ROWS = [
+    ("raw-oneway-rate", "one-way 64 KiB, throughput (raw HTTP/2 client)", "raw-oneway",
+     lambda r: r.get("bytes_per_s"), True, "rate"),
+    ("raw-oneway-cpu", "one-way 64 KiB, bridge CPU per GiB (raw HTTP/2 client)", "raw-oneway",
+     lambda r: r["bridge_cpu_s"] / (r["moved"] / GIB) if r.get("moved") and "bridge_cpu_s" in r else None,
+     False, "cpu"),
+    ("oneway-rate", "one-way 64 KiB, throughput (grpc C++ client)", "oneway",
+     lambda r: r.get("bytes_per_s"), True, "rate"),
+    ("oneway-cpu", "one-way 64 KiB, bridge CPU per GiB (grpc C++ client)", "oneway",
+     lambda r: r["bridge_cpu_s"] / (r["moved"] / GIB) if r.get("moved") and "bridge_cpu_s" in r else None,
+     False, "cpu"),
+    ("rawlatency-p50", "1-byte round trip p50 (raw HTTP/2 client)", "rawlatency", lambda r: r.get("p50_us"), False, "us"),
+    ("rawlatency-p99", "1-byte round trip p99 (raw HTTP/2 client)", "rawlatency", lambda r: r.get("p99_us"), False, "us"),
+]
+
+
+def run_metrics(args, work: str, socks: dict, target_pids: dict, problems: dict) -> dict:
+    """The 64 KiB one-way rows (raw and grpc C++ client) and the 1-byte round trips (raw client)
+    against two fresh jmp-bridges with the same routes, metrics off and on, the runs interleaved
+    (off, on, off, on, ...) so that drift hits both; the on bridge is scraped once a second while
+    it is measured. Raw runs and per-row statistics; see render_metrics for the rule."""
+    problems.setdefault("metrics", [])
+    n = metrics_runs(args)
+    routes = {"echo": socks["echo"], "discard": socks["discard"]}
+    runs: dict = {key: {"off": [], "on": []} for key in ("raw-oneway", "oneway", "rawlatency")}
+    bridges: dict = {}
+    scraper = None
+    out: dict = {"runs_each": n, "runs": runs}
+    try:
+        bridges["off"] = Bridge("jmp-bridge", args, work, routes, "metrics-off")
+        bridges["on"] = Bridge("jmp-bridge", args, work, routes, "metrics-on", metrics=True)
+        out["metrics_address"] = f"tcp:127.0.0.1:{bridges['on'].metrics_port}"
+        scraper = Scraper(bridges["on"].metrics_port)
+        log(f"metrics on/off: {n} runs each, interleaved; the on bridge serves {out['metrics_address']}")
+        time.sleep(0.5)
+        for rep in range(n):
+            for key in runs:
+                for cond in ("off", "on"):
+                    b = bridges[cond]
+                    with scraper.scraping() if cond == "on" else contextlib.nullcontext():
+                        if key == "raw-oneway":
+                            r = raw_client(args.rawclient, b, "--mode", "oneway", "--size", 65536,
+                                           "--seconds", args.seconds, "--route", "discard",
+                                           timeout=args.seconds + 120, target_pid=target_pids["discard"])
+                        elif key == "oneway":
+                            r = client(args, b, "--mode", "oneway", "--size", 65536, "--seconds", args.seconds,
+                                       "--batch", args.batch, "--route", "discard",
+                                       "--timeout", args.seconds + 120, target_pid=target_pids["discard"])
+                        else:
+                            r = raw_latency(args.rawclient, b, args.iters)
+                    runs[key][cond].append(r)
+            last = {key: {c: runs[key][c][-1] for c in ("off", "on")} for key in runs}
+            log(f"metrics on/off, run {rep + 1}/{n} (off / on): raw one-way "
+                f"{(last['raw-oneway']['off'].get('bytes_per_s') or 0) / 1e6:,.0f} / "
+                f"{(last['raw-oneway']['on'].get('bytes_per_s') or 0) / 1e6:,.0f} MB/s, grpc C++ one-way "
+                f"{(last['oneway']['off'].get('bytes_per_s') or 0) / 1e6:,.0f} / "
+                f"{(last['oneway']['on'].get('bytes_per_s') or 0) / 1e6:,.0f} MB/s, RTT p50 "
+                f"{last['rawlatency']['off'].get('p50_us')} / {last['rawlatency']['on'].get('p50_us')} µs, p99 "
+                f"{last['rawlatency']['off'].get('p99_us')} / {last['rawlatency']['on'].get('p99_us')} µs; "
+                f"{scraper.scrapes} scrapes so far")
+        out["scrapes"] = scraper.scrapes
+        out["scrape_failures"] = list(scraper.bad)
+        out["scrape_ms"] = sorted(round(x, 2) for x in scraper.durations_ms)
+        # One more scrape after the runs: the byte counter against what the clients moved.
+        scraper.scrape()
+        out["counted_to_targets"] = scraper.bytes_to_targets
+        out["moved_one_way_on"] = sum(x.get("moved", 0) for key in ("raw-oneway", "oneway")
+                                      for x in runs[key]["on"] if x.get("ok"))
+        out["final_scrape_failed"] = scraper.bad[len(out["scrape_failures"]):]
+    finally:
+        if scraper:
+            scraper.close()
+        for b in bridges.values():
+            b.close()
+            problems["metrics"] += b.problems()
+
+    rows: dict = {}
+    for key, label, which, value, higher_better, _ in METRICS_ROWS:
+        row: dict = {"label": label}
+        for cond in ("off", "on"):
+            rs = runs[which][cond]
+            vals = [v for v in (value(x) for x in rs if x.get("ok")) if v is not None]
+            med = statistics.median(vals) if vals else None
+            row[cond] = {"values": vals, "failed": len(rs) - len(vals), "median": med,
+                         "min": min(vals) if vals else None, "max": max(vals) if vals else None,
+                         "spread": (max(vals) - min(vals)) / med if vals and med else None}
+        off, on = row["off"], row["on"]
+        if off["median"] is None or on["median"] is None:
+            row["verdict"] = "failed"
+        else:
+            row["change"] = (on["median"] - off["median"]) / off["median"]
+            if off["min"] <= on["median"] <= off["max"]:
+                row["verdict"] = "within noise"
+            elif (on["median"] > off["max"]) == higher_better:
+                row["verdict"] = "better"
+            else:
+                row["verdict"] = "outside noise"
+        rows[key] = row
+        log(f"metrics on/off: {label}: off {off['median']} on {on['median']} ({row['verdict']}); "
+            f"spread off {off['spread']} on {on['spread']}")
+    out["rows"] = rows
+    log(f"metrics on/off: {out['scrapes']} scrapes during the on runs, {len(out['scrape_failures'])} failed; "
+        f"counter to_target {out['counted_to_targets']} B, one-way runs moved {out['moved_one_way_on']} B")
+    return out
+
+
+def render_metrics(args, M: dict) -> list[str]:
+    n = M.get("runs_each", 0)
+    rows = M.get("rows", {})
+
+    def fmt(v, kind):
+        if v is None:
+            return "–"
+        return fmt_rate(v) if kind == "rate" else f"{v:.2f} s" if kind == "cpu" else f"{v:.0f} µs"
+
+    def fmt_range(d, kind):
+        if d.get("min") is None:
+            return "–"
+        if kind == "rate":
+            return f"{d['min'] / 1e6:,.0f}–{d['max'] / 1e6:,.0f} MB/s"
+        return f"{d['min']:.2f}–{d['max']:.2f} s" if kind == "cpu" else f"{d['min']:.0f}–{d['max']:.0f} µs"
+
+    def pct(x):
+        return "–" if x is None else f"{100 * x:.1f} %"
+
+    verdicts = {"within noise": "within noise", "better": "on better than every off run",
+                "outside noise": "**outside noise** (on worse than every off run)", "failed": "**failed**"}
+    out = ["", f"**Metrics on and off** (issue 20: counting must not slow the data path). Two fresh jmp-bridges with the same routes, one "
+           f"without metrics and one with `--metrics tcp:127.0.0.1:0` ({M.get('metrics_address', '?')}), "
+           f"scraped (`GET /metrics`, as Prometheus would) once a second while it is measured; {n} runs of each, "
+           f"interleaved (off, on, off, on, … for each measurement). One-way: {args.seconds:g} s of 64 KiB "
+           f"messages into the discard target (CPU = the bridge's utime+stime per GiB, per run); round trips: "
+           f"{args.iters} per run after 500 warm-up, raw HTTP/2 client. Each figure is the median of its runs.", "",
+           "| measurement | metrics off | metrics on | on vs off | noise band off / on | off runs' range | |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    for key, label, _, _, _, kind in METRICS_ROWS:
+        r = rows.get(key)
+        if not r:
+            continue
+        off, on = r["off"], r["on"]
+        flag = " ⚠" if off["failed"] or on["failed"] else ""
+        change = "–" if r.get("change") is None else f"{100 * r['change']:+.1f} %"
+        out.append(f"| {label}{flag} | {fmt(off['median'], kind)} | {fmt(on['median'], kind)} | {change} | "
+                   f"{pct(off['spread'])} / {pct(on['spread'])} | {fmt_range(off, kind)} | "
+                   f"{verdicts[r['verdict']]} |")
+    slower = [rows[k]["label"] for k in rows if rows[k]["verdict"] in ("outside noise", "failed")]
+    p = chance_beyond(n) if n % 2 else None
+    out += ["", "Rule: the noise band of a condition is the spread of its runs, (max − min) / median. The "
+            "difference is within noise when the median of the on runs lies within the range (min–max) of the "
+            "off runs; an on median better than every off run is no slowdown either. "
+            + (f"With {n} runs each and no real difference, the on median lands beyond the worse end of the off "
+               f"range by chance with probability {100 * p:.0f} % per row, so a single row just outside is a "
+               f"reason to run again (`BENCH_ONLY=metrics`, or more runs with `BENCH_REPEAT`), not proof."
+               if p else "").rstrip(),
+            "",
+            "Verdict (metrics must not slow the data path measurably): "
+            + ("met: every row within noise or better with metrics on." if not slower and rows else
+               "**missed**: " + "; ".join(slower) + "." if rows else "**not measured**.")]
+    wide = [f"{rows[k]['label']} ({100 * rows[k]['off']['spread']:.0f} %)" for k in rows
+            if (rows[k]["off"].get("spread") or 0) > 0.25]
+    if wide:
+        out += ["", "**Wide noise bands** with metrics off: " + ", ".join(wide) + ". A wide band makes \"within "
+                "noise\" easy and says little; the machine was probably busy (run again when it is idle)."]
+    runs_txt = []
+    for key, label, _, _, _, kind in METRICS_ROWS:
+        r = rows.get(key)
+        if r:
+            show = (lambda v: f"{v / 1e6:,.0f}") if kind == "rate" else \
+                   (lambda v: f"{v:.2f}") if kind == "cpu" else (lambda v: f"{v:.0f}")
+            unit = {"rate": "MB/s", "cpu": "s/GiB", "us": "µs"}[kind]
+            runs_txt.append(f"{label}: off {', '.join(map(show, r['off']['values']))}; "
+                            f"on {', '.join(map(show, r['on']['values']))} {unit}")
+    out += ["", "Runs, in the order measured: " + ". ".join(runs_txt) + "."]
+    fails = M.get("scrape_failures", [])
+    ms = M.get("scrape_ms", [])
+    scr = (f"{M.get('scrapes', 0)} scrapes of /metrics during the on runs"
+           + (f", every one 200 with `{Scraper.CHECK}`" if not fails else f", ⚠ {len(fails)} failed: {'; '.join(fails[:3])}")
+           + (f"; a scrape took {statistics.median(ms):.1f} ms (median), {ms[-1]:.1f} ms at most" if ms else ""))
+    counted, moved = M.get("counted_to_targets"), M.get("moved_one_way_on", 0)
+    if counted is None:
+        scr += f". ⚠ The scrape after the runs had no to_target series {M.get('final_scrape_failed') or ''}"
+    else:
+        scr += (f". After the runs the on bridge's `{Scraper.CHECK}{{direction=\"to_target\"}}` summed to "
+                f"{counted / MIB:,.1f} MiB; its one-way runs moved {moved / MIB:,.1f} MiB"
+                + (" (the round trips add a few KiB)" if counted >= moved else
+                   " ⚠ (the counter is short of what the clients moved)"))
+    out += ["", scr + "."]
+    return out
+
+
+def render_metrics_only(args, header, res, problems, elapsed) -> str:
+    out = [f"# jmp-bridge benchmark, metrics on and off only (--only metrics), "
+           f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}", "", header, f"- run time: {elapsed:.0f} s"]
+    out += render_metrics(args, res.get("metrics", {}))
+    bad = [f"- log: `{line[:300]}`" for line in problems.get("metrics", [])[:10]]
+    if bad:
+        out += ["", "Problems seen during the run:", ""] + bad
+    return "\n".join(out) + "\n"
 
 
 # ---- The exporter gateway (issue 18): relay throughput and stream set-up ----------------------
@@ -1324,6 +1557,9 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
         if bad_doors:
             out += ["", "⚠ door runs that did not get every byte back (echo) or failed: " + "; ".join(bad_doors)]
 
+    if res.get("metrics"):
+        out += render_metrics(args, res["metrics"])
+
     if res.get("gateway"):
         out += render_gateway(args, res["gateway"])
 
@@ -1397,6 +1633,8 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
             bad.append(f"- {kind} log: … {len(problems[kind]) - 10} more warning/error lines")
     for line in problems.get("gateway", [])[:10]:
         bad.append(f"- gateway log: `{line[:300]}`")
+    for line in problems.get("metrics", [])[:10]:
+        bad.append(f"- metrics on/off bridges' log: `{line[:300]}`")
     if bad:
         notes += ["", "Problems seen during the run:", ""] + bad
     return "\n".join(out + notes) + "\n"
