@@ -8,6 +8,7 @@ Every process it starts is stopped again (by its own pid) when it ends, fails or
 import argparse
 import contextlib
 import datetime
+import http.client
 import json
 import os
 import platform
@@ -81,10 +82,17 @@ def drop_cached_pages(path: str) -> None:
 
 
 class Bridge:
-    """A running bridge process (jmp-bridge or the reference) with its port and log."""
+    """A running bridge process (jmp-bridge or the reference) with its port and log.
 
-    def __init__(self, kind: str, args, work: str, routes: dict[str, str], tag: str):
+    metrics=True (jmp-bridge only) starts it with `--metrics tcp:127.0.0.1:0`; the port it bound
+    is .metrics_port (from `status`'s first line, `metrics=tcp:127.0.0.1:PORT`, else its log line
+    `metrics endpoint bound`)."""
+
+    def __init__(self, kind: str, args, work: str, routes: dict[str, str], tag: str, metrics: bool = False):
+        if metrics and kind != "jmp-bridge":
+            raise ValueError("only jmp-bridge serves metrics")
         self.kind = kind
+        self.metrics_port = None
         self.log_path = os.path.join(work, f"{kind}-{tag}.log")
         if kind == "sink":
             cmd = [args.client, "--addr", "127.0.0.1:0", "--mode", "sink"]
@@ -95,6 +103,8 @@ class Bridge:
             for name, path in routes.items():
                 cmd += ["--route", f"{name}=unix:{path}"]
             cmd += ["--default-route", next(iter(routes))]
+            if metrics:
+                cmd += ["--metrics", "tcp:127.0.0.1:0"]
         else:
             cmd = [args.python, args.reference, "--listen", "127.0.0.1:0"]
             for name, path in routes.items():
@@ -111,7 +121,7 @@ class Bridge:
         self.port = None
         self.ready_s = None
         deadline = time.monotonic() + 60
-        logged_port = None
+        logged_port = logged_metrics_port = None
         while time.monotonic() < deadline:
             line = self.out.readline()
             if not line:
@@ -121,6 +131,9 @@ class Bridge:
                 # Only for older binaries (BENCH_BRIDGE) whose status has no listener= lines yet.
                 if (m := re.search(r"address=tcp:127\.0\.0\.1:(\d+)", line)) and m.group(1) != "0":
                     logged_port = int(m.group(1))
+            if kind == "jmp-bridge" and "] metrics endpoint bound" in line:
+                if (m := re.search(r"address=tcp:127\.0\.0\.1:(\d+)", line)) and m.group(1) != "0":
+                    logged_metrics_port = int(m.group(1))
             # jmp-bridge's readiness line ends "] ready" ("console ready" and the like come before).
             if re.search(r"\] ready$" if kind == "jmp-bridge" else r"\bready\b", line.rstrip()):
                 self.ready_s = time.perf_counter() - t0
@@ -136,10 +149,15 @@ class Bridge:
                 self.port = int(m.group(1))
             else:
                 self.port = logged_port
-        if self.ready_s is None or self.port is None:
+            if metrics:
+                m = re.search(r"^bridge=jmp-bridge .*\bmetrics=tcp:127\.0\.0\.1:(\d+)\b", reply, re.M)
+                self.metrics_port = int(m.group(1)) if m else logged_metrics_port
+        if self.ready_s is None or self.port is None or (metrics and self.metrics_port is None):
             stop(self.proc)
             self.log_file.close()
-            raise RuntimeError(f"{kind} did not become ready; see {self.log_path}:\n"
+            what = "did not report its metrics endpoint" if self.port is not None and self.ready_s is not None \
+                else "did not become ready"
+            raise RuntimeError(f"{kind} {what}; see {self.log_path}:\n"
                                + open(self.log_path).read()[-2000:])
         self.drain = threading.Thread(target=self._drain, daemon=True)
         self.drain.start()
@@ -174,6 +192,95 @@ class Bridge:
                 elif re.search(r"Traceback|ERROR|Error", line):
                     out.append(line.rstrip())
         return out
+
+
+class Scraper:
+    """GETs a bridge's /metrics once a second while a measurement of that bridge runs (as
+    Prometheus would scrape it), from a thread; counts the scrapes and checks that each answer is
+    200 and has `jmp_bridge_stream_bytes_total`. Between measurements it waits without polling,
+    so it costs nothing while another bridge is measured."""
+
+    CHECK = "jmp_bridge_stream_bytes_total"
+
+    def __init__(self, port: int, interval: float = 1.0):
+        self.port, self.interval = port, interval
+        self.scrapes = 0
+        self.bad: list[str] = []
+        self.durations_ms: list[float] = []
+        self.bytes_to_targets = None  # sum of the counter's to_target series in the last good answer
+        self._active = self._closed = self._busy = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def scrape(self) -> str | None:
+        t0 = time.perf_counter()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                conn.request("GET", "/metrics")
+                resp = conn.getresponse()
+                status, body = resp.status, resp.read().decode("utf-8", "replace")
+            finally:
+                conn.close()
+        except (OSError, http.client.HTTPException) as error:
+            status, body = None, f"{type(error).__name__}: {error}"
+        ms = (time.perf_counter() - t0) * 1000
+        with self._cond:
+            self.scrapes += 1
+            self.durations_ms.append(ms)
+            if status != 200 or self.CHECK not in body:
+                self.bad.append(f"scrape {self.scrapes}: status {status}, " +
+                                ("no " + self.CHECK if status == 200 else body[:200]))
+                return None
+            to_target = [float(m.group(1)) for m in re.finditer(
+                r'^jmp_bridge_stream_bytes_total\{[^}]*direction="to_target"[^}]*\} (\S+)$', body, re.M)]
+            self.bytes_to_targets = sum(to_target) if to_target else None
+        return body
+
+    def _run(self):
+        next_at = 0.0
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                if not self._active:
+                    self._cond.wait()
+                elif now < next_at:
+                    self._cond.wait(next_at - now)
+                else:
+                    next_at = now + self.interval
+                    self._busy = True
+                    self._cond.release()
+                    try:
+                        self.scrape()
+                    finally:
+                        self._cond.acquire()
+                        self._busy = False
+                        self._cond.notify_all()
+
+    def _set(self, active: bool):
+        with self._cond:
+            self._active = active
+            self._cond.notify_all()
+            # A scrape still in flight ends before the next measurement (of another bridge) starts.
+            while not active and self._busy:
+                self._cond.wait()
+
+    @contextlib.contextmanager
+    def scraping(self):
+        """Scrapes while the block runs: at once when it starts (unless the last scrape was less
+        than a second ago), then every second."""
+        self._set(True)
+        try:
+            yield
+        finally:
+            self._set(False)
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
 
 
 def proc_cpu(pid: int) -> float:
@@ -310,6 +417,20 @@ def fmt_rate(bps):
     return f"{bps / 1e6:,.0f} MB/s" if bps >= 1e7 else f"{bps / 1e6:,.1f} MB/s"
 
 
+def start_targets(args, work: str, modes) -> tuple[dict, dict]:
+    """The C targets (bench/targets.c) for modes: their socket paths and pids by mode."""
+    socks, target_pids = {}, {}
+    for mode in modes:
+        socks[mode] = os.path.join(work, f"{mode}.sock")
+        cmd = [args.targets, mode, socks[mode]] + ([str(int(args.slow_rate))] if mode == "slow" else [])
+        t = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        children.append(t)
+        target_pids[mode] = t.pid
+        if t.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"target {mode} did not start")
+    return socks, target_pids
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--repo", required=True)
@@ -332,8 +453,9 @@ def main() -> int:
     p.add_argument("--slow-rate", type=float, default=10e6, help="slow target, bytes/s")
     p.add_argument("--startup-runs", type=int, default=7)
     p.add_argument("--door-bytes", type=int, default=4 * GIB, help="bytes per local-door run")
-    p.add_argument("--only", choices=["all", "gateway"], default="all",
-                   help="gateway: only the exporter gateway's rows (relay throughput, stream set-up)")
+    p.add_argument("--only", choices=["all", "gateway", "metrics"], default="all",
+                   help="gateway: only the exporter gateway's rows (relay throughput, stream set-up); "
+                        "metrics: only the metrics on/off rows")
     p.add_argument("--setup-runs", type=int, default=20, help="streams per path for the gateway's set-up rows")
     p.add_argument("--setup-warmup", type=int, default=5, help="warm-up streams per path before those")
     p.add_argument("--netem-delay-ms", type=float, default=20.0,
@@ -350,6 +472,16 @@ def main() -> int:
     res: dict = {k: {} for k in kinds}
     problems: dict = {k: [] for k in kinds}
     problems["gateway"] = []
+    problems["metrics"] = []
+    if args.only == "metrics":
+        try:
+            socks, target_pids = start_targets(args, work, ("discard", "echo"))
+            res["metrics"] = run_metrics(args, work, socks, target_pids, problems)
+        finally:
+            stop_all()
+        elapsed = time.monotonic() - started
+        md = render_metrics_only(args, header, res, problems, elapsed)
+        return save(args, md, res, problems, elapsed, work, "-metrics")
     if args.only == "gateway":
         try:
             res["gateway"] = run_gateway(args, work, problems)
@@ -359,15 +491,7 @@ def main() -> int:
         md = render_gateway_only(args, header, res, problems, elapsed)
         return save(args, md, res, problems, elapsed, work, "-gateway")
     try:
-        socks, target_pids = {}, {}
-        for mode in ("discard", "echo", "slow"):
-            socks[mode] = os.path.join(work, f"{mode}.sock")
-            cmd = [args.targets, mode, socks[mode]] + ([str(int(args.slow_rate))] if mode == "slow" else [])
-            t = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-            children.append(t)
-            target_pids[mode] = t.pid
-            if t.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"target {mode} did not start")
+        socks, target_pids = start_targets(args, work, ("discard", "echo", "slow"))
         routes = {"echo": socks["echo"], "discard": socks["discard"]}
 
         # Startup: exec to the "ready" log line (jmp-bridge logs it once it serves; the reference
@@ -469,6 +593,9 @@ def main() -> int:
         for kind, b in bridges.items():
             b.close()
             problems[kind] += b.problems()
+
+        # Metrics off and on (issue 20): two fresh jmp-bridges, interleaved runs.
+        res["metrics"] = run_metrics(args, work, socks, target_pids, problems)
 
         # Context: the same client against a grpc C++ server for the method (no bridge, no Unix
         # socket), one run each: what the client and gRPC reach on this machine by themselves.
@@ -639,6 +766,225 @@ def run_doors(args, work: str, socks: dict, target_pids: dict) -> dict:
                 stop(proc)
     stop(bridge)
     return summary
+
+
+# ---- Metrics on and off (issue 20): counting must not slow the data path ----------------------
+
+def metrics_runs(args) -> int:
+    """Runs per condition for the metrics rows: at least --repeat and 5, odd (the median is a run)."""
+    n = max(args.repeat, 5)
+    return n if n % 2 else n + 1
+
+
+def chance_beyond(n: int) -> float:
+    """With n runs (odd) of each of two conditions that do not differ, the probability that the
+    median of one condition's runs lies beyond the other's range on a given side: the first
+    (n + 1) / 2 of the 2n runs in sorted order all belong to the first condition."""
+    p = 1.0
+    for i in range((n + 1) // 2):
+        p *= (n - i) / (2 * n - i)
+    return p
+
+
+# (key, label, which runs, value of one run, higher is better, format of a value)
+METRICS_ROWS = [
+    ("raw-oneway-rate", "one-way 64 KiB, throughput (raw HTTP/2 client)", "raw-oneway",
+     lambda r: r.get("bytes_per_s"), True, "rate"),
+    ("raw-oneway-cpu", "one-way 64 KiB, bridge CPU per GiB (raw HTTP/2 client)", "raw-oneway",
+     lambda r: r["bridge_cpu_s"] / (r["moved"] / GIB) if r.get("moved") and "bridge_cpu_s" in r else None,
+     False, "cpu"),
+    ("oneway-rate", "one-way 64 KiB, throughput (grpc C++ client)", "oneway",
+     lambda r: r.get("bytes_per_s"), True, "rate"),
+    ("oneway-cpu", "one-way 64 KiB, bridge CPU per GiB (grpc C++ client)", "oneway",
+     lambda r: r["bridge_cpu_s"] / (r["moved"] / GIB) if r.get("moved") and "bridge_cpu_s" in r else None,
+     False, "cpu"),
+    ("rawlatency-p50", "1-byte round trip p50 (raw HTTP/2 client)", "rawlatency", lambda r: r.get("p50_us"), False, "us"),
+    ("rawlatency-p99", "1-byte round trip p99 (raw HTTP/2 client)", "rawlatency", lambda r: r.get("p99_us"), False, "us"),
+]
+
+
+def run_metrics(args, work: str, socks: dict, target_pids: dict, problems: dict) -> dict:
+    """The 64 KiB one-way rows (raw and grpc C++ client) and the 1-byte round trips (raw client)
+    against two fresh jmp-bridges with the same routes, metrics off and on, the runs interleaved
+    (off, on, off, on, ...) so that drift hits both; the on bridge is scraped once a second while
+    it is measured. Raw runs and per-row statistics; see render_metrics for the rule."""
+    problems.setdefault("metrics", [])
+    n = metrics_runs(args)
+    routes = {"echo": socks["echo"], "discard": socks["discard"]}
+    runs: dict = {key: {"off": [], "on": []} for key in ("raw-oneway", "oneway", "rawlatency")}
+    bridges: dict = {}
+    scraper = None
+    out: dict = {"runs_each": n, "runs": runs}
+    try:
+        bridges["off"] = Bridge("jmp-bridge", args, work, routes, "metrics-off")
+        bridges["on"] = Bridge("jmp-bridge", args, work, routes, "metrics-on", metrics=True)
+        out["metrics_address"] = f"tcp:127.0.0.1:{bridges['on'].metrics_port}"
+        scraper = Scraper(bridges["on"].metrics_port)
+        log(f"metrics on/off: {n} runs each, interleaved; the on bridge serves {out['metrics_address']}")
+        time.sleep(0.5)
+        for rep in range(n):
+            for key in runs:
+                for cond in ("off", "on"):
+                    b = bridges[cond]
+                    with scraper.scraping() if cond == "on" else contextlib.nullcontext():
+                        if key == "raw-oneway":
+                            r = raw_client(args.rawclient, b, "--mode", "oneway", "--size", 65536,
+                                           "--seconds", args.seconds, "--route", "discard",
+                                           timeout=args.seconds + 120, target_pid=target_pids["discard"])
+                        elif key == "oneway":
+                            r = client(args, b, "--mode", "oneway", "--size", 65536, "--seconds", args.seconds,
+                                       "--batch", args.batch, "--route", "discard",
+                                       "--timeout", args.seconds + 120, target_pid=target_pids["discard"])
+                        else:
+                            r = raw_latency(args.rawclient, b, args.iters)
+                    runs[key][cond].append(r)
+            last = {key: {c: runs[key][c][-1] for c in ("off", "on")} for key in runs}
+            log(f"metrics on/off, run {rep + 1}/{n} (off / on): raw one-way "
+                f"{(last['raw-oneway']['off'].get('bytes_per_s') or 0) / 1e6:,.0f} / "
+                f"{(last['raw-oneway']['on'].get('bytes_per_s') or 0) / 1e6:,.0f} MB/s, grpc C++ one-way "
+                f"{(last['oneway']['off'].get('bytes_per_s') or 0) / 1e6:,.0f} / "
+                f"{(last['oneway']['on'].get('bytes_per_s') or 0) / 1e6:,.0f} MB/s, RTT p50 "
+                f"{last['rawlatency']['off'].get('p50_us')} / {last['rawlatency']['on'].get('p50_us')} µs, p99 "
+                f"{last['rawlatency']['off'].get('p99_us')} / {last['rawlatency']['on'].get('p99_us')} µs; "
+                f"{scraper.scrapes} scrapes so far")
+        out["scrapes"] = scraper.scrapes
+        out["scrape_failures"] = list(scraper.bad)
+        out["scrape_ms"] = sorted(round(x, 2) for x in scraper.durations_ms)
+        # One more scrape after the runs: the byte counter against what the clients moved.
+        scraper.scrape()
+        out["counted_to_targets"] = scraper.bytes_to_targets
+        out["moved_one_way_on"] = sum(x.get("moved", 0) for key in ("raw-oneway", "oneway")
+                                      for x in runs[key]["on"] if x.get("ok"))
+        out["final_scrape_failed"] = scraper.bad[len(out["scrape_failures"]):]
+    finally:
+        if scraper:
+            scraper.close()
+        for b in bridges.values():
+            b.close()
+            problems["metrics"] += b.problems()
+
+    rows: dict = {}
+    for key, label, which, value, higher_better, _ in METRICS_ROWS:
+        row: dict = {"label": label}
+        for cond in ("off", "on"):
+            rs = runs[which][cond]
+            vals = [v for v in (value(x) for x in rs if x.get("ok")) if v is not None]
+            med = statistics.median(vals) if vals else None
+            row[cond] = {"values": vals, "failed": len(rs) - len(vals), "median": med,
+                         "min": min(vals) if vals else None, "max": max(vals) if vals else None,
+                         "spread": (max(vals) - min(vals)) / med if vals and med else None}
+        off, on = row["off"], row["on"]
+        if off["median"] is None or on["median"] is None:
+            row["verdict"] = "failed"
+        else:
+            row["change"] = (on["median"] - off["median"]) / off["median"]
+            if off["min"] <= on["median"] <= off["max"]:
+                row["verdict"] = "within noise"
+            elif (on["median"] > off["max"]) == higher_better:
+                row["verdict"] = "better"
+            else:
+                row["verdict"] = "outside noise"
+        rows[key] = row
+        log(f"metrics on/off: {label}: off {off['median']} on {on['median']} ({row['verdict']}); "
+            f"spread off {off['spread']} on {on['spread']}")
+    out["rows"] = rows
+    log(f"metrics on/off: {out['scrapes']} scrapes during the on runs, {len(out['scrape_failures'])} failed; "
+        f"counter to_target {out['counted_to_targets']} B, one-way runs moved {out['moved_one_way_on']} B")
+    return out
+
+
+def render_metrics(args, M: dict) -> list[str]:
+    n = M.get("runs_each", 0)
+    rows = M.get("rows", {})
+
+    def fmt(v, kind):
+        if v is None:
+            return "–"
+        return fmt_rate(v) if kind == "rate" else f"{v:.2f} s" if kind == "cpu" else f"{v:.0f} µs"
+
+    def fmt_range(d, kind):
+        if d.get("min") is None:
+            return "–"
+        if kind == "rate":
+            return f"{d['min'] / 1e6:,.0f}–{d['max'] / 1e6:,.0f} MB/s"
+        return f"{d['min']:.2f}–{d['max']:.2f} s" if kind == "cpu" else f"{d['min']:.0f}–{d['max']:.0f} µs"
+
+    def pct(x):
+        return "–" if x is None else f"{100 * x:.1f} %"
+
+    verdicts = {"within noise": "within noise", "better": "on better than every off run",
+                "outside noise": "**outside noise** (on worse than every off run)", "failed": "**failed**"}
+    out = ["", f"**Metrics on and off** (issue 20: counting must not slow the data path). Two fresh jmp-bridges with the same routes, one "
+           f"without metrics and one with `--metrics tcp:127.0.0.1:0` ({M.get('metrics_address', '?')}), "
+           f"scraped (`GET /metrics`, as Prometheus would) once a second while it is measured; {n} runs of each, "
+           f"interleaved (off, on, off, on, … for each measurement). One-way: {args.seconds:g} s of 64 KiB "
+           f"messages into the discard target (CPU = the bridge's utime+stime per GiB, per run); round trips: "
+           f"{args.iters} per run after 500 warm-up, raw HTTP/2 client. Each figure is the median of its runs.", "",
+           "| measurement | metrics off | metrics on | on vs off | noise band off / on | off runs' range | |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    for key, label, _, _, _, kind in METRICS_ROWS:
+        r = rows.get(key)
+        if not r:
+            continue
+        off, on = r["off"], r["on"]
+        flag = " ⚠" if off["failed"] or on["failed"] else ""
+        change = "–" if r.get("change") is None else f"{100 * r['change']:+.1f} %"
+        out.append(f"| {label}{flag} | {fmt(off['median'], kind)} | {fmt(on['median'], kind)} | {change} | "
+                   f"{pct(off['spread'])} / {pct(on['spread'])} | {fmt_range(off, kind)} | "
+                   f"{verdicts[r['verdict']]} |")
+    slower = [rows[k]["label"] for k in rows if rows[k]["verdict"] in ("outside noise", "failed")]
+    p = chance_beyond(n) if n % 2 else None
+    out += ["", "Rule: the noise band of a condition is the spread of its runs, (max − min) / median. The "
+            "difference is within noise when the median of the on runs lies within the range (min–max) of the "
+            "off runs; an on median better than every off run is no slowdown either. "
+            + (f"With {n} runs each and no real difference, the on median lands beyond the worse end of the off "
+               f"range by chance with probability {100 * p:.0f} % per row, so a single row just outside is a "
+               f"reason to run again (`BENCH_ONLY=metrics`, or more runs with `BENCH_REPEAT`), not proof."
+               if p else "").rstrip(),
+            "",
+            "Verdict (metrics must not slow the data path measurably): "
+            + ("met: every row within noise or better with metrics on." if not slower and rows else
+               "**missed**: " + "; ".join(slower) + "." if rows else "**not measured**.")]
+    wide = [f"{rows[k]['label']} ({100 * rows[k]['off']['spread']:.0f} %)" for k in rows
+            if (rows[k]["off"].get("spread") or 0) > 0.25]
+    if wide:
+        out += ["", "**Wide noise bands** with metrics off: " + ", ".join(wide) + ". A wide band makes \"within "
+                "noise\" easy and says little; the machine was probably busy (run again when it is idle)."]
+    runs_txt = []
+    for key, label, _, _, _, kind in METRICS_ROWS:
+        r = rows.get(key)
+        if r:
+            show = (lambda v: f"{v / 1e6:,.0f}") if kind == "rate" else \
+                   (lambda v: f"{v:.2f}") if kind == "cpu" else (lambda v: f"{v:.0f}")
+            unit = {"rate": "MB/s", "cpu": "s/GiB", "us": "µs"}[kind]
+            runs_txt.append(f"{label}: off {', '.join(map(show, r['off']['values']))}; "
+                            f"on {', '.join(map(show, r['on']['values']))} {unit}")
+    out += ["", "Runs, in the order measured: " + ". ".join(runs_txt) + "."]
+    fails = M.get("scrape_failures", [])
+    ms = M.get("scrape_ms", [])
+    scr = (f"{M.get('scrapes', 0)} scrapes of /metrics during the on runs"
+           + (f", every one 200 with `{Scraper.CHECK}`" if not fails else f", ⚠ {len(fails)} failed: {'; '.join(fails[:3])}")
+           + (f"; a scrape took {statistics.median(ms):.1f} ms (median), {ms[-1]:.1f} ms at most" if ms else ""))
+    counted, moved = M.get("counted_to_targets"), M.get("moved_one_way_on", 0)
+    if counted is None:
+        scr += f". ⚠ The scrape after the runs had no to_target series {M.get('final_scrape_failed') or ''}"
+    else:
+        scr += (f". After the runs the on bridge's `{Scraper.CHECK}{{direction=\"to_target\"}}` summed to "
+                f"{counted / MIB:,.1f} MiB; its one-way runs moved {moved / MIB:,.1f} MiB"
+                + (" (the round trips add a few KiB)" if counted >= moved else
+                   " ⚠ (the counter is short of what the clients moved)"))
+    out += ["", scr + "."]
+    return out
+
+
+def render_metrics_only(args, header, res, problems, elapsed) -> str:
+    out = [f"# jmp-bridge benchmark, metrics on and off only (--only metrics), "
+           f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}", "", header, f"- run time: {elapsed:.0f} s"]
+    out += render_metrics(args, res.get("metrics", {}))
+    bad = [f"- log: `{line[:300]}`" for line in problems.get("metrics", [])[:10]]
+    if bad:
+        out += ["", "Problems seen during the run:", ""] + bad
+    return "\n".join(out) + "\n"
 
 
 # ---- The exporter gateway (issue 18): relay throughput and stream set-up ----------------------
@@ -1211,6 +1557,9 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
         if bad_doors:
             out += ["", "⚠ door runs that did not get every byte back (echo) or failed: " + "; ".join(bad_doors)]
 
+    if res.get("metrics"):
+        out += render_metrics(args, res["metrics"])
+
     if res.get("gateway"):
         out += render_gateway(args, res["gateway"])
 
@@ -1284,6 +1633,8 @@ def render(args, header, res, problems, sizes, elapsed) -> str:
             bad.append(f"- {kind} log: … {len(problems[kind]) - 10} more warning/error lines")
     for line in problems.get("gateway", [])[:10]:
         bad.append(f"- gateway log: `{line[:300]}`")
+    for line in problems.get("metrics", [])[:10]:
+        bad.append(f"- metrics on/off bridges' log: `{line[:300]}`")
     if bad:
         notes += ["", "Problems seen during the run:", ""] + bad
     return "\n".join(out + notes) + "\n"
