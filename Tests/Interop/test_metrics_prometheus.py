@@ -84,6 +84,23 @@ SPEC_METRICS = {
     "jmp_bridge_build_info": "gauge",
 }
 
+#: The labels of each family's samples (a histogram's buckets add ``le``); families not named
+#: here have none.
+SPEC_LABELS = {
+    "jmp_bridge_streams_active": {"route"},
+    "jmp_bridge_streams_total": {"route", "status"},
+    "jmp_bridge_stream_bytes_total": {"route", "direction"},
+    "jmp_bridge_stream_duration_seconds": {"route"},
+    "jmp_bridge_target_connect_seconds": {"route"},
+    "jmp_bridge_auth_failures_total": {"listener", "reason"},
+    "jmp_bridge_connections_active": {"listener"},
+    "jmp_bridge_connections_total": {"listener"},
+    **{name: {"route"} for name in SPEC_METRICS if name.startswith(("jmp_bridge_console_", "jmp_bridge_door_"))},
+    "jmp_bridge_gateway_relay_bytes_total": {"direction"},
+    "jmp_bridge_gateway_upstream_connections": {"upstream", "state"},
+    "jmp_bridge_build_info": {"version"},
+}
+
 #: Exposed only by a bridge with a ``gateway:`` section (the scrape below configures one).
 GATEWAY_ONLY = {name for name in SPEC_METRICS if name.startswith("jmp_bridge_gateway_")}
 
@@ -384,11 +401,11 @@ def full_config(tls, sockdir: Path, echo_path: Path, controller_port: int) -> st
 
 
 @pytest.fixture
-def full_scrape(start_bridge, unix_server, tls, sockdir, event_loop_portal) -> tuple[dict[str, str], set[str]]:
+def full_scrape(start_bridge, unix_server, tls, sockdir, event_loop_portal) -> tuple[dict[str, str], list]:
     """A real scrape of the bridge of :func:`full_config` after what makes each family appear (a
     labelled family has no lines before its first child): an echo stream, a console stream with
     output, a door connection, a stream without a token on the token listener and a controller
-    call through the gateway. ``({family: type}, {families with samples})``."""
+    call through the gateway. ``({family: type}, [(sample name, labels, value)])``."""
     target = unix_server("echo.sock", echo)
     bridge = start_bridge(config=full_config(tls, sockdir, target.path, free_port()))
     address = metrics_address(bridge)
@@ -423,8 +440,7 @@ def full_scrape(start_bridge, unix_server, tls, sockdir, event_loop_portal) -> t
         while chunk := door.recv(16):
             reply += chunk
         assert reply == b"door\n"
-    types, samples = parse_exposition(scrape(address))
-    return types, {family(name) for name, _, _ in samples}
+    return parse_exposition(scrape(address))
 
 
 def test_dashboard_uses_only_specified_metric_names():
@@ -441,7 +457,8 @@ def test_every_dashboard_metric_is_in_a_real_scrape(full_scrape):
 
 
 def test_every_specified_metric_is_exposed_with_its_type(full_scrape):
-    types, with_samples = full_scrape
+    types, samples = full_scrape
+    with_samples = {family(name) for name, _, _ in samples}
     missing = sorted(set(SPEC_METRICS) - set(types))
     assert not missing, f"specified but not exposed (gateway-only: {sorted(GATEWAY_ONLY & set(missing))}): {missing}"
     wrong = {name: (types[name], kind) for name, kind in SPEC_METRICS.items() if types[name] != kind}
@@ -453,3 +470,28 @@ def test_every_specified_metric_is_exposed_with_its_type(full_scrape):
                  "jmp_bridge_auth_failures_total", "jmp_bridge_gateway_relays_active",
                  "jmp_bridge_gateway_upstream_connections"):
         assert name in with_samples, f"{name}: no sample"
+
+
+def test_every_specified_metric_has_its_labels(full_scrape):
+    """The label names of every sample are the specified ones, and the bounded values are."""
+    _, samples = full_scrape
+    wrong = {}
+    for name, labels, _ in samples:
+        base = family(name)
+        if base not in SPEC_METRICS:
+            continue
+        expected = SPEC_LABELS.get(base, set()) | ({"le"} if name.endswith("_bucket") else set())
+        if set(labels) != expected:
+            wrong[base] = (sorted(labels), sorted(expected))
+    assert not wrong, f"labels (exposed, specified): {wrong}"
+    values = {}
+    for name, labels, _ in samples:
+        for label, value in labels.items():
+            values.setdefault((family(name), label), set()).add(value)
+    assert values[("jmp_bridge_stream_bytes_total", "direction")] == {"to_target", "from_target"}
+    assert values[("jmp_bridge_gateway_relay_bytes_total", "direction")] == {"to_router", "from_router"}
+    assert values[("jmp_bridge_streams_total", "route")] <= {"echo", "console", "(none)"}
+    assert {"OK", "UNAUTHENTICATED"} <= values[("jmp_bridge_streams_total", "status")] <= \
+        {code.name for code in grpc.StatusCode}
+    assert values[("jmp_bridge_auth_failures_total", "reason")] == {"missing"}
+    assert values[("jmp_bridge_connections_total", "listener")] >= {"tcp:127.0.0.1:0"}
