@@ -297,6 +297,34 @@ def test_status_names_the_bound_metrics_address(start_bridge, unix_server):
     assert "jmp_bridge_build_info" in scrape(metrics_address(bridge))
 
 
+def test_connect_latency_counts_only_connected_targets(start_bridge, unix_server, tls, sockdir, event_loop_portal):
+    """``jmp_bridge_target_connect_seconds`` is "stream admitted → target connected": a stream
+    whose target socket is missing fails (UNAVAILABLE, counted in streams_total) and adds nothing
+    to it, so fast failures do not pull the latency quantiles down."""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path, "gone": sockdir / "gone.sock"}, default_route="echo",
+                          extra_args=["--metrics", "tcp:127.0.0.1:0"])
+    address = metrics_address(bridge)
+
+    async def workload():
+        with fail_after(TIMEOUT):
+            await connect_router_stream_echo(bridge.endpoint, TOKEN, TLSConfigV1Alpha1(ca=tls.ca_base64), b"x\n")
+            async with open_channel(bridge, tls) as channel:
+                for _ in range(3):
+                    assert await start_call(channel, "gone").code() == grpc.StatusCode.UNAVAILABLE
+
+    call_in_portal(event_loop_portal, workload)
+    bridge.stream_lines(count=4)
+    _, samples = parse_exposition(scrape(address))
+
+    def total(name, **labels):
+        return sum(value for sample, have, value in samples
+                   if sample == name and all(have.get(k) == v for k, v in labels.items()))
+    assert total("jmp_bridge_streams_total", route="gone", status="UNAVAILABLE") == 3
+    assert total("jmp_bridge_target_connect_seconds_count", route="echo") == 1
+    assert total("jmp_bridge_target_connect_seconds_count", route="gone") == 0
+
+
 # --------------------------------------------------------------------------------------------
 # counters through Prometheus
 
