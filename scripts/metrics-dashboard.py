@@ -499,7 +499,7 @@ def plot(api: PrometheusAPI, start: float, end: float, load_start: float, load_s
             handles += ax.stackplot(times, *[[values.get(t, 0.0) for t in times] for _, values in stacked],
                                     labels=[name for name, _ in stacked], colors=plt.get_cmap("Pastel1").colors,
                                     linewidth=0.3, edgecolor="white")
-        dark = plt.get_cmap("Dark2").colors
+        dark = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#000000", "#a6761d", "#666666"]
         for i, (name, xs, ys) in enumerate(item for source in sources if source.lines
                                            for item in sorted(series(source)) if max(item[2]) > 0):
             handles += ax.plot(xs, ys, color=dark[i % len(dark)], linewidth=1.2, label=name)
@@ -560,7 +560,7 @@ def plot(api: PrometheusAPI, start: float, end: float, load_start: float, load_s
     plt.close(fig)
     # A palette PNG: a fraction of the size, the same picture for lines on white.
     with Image.open(output) as image:
-        image.convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(output, optimize=True)
+        image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(output, optimize=True)
     say(f"wrote {output} ({output.stat().st_size // 1024} KiB)")
 
 
