@@ -9,7 +9,10 @@
   query API, and every expression of the Grafana dashboard is valid PromQL to that Prometheus.
 * Every metric name that ``packaging/grafana/jmp-bridge.json`` uses, and every name of the
   metrics specification (issue 20), is in a real scrape of a bridge that has an echo route with a
-  local door, a pty console and the exporter gateway.
+  local door, a pty console, a token listener and the exporter gateway, with the specified type
+  and label names.
+* The specification's details: ``jmp-bridge status`` names the bound address on a
+  ``metrics listen=`` line, and a failed connect is no connect latency.
 
 Prometheus is Debian's package (``scripts/setup`` installs it); a missing binary fails the tests.
 """
