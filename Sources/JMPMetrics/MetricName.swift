@@ -30,7 +30,7 @@ extension MetricName {
     )
     static let targetConnect = MetricName(
         "jmp_bridge_target_connect_seconds",
-        "From a stream's admission until its target was connected or attached, by route."
+        "From a stream's admission until its target was connected or attached, by route (failed connects are not counted)."
     )
     static let authFailures = MetricName(
         "jmp_bridge_auth_failures_total",

@@ -60,6 +60,6 @@ public final class RouteMetrics: Sendable {
     @inline(__always)
     public func movedFromTarget(_ count: Int) { self.fromTarget.increment(by: Int64(count)) }
 
-    /// The target was connected (or the attempt failed) `duration` after admission.
+    /// The target was connected `duration` after admission.
     public func targetConnected(after duration: Duration) { self.connect.record(duration) }
 }

@@ -11,8 +11,8 @@
   metrics specification (issue 20), is in a real scrape of a bridge that has an echo route with a
   local door, a pty console, a token listener and the exporter gateway, with the specified type
   and label names.
-* The specification's details: ``jmp-bridge status`` names the bound address on a
-  ``metrics listen=`` line, and a failed connect is no connect latency.
+* The specification's details: ``jmp-bridge status`` names the bound address as the ``metrics=``
+  item of its first line, and a failed connect is no connect latency.
 
 Prometheus is Debian's package (``scripts/setup`` installs it); a missing binary fails the tests.
 """
@@ -70,6 +70,7 @@ SPEC_METRICS = {
     "jmp_bridge_door_connections_active": "gauge",
     "jmp_bridge_door_connections_total": "counter",
     "jmp_bridge_door_refused_total": "counter",
+    "jmp_bridge_door_bytes_total": "counter",
     # the exporter gateway (only when one is configured)
     "jmp_bridge_gateway_relays_active": "gauge",
     "jmp_bridge_gateway_relays_total": "counter",
@@ -99,8 +100,9 @@ SPEC_LABELS = {
     "jmp_bridge_connections_active": {"listener"},
     "jmp_bridge_connections_total": {"listener"},
     **{name: {"route"} for name in SPEC_METRICS if name.startswith(("jmp_bridge_console_", "jmp_bridge_door_"))},
+    "jmp_bridge_door_bytes_total": {"route", "direction"},
     "jmp_bridge_gateway_relay_bytes_total": {"direction"},
-    "jmp_bridge_gateway_upstream_connections": {"upstream", "state"},
+    "jmp_bridge_gateway_upstream_connections": {"upstream", "role", "state"},
     "jmp_bridge_build_info": {"version"},
 }
 
@@ -289,14 +291,15 @@ def start_prometheus(request, sockdir):
 
 def test_status_names_the_bound_metrics_address(start_bridge, unix_server):
     """Programs learn the real port of ``--metrics tcp:127.0.0.1:0`` from ``jmp-bridge status``:
-    a line ``metrics listen=tcp:127.0.0.1:PORT``, the address the log names, which serves."""
+    the item ``metrics=tcp:127.0.0.1:PORT`` of the first (``bridge=``) line, the address the log
+    names, which serves."""
     target = unix_server("echo.sock", echo)
     bridge = start_bridge({"echo": target.path}, extra_args=["--metrics", "tcp:127.0.0.1:0"])
     result = subprocess.run([str(BRIDGE_BINARY), "status", "--control", str(bridge.control)],
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.startswith("metrics ")]
-    assert lines == [f"metrics listen={metrics_address(bridge)}"], result.stdout
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("bridge=jmp-bridge ") and f" metrics={metrics_address(bridge)}" in f" {first} ", first
     assert "jmp_bridge_build_info" in scrape(metrics_address(bridge))
 
 

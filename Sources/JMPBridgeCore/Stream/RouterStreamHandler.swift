@@ -213,7 +213,6 @@ final class RouterStreamHandler: ChannelDuplexHandler, StreamTargetDelegate {
     }
 
     private func connected(_ result: Result<any StreamTarget, any Error>, target description: RouteTarget) {
-        self.accounting.targetOpened()
         let target: any StreamTarget
         switch result {
         case .failure(let error):
@@ -222,6 +221,7 @@ final class RouterStreamHandler: ChannelDuplexHandler, StreamTargetDelegate {
         case .success(let connected):
             target = connected
         }
+        self.accounting.targetConnected()
         guard let context = self.context, case .bridge(let early) = self.machine.targetConnected() else {
             target.close()
             return

@@ -37,8 +37,9 @@ struct StreamAccounting {
         self.connectStarted = .now()
     }
 
-    /// The target is connected (or failed to connect).
-    mutating func targetOpened() {
+    /// The target is connected: the connect latency is recorded. (A failed connect is not a
+    /// latency; it shows in the stream's final status.)
+    mutating func targetConnected() {
         guard let started = self.connectStarted else { return }
         self.connectStarted = nil
         self.metrics?.targetConnected(after: .nanoseconds((NIODeadline.now() - started).nanoseconds))
