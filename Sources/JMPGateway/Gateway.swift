@@ -24,6 +24,9 @@ public final class Gateway: Sendable {
     private let controllerTLS: NIOSSLContext?
     private let routerTLS: NIOSSLContext?
     private let connectionSettings: UpstreamConnectionSettings
+    /// The most an exporter may have in flight when the gateway refuses its stream: what its
+    /// ``RequestDrain`` discards at most before the status goes out anyway.
+    let requestDrainBytes: Int
     private let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<UpstreamPool>]>([:])
     private let connectionStatus = NIOLockedValueBox<[String: UpstreamConnectionStatus]>([:])
     private let relays = NIOLockedValueBox<[Int: RelayRecord]>([:])
@@ -46,6 +49,7 @@ public final class Gateway: Sendable {
         self.logger = logger
         self.controllerTLS = try Self.context(for: settings.controllerTrust)
         self.routerTLS = try Self.context(for: settings.effectiveRouterTrust)
+        self.requestDrainBytes = streamWindow + 2 * maxPayloadSize
         self.connectionSettings = UpstreamConnectionSettings(
             streamWindow: streamWindow,
             maxPayloadSize: maxPayloadSize,

@@ -19,9 +19,6 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
 
     static let routerStreamPath = "/jumpstarter.v1.RouterService/Stream"
     static let listenPath = "/jumpstarter.v1.ControllerService/Listen"
-    /// How long a stream the gateway ended with its own status waits for the exporter to end its
-    /// side before it is reset (grpcio reports the status only after it has ended its side).
-    static let drainTime = TimeAmount.seconds(2)
 
     private enum Phase {
         case awaitingHeaders
@@ -55,9 +52,13 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
     private var outcome: String?
     /// The id under which a controller call is registered for draining.
     private var controllerCallID: Int?
+    /// Sends the statuses the gateway makes itself once the exporter has stopped sending: a
+    /// grpcio client still writing would report INTERNAL instead (see RequestDrain).
+    private let drain: RequestDrain
 
     init(gateway: Gateway) {
         self.gateway = gateway
+        self.drain = RequestDrain(maximumBytes: gateway.requestDrainBytes)
     }
 
     var downstreamWritable: Bool { self.context?.channel.isWritable ?? false }
@@ -70,6 +71,11 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let payload = self.unwrapInboundIn(data)
+        if self.drain.observe(payload, context: context) {
+            // Discarded while the gateway's own status waits for the exporter to stop sending.
+            self.note(ending: payload)
+            return
+        }
         switch self.phase {
         case .awaitingHeaders:
             guard case .headers(let headers) = payload else {
@@ -85,10 +91,15 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
             upstream.write(payload)
             self.flushPending = true
         case .closed:
-            if case .rstStream = payload { self.requestEnded = true }
-            if case .headers(let headers) = payload, headers.endStream { self.requestEnded = true }
-            if case .data(let data) = payload, data.endStream { self.requestEnded = true }
+            self.note(ending: payload)
         }
+    }
+
+    /// Notes the exporter's end of its side in a frame the gateway does not pass on.
+    private func note(ending payload: HTTP2Frame.FramePayload) {
+        if case .rstStream = payload { self.requestEnded = true }
+        if case .headers(let headers) = payload, headers.endStream { self.requestEnded = true }
+        if case .data(let data) = payload, data.endStream { self.requestEnded = true }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -123,6 +134,7 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.drain.stop()
         if let id = self.controllerCallID { self.gateway.unregisterControllerCall(id) }
         if case .relaying(let upstream) = self.phase { upstream.close() }
         self.phase = .closed
@@ -383,13 +395,8 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         let headers =
             self.responseStarted ? GRPCResponseHeaders.trailers(status) : GRPCResponseHeaders.trailersOnly(status)
         self.responseStarted = true
-        context.writeAndFlush(
-            self.wrapOutboundOut(.headers(.init(headers: headers, endStream: true))),
-            promise: nil
-        )
-        guard !self.requestEnded else { return }
-        let channel = context.channel
-        context.eventLoop.scheduleTask(in: Self.drainTime) { channel.close(promise: nil) }
+        // After the trailers, an exporter that has not ended its side gets RST_STREAM(NO_ERROR).
+        self.drain.send(trailers: headers, immediately: false, context: context, logger: self.gateway.logger)
     }
 
     /// Logs the one line of a relay's end.

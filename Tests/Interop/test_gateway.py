@@ -8,6 +8,7 @@ is in ``test_deployment.py``, which runs it both ways.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import signal
@@ -166,6 +167,30 @@ def test_unknown_token_is_refused_and_never_forwarded(router_process, gateway, t
         (grpc.StatusCode.UNAUTHENTICATED, "jmp-bridge gateway: unknown router token")
     assert gateway_line(gateway)["refused-tokens"] == "1"
     assert not [line for line in router_process.lines() if line.startswith("stream ")], router_process.log()
+
+
+def test_an_unknown_token_is_unauthenticated_even_while_the_exporter_writes(router_process, gateway, tls,
+                                                                            event_loop_portal):
+    """The refusal waits until the exporter has stopped writing: a grpcio client that gets the
+    trailers while a write is in flight resets the stream and reports INTERNAL instead of the
+    status (see RequestDrain). Large first messages, sent at once, every time UNAUTHENTICATED."""
+    token = tokens.mint(router_process.key, "never-listened")
+
+    async def refused_while_writing():
+        async with channel(gateway.gateway_endpoint, tls, token) as ch:
+            call = router_pb2_grpc.RouterServiceStub(ch).Stream()
+            with fail_after(TIMEOUT):
+                try:
+                    for _ in range(8):
+                        await call.write(router_pb2.StreamRequest(payload=b"x" * (512 * 1024)))
+                    await call.done_writing()
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    pass  # the call is over; its status says how
+                return await call.code(), await call.details()
+
+    results = [event_loop_portal.call(refused_while_writing) for _ in range(10)]
+    assert results == [(grpc.StatusCode.UNAUTHENTICATED, "jmp-bridge gateway: unknown router token")] * 10
+    assert gateway_line(gateway)["refused-tokens"] == "10"
 
 
 def test_tokens_are_used_once_and_a_dead_router_fails_one_stream(controller, router_process, gateway, exporter,

@@ -6,6 +6,7 @@ import NIOHTTP2
 import Testing
 
 @testable import JMPBridgeCore
+@testable import JMPProtocol
 
 /// RequestDrain on an embedded channel, whose clock the tests move: when a held error status
 /// goes out (the client ended its side, went quiet, the time or byte bound), and that it does

@@ -21,13 +21,16 @@ import NIOHTTP2
 /// A successful stream's status, and any status once the client has ended its side, is sent
 /// at once. After the trailers a client that has not ended its side gets RST_STREAM(NO_ERROR),
 /// as gRPC servers do: any other code would make it report CANCELLED instead of the status.
-final class RequestDrain {
+///
+/// Router streams (the bridge's own statuses) and the exporter gateway (the statuses it makes
+/// itself) both send theirs through it.
+public final class RequestDrain {
     /// How long the client must have sent nothing before a held status goes out.
-    static let quietTime = TimeAmount.milliseconds(100)
+    public static let quietTime = TimeAmount.milliseconds(100)
     /// The longest a status is held for a client that keeps sending.
-    static let maximumTime = TimeAmount.seconds(2)
+    public static let maximumTime = TimeAmount.seconds(2)
     /// The most DATA bytes discarded while a status is held.
-    let maximumBytes: Int
+    public let maximumBytes: Int
 
     /// The client ended its side of the stream (END_STREAM).
     private var requestEnded = false
@@ -44,13 +47,13 @@ final class RequestDrain {
     /// A drain that discards at most `maximumBytes` while it holds a status: what a client may
     /// have in flight, the stream's window plus the rest of a message as large as allowed, is
     /// the natural choice.
-    init(maximumBytes: Int) {
+    public init(maximumBytes: Int) {
         self.maximumBytes = maximumBytes
     }
 
     /// Sees every frame the client sends, before the stream handler does. Returns true if the
     /// frame was consumed (discarded because a status is held): the handler must ignore it.
-    func observe(_ payload: HTTP2Frame.FramePayload, context: ChannelHandlerContext) -> Bool {
+    public func observe(_ payload: HTTP2Frame.FramePayload, context: ChannelHandlerContext) -> Bool {
         var bytes = 0
         switch payload {
         case .data(let data):
@@ -77,7 +80,7 @@ final class RequestDrain {
     /// or been quiet for ``quietTime``; otherwise holds them, draining the client, until one of
     /// those or a bound. A held status is logged at debug level on `logger` when it goes out,
     /// with how long it was held and why it went.
-    func send(trailers: HPACKHeaders, immediately: Bool, context: ChannelHandlerContext, logger: Logger) {
+    public func send(trailers: HPACKHeaders, immediately: Bool, context: ChannelHandlerContext, logger: Logger) {
         self.held = trailers
         self.started = context.eventLoop.now
         if immediately || self.requestEnded || !context.channel.isActive {
@@ -92,7 +95,7 @@ final class RequestDrain {
 
     /// The stream closed (the client reset it, or its connection went away): nothing can be
     /// sent any more.
-    func stop() {
+    public func stop() {
         self.held = nil
         self.timer?.cancel()
         self.timer = nil
@@ -143,7 +146,7 @@ final class RequestDrain {
     }
 
     /// `RST_STREAM(NO_ERROR)` if the stream is still open.
-    static func reset(_ context: ChannelHandlerContext) {
+    public static func reset(_ context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
         context.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.noError)), promise: nil)
     }
