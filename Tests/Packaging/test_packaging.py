@@ -91,6 +91,7 @@ INSTALLED = [
     "usr/share/fish/vendor_completions.d/jmp-bridge.fish",
     "usr/share/doc/jmp-bridge/README.md",
     "usr/share/doc/jmp-bridge/examples/bridge.yaml",
+    "usr/share/doc/jmp-bridge/examples/grafana-dashboard.json",
     "etc/jmp-bridge/bridge.yaml",
 ] + [f"usr/lib/systemd/system/{unit}" for unit in UNITS]
 
