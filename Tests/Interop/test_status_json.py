@@ -48,6 +48,7 @@ def test_routes_and_listeners(start_bridge, unix_server, sockdir):
     assert route == {"name": "echo", "type": "unix", "target": str(server.path), "door": f"unix:{door}",
                      "door-connections": 0, "door-total": 0, "door-refused": 0}
     assert document["gateway"] is None
+    assert "metrics" not in document["bridge"]  # no endpoint configured
 
 
 def test_gateway_with_an_exporter_listening(controller, router_process, gateway, exporter, client_config,
@@ -56,6 +57,9 @@ def test_gateway_with_an_exporter_listening(controller, router_process, gateway,
         assert client.children["power"].on() is None
         document = status_json(gateway)
         gw = document["gateway"]
+        # The gateway fixture serves metrics: the bound address, as in the text reply.
+        assert document["bridge"]["metrics"] == gateway.status()[0]["metrics"]
+        assert document["bridge"]["metrics"].startswith("tcp:127.0.0.1:")
         assert gw["address"] == f"tcp:{gateway.gateway_endpoint}" and gw["advertise"] == gateway.gateway_endpoint
         assert gw["controller"] == controller.endpoint
         assert gw["relays-total"] >= 1 and gw["refused-tokens"] == 0
