@@ -480,7 +480,7 @@ def main() -> int:
         finally:
             stop_all()
         elapsed = time.monotonic() - started
-        md = render_metrics_only(args, header, res, problems, elapsed)
+        md = render_only("metrics", "metrics on and off", render_metrics, args, header, res, problems, elapsed)
         return save(args, md, res, problems, elapsed, work, "-metrics")
     if args.only == "gateway":
         try:
@@ -488,7 +488,7 @@ def main() -> int:
         finally:
             stop_all()
         elapsed = time.monotonic() - started
-        md = render_gateway_only(args, header, res, problems, elapsed)
+        md = render_only("gateway", "gateway rows", render_gateway, args, header, res, problems, elapsed)
         return save(args, md, res, problems, elapsed, work, "-gateway")
     try:
         socks, target_pids = start_targets(args, work, ("discard", "echo", "slow"))
@@ -977,11 +977,12 @@ def render_metrics(args, M: dict) -> list[str]:
     return out
 
 
-def render_metrics_only(args, header, res, problems, elapsed) -> str:
-    out = [f"# jmp-bridge benchmark, metrics on and off only (--only metrics), "
+def render_only(part: str, title: str, render, args, header, res, problems, elapsed) -> str:
+    """The page of a ``--only PART`` run: its title, the machine header and ``render``'s section."""
+    out = [f"# jmp-bridge benchmark, {title} only (--only {part}), "
            f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}", "", header, f"- run time: {elapsed:.0f} s"]
-    out += render_metrics(args, res.get("metrics", {}))
-    bad = [f"- log: `{line[:300]}`" for line in problems.get("metrics", [])[:10]]
+    out += render(args, res.get(part, {}))
+    bad = [f"- {part} log: `{line[:300]}`" for line in problems.get(part, [])[:10]]
     if bad:
         out += ["", "Problems seen during the run:", ""] + bad
     return "\n".join(out) + "\n"
@@ -1382,15 +1383,6 @@ def render_gateway(args, G: dict) -> list[str]:
         out += ["", f"With added latency: not measured on this machine: {S['netem_unavailable']}."]
     return out
 
-
-def render_gateway_only(args, header, res, problems, elapsed) -> str:
-    out = [f"# jmp-bridge benchmark, gateway rows only (--only gateway), "
-           f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}", "", header, f"- run time: {elapsed:.0f} s"]
-    out += render_gateway(args, res.get("gateway", {}))
-    bad = [f"- gateway log: `{line[:300]}`" for line in problems.get("gateway", [])[:10]]
-    if bad:
-        out += ["", "Problems seen during the run:", ""] + bad
-    return "\n".join(out) + "\n"
 
 
 def render(args, header, res, problems, sizes, elapsed) -> str:
