@@ -5,7 +5,6 @@ import Prometheus
 public final class RouteMetrics: Sendable {
     /// The route's name: the label value.
     public let route: String
-    private let registry: PrometheusCollectorRegistry
     private let active: Gauge
     private let toTarget: Counter
     private let fromTarget: Counter
@@ -26,7 +25,6 @@ public final class RouteMetrics: Sendable {
 
     init(route: String, registry: PrometheusCollectorRegistry) {
         self.route = route
-        self.registry = registry
         let labels = [("route", route)]
         self.active = registry.makeGauge(MetricName.streamsActive, labels: labels)
         self.toTarget = registry.makeCounter(MetricName.streamBytes, labels: labels + [("direction", "to_target")])

@@ -39,6 +39,7 @@ from jumpstarter.config.tls import TLSConfigV1Alpha1
 
 from conftest import BRIDGE_BINARY, REPO, attach_log, call_in_portal, echo
 from deployment.process import Process
+from test_local_door import connect, receive_all
 from test_router_stream import TOKEN, connect_router_stream_echo, open_channel, receive_exactly, router_stream, \
     start_call
 
@@ -465,15 +466,10 @@ def full_scrape(start_bridge, unix_server, tls, sockdir, event_loop_portal) -> t
                 assert await call.code() == grpc.StatusCode.UNAVAILABLE
 
     call_in_portal(event_loop_portal, workload)
-    with socket.socket(socket.AF_UNIX) as door:
-        door.settimeout(TIMEOUT)
-        door.connect(str(sockdir / "echo.door"))
+    with connect(sockdir / "echo.door") as door:
         door.sendall(b"door\n")
         door.shutdown(socket.SHUT_WR)
-        reply = b""
-        while chunk := door.recv(16):
-            reply += chunk
-        assert reply == b"door\n"
+        assert receive_all(door) == b"door\n"
     return parse_exposition(scrape(address))
 
 
