@@ -1,3 +1,4 @@
+import JMPProtocol
 import Logging
 import NIOCore
 import NIOHTTP2
@@ -109,6 +110,7 @@ final class UpstreamConnection {
         let connected = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(settings.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: HTTP2WriteBuffering.waterMark)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations

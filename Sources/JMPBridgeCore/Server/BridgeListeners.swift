@@ -1,5 +1,6 @@
 import JMPGateway
 import JMPMetrics
+import JMPProtocol
 import JMPSystemd
 import JMPTargets
 import Logging
@@ -344,6 +345,7 @@ final class BridgeListeners: Sendable {
                 value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 262_144)
             )
             .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: HTTP2WriteBuffering.waterMark)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
