@@ -15,6 +15,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -1151,6 +1152,50 @@ def netem_down() -> None:
     subprocess.run(["ip", "netns", "del", NETEM_NS], capture_output=True)
 
 
+PROXYD = next((p for p in ("/lib/systemd/systemd-socket-proxyd", "/usr/lib/systemd/systemd-socket-proxyd")
+               if os.path.exists(p)), None)
+
+
+class TcpRelay:
+    """A byte relay on loopback TCP in front of the sink, for one run: systemd-socket-proxyd
+    (splice(2), the kernel's zero-copy path) or socat (read/write through 256 KiB, as any relay
+    that looks at the bytes must). Neither parses HTTP/2: what they cost is the floor for a
+    TCP-to-TCP relay on this machine. .addr/.pid as Bridge's, for client()."""
+
+    def __init__(self, kind: str, upstream: str):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.addr = f"127.0.0.1:{self.port}"
+        if kind == "proxyd":
+            cmd = ["systemd-socket-activate", "-l", self.addr, PROXYD, upstream]
+        else:
+            cmd = ["socat", "-b", "262144", f"TCP-LISTEN:{self.port},bind=127.0.0.1,reuseaddr", f"TCP:{upstream}"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        children.append(self.proc)
+        deadline = time.monotonic() + 20
+        while not self.listening():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{' '.join(cmd)} did not listen")
+            time.sleep(0.01)
+
+    def listening(self) -> bool:
+        """The port is in LISTEN state (0A) in /proc/net/tcp: no probe connection to relay."""
+        with open("/proc/net/tcp") as f:
+            return any(line.split()[1].endswith(f":{self.port:04X}") and line.split()[3] == "0A"
+                       for line in f.readlines()[1:])
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def close(self) -> None:
+        stop(self.proc)
+        if self.proc in children:
+            children.remove(self.proc)
+
+
 def gateway_relay(args, work: str, problems: dict) -> dict:
     """Relay alone: the load client → gateway → grpc C++ sink (playing the router), against the
     same load straight into the sink; one token (one Listen response) per run."""
@@ -1179,8 +1224,10 @@ def gateway_relay(args, work: str, problems: dict) -> dict:
                 raise RuntimeError(f"the gateway handed out router_endpoint {endpoint}, not its own {gw.advertise}")
             return tok
 
+        # The floor: byte relays that do not parse HTTP/2, on the same two TCP legs.
+        floors = [k for k in ("proxyd", "socat") if k != "proxyd" or PROXYD]
         for mode in ("oneway", "echo"):
-            runs = {"gateway": [], "direct": []}
+            runs = {"gateway": [], "direct": [], **{k: [] for k in floors}}
             route = "discard" if mode == "oneway" else "echo"
             for rep in range(args.repeat):
                 runs["gateway"].append(client(args, gw, "--mode", mode, "--size", 65536, "--seconds", args.seconds,
@@ -1189,6 +1236,14 @@ def gateway_relay(args, work: str, problems: dict) -> dict:
                 runs["direct"].append(client(args, sink, "--mode", mode, "--size", 65536, "--seconds", args.seconds,
                                              "--batch", args.batch, "--route", route, "--timeout", args.seconds + 120,
                                              target_pid=sink.pid))
+                for kind in floors:
+                    relay = TcpRelay(kind, sink.addr)
+                    try:
+                        runs[kind].append(client(args, relay, "--mode", mode, "--size", 65536, "--seconds",
+                                                 args.seconds, "--batch", args.batch, "--route", route,
+                                                 "--timeout", args.seconds + 120, target_pid=sink.pid))
+                    finally:
+                        relay.close()
             for path in runs:
                 r = summarize_runs(runs[path])
                 out[f"{path}-{mode}"] = r
@@ -1344,6 +1399,21 @@ def render_gateway(args, G: dict) -> list[str]:
                     for k in ("gateway-oneway", "direct-oneway", "gateway-echo", "direct-echo") if k in R)
         + f". Every router_endpoint the exporter got was the gateway's ({', '.join(R.get('rewritten', []))}); "
         f"a token used a second time ended with status {R.get('replay_status')} (16 = UNAUTHENTICATED)."]
+    floors = [(k, label) for k, label in (("proxyd", "systemd-socket-proxyd (splice, zero-copy)"),
+                                         ("socat", "socat -b 262144 (read/write)"))
+              if f"{k}-oneway" in R]
+    if floors:
+        out += ["", "The floor for a TCP-to-TCP relay on this machine: the same load, in the same runs, through byte "
+                "relays that do not parse HTTP/2 (each started for its run; CPU = the relay process):", "",
+                "| relay | one-way | vs direct | CPU per GiB | echo | vs direct | CPU per GiB |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        for k, label in floors + [("gateway", "jmp-bridge gateway (HTTP/2 both sides)")]:
+            cells = []
+            for mode in ("oneway", "echo"):
+                a, d = R.get(f"{k}-{mode}", {}), R.get(f"direct-{mode}", {})
+                x, y, c = a.get("bytes_per_s"), d.get("bytes_per_s"), a.get("cpu_per_gib")
+                cells += [rate(a), f"{x / y:.2f}×" if x and y else "–", f"{c:.2f} s" if c is not None else "–"]
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
 
     out += ["", "Stream set-up: from the controller sending a ListenResponse to the first client byte arriving at "
             "the exporter's session socket (jumpstarter 0.9.0's `connect_unix` + `connect_router_stream`, a fresh "
