@@ -693,12 +693,16 @@ def wait_for_socket(path: str, proc: subprocess.Popen, timeout: float = 20.0) ->
         time.sleep(0.01)
 
 
+# systemd's socket proxy (Debian's systemd package), the reference relay of the door and gateway rows.
+PROXYD = next((p for p in ("/lib/systemd/systemd-socket-proxyd", "/usr/lib/systemd/systemd-socket-proxyd")
+               if os.path.exists(p)), None)
+
+
 def run_doors(args, work: str, socks: dict, target_pids: dict) -> dict:
     """The local door against systemd-socket-proxyd, socat and a direct connection: the same raw
     client pushes --door-bytes one way (into the discard target) and through the echo target;
     CPU is the relay process's, reaped children included (socat forks one per connection)."""
-    proxyd = next((p for p in ("/lib/systemd/systemd-socket-proxyd", "/usr/lib/systemd/systemd-socket-proxyd")
-                   if os.path.exists(p)), None)
+    proxyd = PROXYD
     config = os.path.join(work, "doors.yaml")
     with open(config, "w") as f:
         f.write(f"listen: [unix:{work}/doors-grpc.sock]\nroutes:\n")
@@ -1150,10 +1154,6 @@ def netem_up(delay_ms: float) -> str | None:
 def netem_down() -> None:
     subprocess.run(["ip", "link", "del", "jmpb0"], capture_output=True)
     subprocess.run(["ip", "netns", "del", NETEM_NS], capture_output=True)
-
-
-PROXYD = next((p for p in ("/lib/systemd/systemd-socket-proxyd", "/usr/lib/systemd/systemd-socket-proxyd")
-               if os.path.exists(p)), None)
 
 
 class TcpRelay:
