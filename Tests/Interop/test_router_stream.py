@@ -688,6 +688,47 @@ async def test_sigterm_lets_open_streams_finish(start_bridge, unix_server, tls):
         assert await to_thread.run_sync(bridge.stop) == 0
 
 
+async def test_sigterm_leaves_the_last_close_to_the_client(start_bridge, unix_server, tls):
+    """Once a draining connection's last stream has ended, the bridge does not close the
+    connection under the client: a client still writing then (a WINDOW_UPDATE, a PING) would get
+    EPIPE or a TCP reset, and its HTTP/2 stack would turn the call's OK into UNAVAILABLE. The
+    connection stays open, and answers a PING sent after the trailers, until the client closes
+    it or, for a client that never does, the linger (1 s) ends; then the bridge exits 0."""
+    import rawh2
+
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path})
+
+    def drain_one_connection():
+        conn = rawh2.Connection(bridge.port, tls.cert_pem)
+        conn.start()
+        request = router_pb2.StreamRequest(payload=b"before SIGTERM", frame_type=router_pb2.FRAME_TYPE_DATA)
+        conn.send(rawh2.headers(1, rawh2.grpc_request_headers()))
+        conn.send(rawh2.data(1, rawh2.grpc_message(request.SerializeToString())))
+        conn.frames_until(lambda f: f.kind == rawh2.DATA and f.stream_id == 1)
+        bridge.proc.send_signal(signal.SIGTERM)
+        # The graceful GOAWAY and its PING; the PING's ACK lets the bridge send the final GOAWAY.
+        ping = conn.frames_until(lambda f: f.kind == rawh2.PING and not f.flags & rawh2.ACK)[-1]
+        assert ping.kind == rawh2.PING, "no GOAWAY PING after SIGTERM"
+        conn.send(rawh2.frame(rawh2.PING, rawh2.ACK, 0, ping.payload))
+        conn.send(rawh2.data(1, b"", end_stream=True))
+        trailers = conn.frames_until(lambda f: f.kind == rawh2.HEADERS and f.flags & rawh2.END_STREAM)[-1]
+        assert trailers.kind == rawh2.HEADERS and trailers.stream_id == 1, "the stream did not end"
+        # After the trailers of the last stream: still open, still answering.
+        conn.send(rawh2.frame(rawh2.PING, 0, 0, b"lingered"))
+        frames = conn.frames_until(lambda f: f.kind == rawh2.PING and f.flags & rawh2.ACK)
+        assert frames and frames[-1].payload == b"lingered", f"the bridge closed under the client: {frames}"
+        assert bridge.proc.poll() is None
+        # A client that never closes: the bridge closes after the linger, and exits.
+        conn.frames_until(lambda f: False)  # returns once the bridge has closed; fails after 30 s
+        conn.close()
+
+    with fail_after(TIMEOUT):
+        await to_thread.run_sync(drain_one_connection)
+        assert await to_thread.run_sync(bridge.stop) == 0
+    assert field(bridge.stream_lines(count=1)[0], "status") == "OK"
+
+
 async def test_connection_error_is_logged_and_spares_other_connections(start_bridge, unix_server, tls):
     """Garbage after the HTTP/2 preface is a connection error: the bridge logs it once, with the
     peer, and a stream on another connection goes on."""

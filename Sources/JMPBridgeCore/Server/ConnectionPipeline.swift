@@ -11,6 +11,9 @@ struct ConnectionPipeline: Sendable {
     /// How long a new connection has to complete its TLS handshake (if any) and send the
     /// HTTP/2 preface before it is closed (see ``PrefaceTimeoutHandler``).
     static let prefaceTimeout = TimeAmount.seconds(10)
+    /// How long a connection the bridge is done with stays open for the client to close it first
+    /// (see ``LingeringCloseHandler``).
+    static let closeLinger = TimeAmount.seconds(1)
 
     let environment: BridgeContext
     /// The listener's TLS context, read for each new connection (``BridgeServer/reloadTLS()``
@@ -60,6 +63,7 @@ struct ConnectionPipeline: Sendable {
             try sync.addHandler(NIOSSLServerHandler(context: tls.context))
         }
         try sync.addHandler(PrefaceTimeoutHandler(timeout: Self.prefaceTimeout, logger: self.environment.logger))
+        try sync.addHandler(LingeringCloseHandler(linger: Self.closeLinger))
         let limits = self.environment.limits
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         // Twice the limit is advertised, so that a client opening one stream too many is told
