@@ -460,7 +460,8 @@ def main() -> int:
     p.add_argument("--setup-runs", type=int, default=20, help="streams per path for the gateway's set-up rows")
     p.add_argument("--setup-warmup", type=int, default=5, help="warm-up streams per path before those")
     p.add_argument("--netem-delay-ms", type=float, default=20.0,
-                   help="round trip added between the lab host and the cluster (netem, half each way)")
+                   help="round trip added between the lab host and the cluster (netem, half each way; "
+                        "bench/delay_relay.py where the kernel has no netem)")
     args = p.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
@@ -1268,23 +1269,33 @@ def gateway_relay(args, work: str, problems: dict) -> dict:
     return out
 
 
-def setup_latency(args, work: str, tag: str, cert: str, key: str, far: str, prefix: list[str]) -> dict:
+def setup_latency(args, work: str, tag: str, cert: str, key: str, far: str, prefix: list[str],
+                  delay_rtt_ms: float | None = None) -> dict:
     """Stream set-up, TLS everywhere: the controller sends a ListenResponse; time until the first
     client byte (written by the stub router at once) reaches the exporter's session socket.
     Stock: the exporter's Listen goes to the controller and each stream opens a fresh TLS channel
     to the router. Gateway: Listen and streams go to the gateway (TLS on loopback), which relays on
     its pooled connection. `far` is the cluster's address, `prefix` runs the cluster's process (in
-    the netem namespace)."""
+    the netem namespace); `delay_rtt_ms` puts bench/delay_relay.py in front of the controller and
+    the router instead (the same round trip added in user space, for kernels without netem)."""
     py = os.path.join(args.repo, "bench")
     cluster = Peer(prefix + [args.python, f"{py}/gateway_controller.py", "--listen", f"{far}:0",
                              "--router-listen", f"{far}:0", "--cert", cert, "--key", key],
                    os.path.join(work, f"gw-cluster-{tag}.log"), stdin=True)
-    gw = None
+    gw = delay = None
     exporters = {}
     try:
         caddr = cluster.wait_for(lambda w: w[0] == "controller")[1]
         raddr = cluster.wait_for(lambda w: w[0] == "router")[1]
         cluster.wait_for(lambda w: w[0] == "ready")
+        if delay_rtt_ms is not None:
+            # Both paths reach the cluster only through the delay: the stock exporter's Listen and
+            # router channels, the gateway's controller calls and pooled router connection.
+            delay = Peer([args.python, f"{py}/delay_relay.py", "--rtt-ms", f"{delay_rtt_ms:g}", caddr, raddr],
+                         os.path.join(work, f"gw-delay-{tag}.log"), stdin=True)
+            caddr = delay.wait_for(lambda w: w[:2] == ["relay", caddr])[2]
+            raddr = delay.wait_for(lambda w: w[:2] == ["relay", raddr])[2]
+            delay.wait_for(lambda w: w[0] == "ready")
         gw = Gateway(args, work, f"setup-{tag}", caddr, (cert, key))
         for path, endpoint in (("stock", caddr), ("gateway", gw.addr)):
             exporters[path] = Peer([args.python, f"{py}/gateway_exporter.py", "--controller", endpoint,
@@ -1334,7 +1345,7 @@ def setup_latency(args, work: str, tag: str, cert: str, key: str, far: str, pref
             log(f"stream set-up ({tag}) errors: {errors[:3]}")
         return out
     finally:
-        for p in list(exporters.values()) + [gw, cluster]:
+        for p in list(exporters.values()) + [gw, delay, cluster]:
             if p:
                 p.close()
 
@@ -1352,7 +1363,10 @@ def run_gateway(args, work: str, problems: dict) -> dict:
     why = netem_up(args.netem_delay_ms)
     if why:
         G["setup"]["netem_unavailable"] = why
-        log(f"stream set-up with added latency: not measured: {why}")
+        log(f"stream set-up with added latency: no netem ({why}); the same round trip added in user space")
+        G["setup"]["delay"] = setup_latency(args, work, "delay", cert, key, "127.0.0.1", [],
+                                            delay_rtt_ms=args.netem_delay_ms)
+        G["setup"]["delay"]["delay_ms"] = args.netem_delay_ms
     else:
         try:
             G["setup"]["netem"] = setup_latency(args, work, "netem", cert, key, NETEM_FAR,
@@ -1425,17 +1439,16 @@ def render_gateway(args, G: dict) -> list[str]:
             "| stream set-up | gateway (pooled) | stock (TLS per stream) | saving | new router connections per stream, gateway / stock | goal | |",
             "|---|---:|---:|---:|---:|---|---|"]
     for key, label in (("loopback", "loopback"), ("loopback-awake", "loopback, vCPUs kept awake"),
-                       ("netem", f"netem, {args.netem_delay_ms:g} ms round trip")):
+                       ("netem", f"netem, {args.netem_delay_ms:g} ms round trip"),
+                       ("delay", f"{args.netem_delay_ms:g} ms round trip added in user space (no netem)")):
         d = S.get(key)
         if not d:
-            if key == "netem":
-                out.append(f"| {label} | not measured | not measured | | | ≥ 1 round trip saved | {S.get('netem_unavailable', '')} |")
             continue
         gw, st = d.get("gateway", {}), d.get("stock", {})
         a, b = gw.get("p50_ms"), st.get("p50_ms")
         ca, cb = gw.get("new_connections_per_stream"), st.get("new_connections_per_stream")
         saving = f"{b - a:+.2f} ms" if a is not None and b is not None else "–"
-        if key == "netem":
+        if key in ("netem", "delay"):
             ok = a is not None and b is not None and b - a >= args.netem_delay_ms
             verdict = met(ok)
         else:
@@ -1449,14 +1462,17 @@ def render_gateway(args, G: dict) -> list[str]:
         if d.get("errors"):
             out.append(f"| ⚠ {label} errors | {'; '.join(d['errors'][:3])} | | | | | |")
     split = [f"{key} {path} {S[key][path]['listen_p50_ms']:.2f} / {S[key][path]['to_router_p50_ms']:.2f} ms"
-             for key in ("loopback", "loopback-awake", "netem") if key in S for path in ("gateway", "stock")
+             for key in ("loopback", "loopback-awake", "netem", "delay") if key in S for path in ("gateway", "stock")
              if S[key].get(path, {}).get("to_router_p50_ms") is not None]
     if split:
         out += ["", "Where the set-up time goes (p50 from the controller's send): the ListenResponse at the exporter / "
                 "the exporter's stream at the router (the rest is the client byte's way back to the session "
                 "socket): " + ", ".join(split) + "."]
     if "netem_unavailable" in S:
-        out += ["", f"With added latency: not measured on this machine: {S['netem_unavailable']}."]
+        out += ["", f"No netem on this machine ({S['netem_unavailable']}): the added round trip comes from "
+                "`bench/delay_relay.py` in front of the controller and the router, which delays each byte by half "
+                "the round trip each way and holds a fresh connection's first bytes for its TCP handshake's "
+                "round trip, as the path would. Both paths go through it."]
     return out
 
 
