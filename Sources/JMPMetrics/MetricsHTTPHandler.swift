@@ -4,7 +4,8 @@ import NIOHTTP1
 /// Serves one HTTP/1.1 connection of the metrics endpoint: `GET /metrics` (and `HEAD`) answer
 /// with the Prometheus text format, any other path 404, any other method on `/metrics` 405 with
 /// `Allow: GET, HEAD`. A request body is read and dropped, never kept. Keep-alive is honoured
-/// (Prometheus reuses its connection between scrapes).
+/// (Prometheus reuses its connection between scrapes); a connection that does not complete a
+/// request within the idle timeout of its opening or of its last response is closed.
 final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -15,11 +16,36 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
     private let scrape: @Sendable (any EventLoop) -> EventLoopFuture<[UInt8]>
+    private let idleTimeout: TimeAmount
     private var request: HTTPRequestHead?
+    /// Closes the connection if no whole request comes in time; nil while a request is answered.
+    private var idleTimer: Scheduled<Void>?
+    /// The connection is gone: a late scrape's answer starts no timer.
+    private var removed = false
 
     /// `scrape` renders the metrics; it is called once per `GET` or `HEAD /metrics`.
-    init(scrape: @escaping @Sendable (any EventLoop) -> EventLoopFuture<[UInt8]>) {
+    init(idleTimeout: TimeAmount, scrape: @escaping @Sendable (any EventLoop) -> EventLoopFuture<[UInt8]>) {
+        self.idleTimeout = idleTimeout
         self.scrape = scrape
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.startIdleTimer(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.removed = true
+        self.idleTimer?.cancel()
+        self.idleTimer = nil
+    }
+
+    private func startIdleTimer(context: ChannelHandlerContext) {
+        self.idleTimer?.cancel()
+        self.idleTimer = nil
+        guard !self.removed else { return }
+        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.idleTimeout) {
+            context.close(promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -31,6 +57,8 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .end:
             guard let head = self.request else { return }
             self.request = nil
+            self.idleTimer?.cancel()
+            self.idleTimer = nil
             self.respond(to: head, context: context)
         }
     }
@@ -108,7 +136,9 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             )
         }
         let sent = context.writeAndFlushAndReturnFuture(Self.wrapOutboundOut(.end(nil)))
-        if !keepAlive {
+        if keepAlive {
+            self.startIdleTimer(context: context)
+        } else {
             let channel = context.channel
             sent.whenComplete { _ in channel.close(promise: nil) }
         }

@@ -199,6 +199,44 @@ def test_endpoint_refuses_other_paths_and_methods(start_bridge, unix_server, tls
     assert "refused" not in bridge.log()
 
 
+def test_endpoint_serves_16_connections_and_answers_the_next_503(start_bridge, unix_server):
+    """The endpoint's connection limit, in the real binary: 16 kept-alive scrapers are served, a
+    17th connection is answered 503 with the reason and closed (and logged), the 16 go on, and a
+    place freed is taken again. (The idle timeout is tested in MetricsEndpointTests.swift.)"""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge({"echo": target.path}, extra_args=["--metrics", "tcp:127.0.0.1:0"])
+    host, port = bridge.status()[0]["metrics"].removeprefix("tcp:").rsplit(":", 1)
+    scrapers = [http.client.HTTPConnection(host, int(port), timeout=TIMEOUT) for _ in range(16)]
+    try:
+        for connection in scrapers:
+            connection.request("GET", "/metrics")
+            response = connection.getresponse()
+            assert response.status == 200 and b"jmp_bridge_streams_active" in response.read()
+
+        with socket.create_connection((host, int(port)), timeout=TIMEOUT) as raw:
+            raw.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while chunk := raw.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), answer
+        assert answer.endswith(b"\r\n\r\njmp-bridge metrics: too many connections (16 open), try again later\n")
+        bridge.wait_for_line("metrics connection refused: too many connections")
+
+        for connection in scrapers:
+            connection.request("GET", "/metrics")
+            assert connection.getresponse().read().count(b"jmp_bridge_streams_active") > 0
+
+        # One scraper leaves; once the bridge has seen it go, a new one is served.
+        scrapers.pop().close()
+        deadline = time.monotonic() + TIMEOUT
+        while (status := scrape(f"tcp:{host}:{port}")[0]) == 503:
+            assert time.monotonic() < deadline, "a freed place was not taken again"
+        assert status == 200
+    finally:
+        for connection in scrapers:
+            connection.close()
+
+
 def test_unix_endpoint_and_bad_address(start_bridge, unix_server, tls, sockdir):
     target = unix_server("echo.sock", echo)
     path = sockdir / "metrics.sock"

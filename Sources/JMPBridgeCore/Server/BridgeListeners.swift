@@ -185,7 +185,18 @@ final class BridgeListeners: Sendable {
     /// renders; returns its bound address (a `tcp:` port 0 resolved).
     func bindMetrics(_ address: ListenAddress?, collector: MetricsCollector) async throws -> ListenAddress? {
         guard let address else { return nil }
-        let bootstrap = MetricsEndpoint.bootstrap(group: self.group) { eventLoop in
+        let logger = self.logger
+        let limits = MetricsEndpoint.Limits.standard
+        let bootstrap = MetricsEndpoint.bootstrap(
+            group: self.group,
+            limits: limits,
+            refused: {
+                logger.warning(
+                    "metrics connection refused: too many connections",
+                    metadata: ["max-connections": "\(limits.maxConnections)"]
+                )
+            }
+        ) { eventLoop in
             collector.scrape(on: eventLoop)
         }
         var channels: [any Channel] = []
