@@ -158,8 +158,10 @@ struct SerialLinkTests {
             for _ in 0..<64 {
                 try await blocking { try writeAll(master, chunk) }
             }
-            let cut = try await Self.status(bridge, "the link to be cut") { $0.cuts == 1 }
-            #expect(cut.attachments == 0)
+            // Once cut, the link attaches again as soon as the pty has taken the write under way;
+            // on a loaded machine that may happen, and the link be cut again, between two looks
+            // at the status: at least one cut, however many.
+            _ = try await Self.status(bridge, "the link to be cut") { $0.cuts >= 1 }
             // The program takes what waits; the link attaches again, and new output arrives.
             var drained = 0
             let deadline = Date().addingTimeInterval(15)
