@@ -147,6 +147,63 @@ def test_exporter_serves_consecutive_leases(controller, router_process, exporter
     assert set(router_process.paired()) & {dial.sub for dial in second}, router_process.log()
 
 
+#: A second exporter on the same host, with its own name and labels (and the same endpoint).
+SECOND_EXPORTER = "exporter-2"
+SECOND_LABELS = {"board": "mock-b", "site": "interop"}
+#: Bytes each of the two exporters' EchoNetwork streams carries while the other's runs.
+SHARED_BYTES = 16 * 1024 * 1024
+
+
+def test_two_exporters_on_one_host_share_the_gateway(controller, router_process, start_exporter, client_config,
+                                                     event_loop_portal, gateway_bridge):
+    """Two exporters on one host with the same ``endpoint:`` (one gateway serves several), each
+    leased by its own client at the same time: driver calls, then a 16 MiB EchoNetwork stream
+    through each at once, SHA-256 checked. On the gateway path the gateway listens for both
+    leases (its status) and logs every relay under the exporter whose Listen received the token,
+    with that exporter's lease."""
+    controller.read(lambda c: c.add_exporter(NAMESPACE, SECOND_EXPORTER, SECOND_LABELS))
+    start_exporter()
+    start_exporter(name=SECOND_EXPORTER)
+    payloads = {name: random.Random(name).randbytes(SHARED_BYTES) for name in (EXPORTER_NAME, SECOND_EXPORTER)}
+    results: dict[str, tuple[int, str]] = {}
+    with leased_client(client_config, event_loop_portal, "board=mock") as (lease_a, client_a), \
+            leased_client(client_config, event_loop_portal, "board=mock-b") as (lease_b, client_b):
+        leases = {EXPORTER_NAME: lease_a.name, SECOND_EXPORTER: lease_b.name}
+        clients = {EXPORTER_NAME: client_a, SECOND_EXPORTER: client_b}
+        assert (lease_a.exporter_name, lease_b.exporter_name) == (EXPORTER_NAME, SECOND_EXPORTER)
+        for client in clients.values():
+            assert client.children["power"].on() is None
+
+        async def transfer_both():
+            with fail_after(TIMEOUT * 2):
+                async with anyio.create_task_group() as tg:
+                    for name, client in clients.items():
+                        async def one(name=name, client=client):
+                            results[name] = await echo_transfer(client.children["echo"], payloads[name])
+                        tg.start_soon(one)
+
+        event_loop_portal.call(transfer_both)
+        if gateway_bridge is not None:
+            listening = sorted((item["listen"], item["lease"]) for item in gateway_bridge.status()
+                               if "listen" in item and "lease" in item)
+            assert listening == sorted((f"{NAMESPACE}/{name}", lease) for name, lease in leases.items()), \
+                gateway_bridge.status()
+    assert results == {name: (len(data), hashlib.sha256(data).hexdigest()) for name, data in payloads.items()}
+
+    dials = controller.read(lambda c: list(c.dials))
+    assert {dial.lease for dial in dials} == set(leases.values())
+    if gateway_bridge is not None:
+        paired = router_process.paired()
+        ended = gateway_bridge.wait_for_line(r"gateway: relay ended", count=len(paired), timeout=TIMEOUT)
+        for name, lease in leases.items():
+            mine = [line for line in ended if f"exporter={NAMESPACE}/{name} " in line]
+            assert mine and all(f"lease={lease} " in line for line in mine), ended
+            relayed = max(int(re.search(r"bytes-to-exporter=(\d+)", line).group(1)) for line in mine)
+            assert relayed >= SHARED_BYTES, ended
+        gateway = next(item for item in gateway_bridge.status() if "gateway" in item)
+        assert gateway["refused-tokens"] == "0", gateway
+
+
 def test_exporter_unregisters_when_stopped(controller, exporter):
     """SIGTERM makes the stock exporter report OFFLINE, Unregister and exit with 143."""
     exporter.proc.terminate()

@@ -28,8 +28,9 @@ The router's and the exporter's output is attached to the report of a failing te
 * ``exporter_endpoint`` — **the seam for a gateway**: the ``endpoint:`` and ``tls.ca:`` written
   to the exporter YAML: the controller's, or the gateway's on the ``gateway`` path (the one
   change an operator makes); nothing else changes.
-* ``start_exporter(endpoint=None)`` — writes the exporter YAML (:func:`exporter_yaml`: the
-  drivers ``power`` = MockPower, ``echo`` = EchoNetwork, token :data:`EXPORTER_TOKEN`) and runs
+* ``start_exporter(endpoint=None, name=EXPORTER_NAME)`` — writes the exporter YAML
+  (:func:`exporter_yaml`: the drivers ``power`` = MockPower, ``echo`` = EchoNetwork, token
+  :data:`EXPORTER_TOKEN`; another ``name`` must first be added to the controller) and runs
   the stock exporter on it (:class:`ExporterProcess`), waiting until the controller saw it
   register, open its Status stream and report AVAILABLE. At teardown it is sent SIGTERM and
   must exit with 143 (128+SIGTERM, as ``jmp run``) after unregistering.
@@ -147,12 +148,12 @@ class ControllerHandle:
         return self.read(lambda c: c.exporters[(NAMESPACE, EXPORTER_NAME)])
 
 
-def exporter_yaml(endpoint: Endpoint) -> str:
+def exporter_yaml(endpoint: Endpoint, name: str = EXPORTER_NAME) -> str:
     """The exporter's config file, as an operator would write it for ``jmp run``."""
     return yaml.safe_dump({
         "apiVersion": "jumpstarter.dev/v1alpha1",
         "kind": "ExporterConfig",
-        "metadata": {"namespace": NAMESPACE, "name": EXPORTER_NAME},
+        "metadata": {"namespace": NAMESPACE, "name": name},
         "endpoint": endpoint.endpoint,
         "tls": {"ca": endpoint.ca, "insecure": False},
         "token": EXPORTER_TOKEN,
@@ -245,15 +246,15 @@ def exporter_endpoint(controller, tls, gateway_bridge) -> Endpoint:
 def start_exporter(request, controller, exporter_endpoint, tmp_path):
     exporters: list[ExporterProcess] = []
 
-    def start(endpoint: Endpoint | None = None) -> ExporterProcess:
+    def start(endpoint: Endpoint | None = None, name: str = EXPORTER_NAME) -> ExporterProcess:
         path = tmp_path / f"exporter-{len(exporters)}.yaml"
-        path.write_text(exporter_yaml(endpoint or exporter_endpoint))
+        path.write_text(exporter_yaml(endpoint or exporter_endpoint, name))
         exporter = ExporterProcess(path)
         exporters.append(exporter)
         attach_log(request, exporter)
         try:
             controller.wait_until(
-                lambda c: (e := c.exporters[(NAMESPACE, EXPORTER_NAME)]).registered and e.online
+                lambda c: (e := c.exporters[(NAMESPACE, name)]).registered and e.online
                 and e.status == Status.EXPORTER_STATUS_AVAILABLE,
                 what="the exporter to register, open its Status stream and report AVAILABLE")
         except AssertionError as error:
