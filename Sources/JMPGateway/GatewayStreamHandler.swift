@@ -41,7 +41,10 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
     /// Frames that arrived while the upstream stream was being opened.
     private var held: [HTTP2Frame.FramePayload] = []
     private var readPending = false
-    private var flushPending = false
+    /// Frames were written upstream since the exporter's last read completed.
+    private var upstreamFlushPending = false
+    /// Frames were written downstream since the upstream's last read completed.
+    private var downstreamFlushPending = false
     /// The response's HEADERS have been written downstream.
     private var responseStarted = false
     /// The response is complete downstream (END_STREAM or RST_STREAM written).
@@ -89,7 +92,7 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         case .relaying(let upstream):
             self.note(payload)
             upstream.write(payload)
-            self.flushPending = true
+            self.upstreamFlushPending = true
         case .closed:
             self.note(ending: payload)
         }
@@ -103,8 +106,8 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if case .relaying(let upstream) = self.phase, self.flushPending {
-            self.flushPending = false
+        if case .relaying(let upstream) = self.phase, self.upstreamFlushPending {
+            self.upstreamFlushPending = false
             upstream.flush()
         }
         context.fireChannelReadComplete()
@@ -282,7 +285,7 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
             // After its trailers a server resets a stream whose client has not ended its side.
             if case .rstStream = payload, !self.requestEnded {
                 context.write(self.wrapOutboundOut(payload), promise: nil)
-                self.flushPending = true
+                self.downstreamFlushPending = true
             }
             return
         }
@@ -322,11 +325,12 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         default:
             return
         }
-        self.flushPending = true
+        self.downstreamFlushPending = true
     }
 
     func upstreamReadComplete() {
-        guard case .relaying = self.phase, let context = self.context else { return }
+        guard self.downstreamFlushPending, let context = self.context else { return }
+        self.downstreamFlushPending = false
         context.flush()
     }
 
