@@ -9,12 +9,15 @@ is in ``test_deployment.py``, which runs it both ways.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
 import random
 import signal
 import socket
 import time
 
+import anyio
 import grpc
 import pytest
 from anyio import fail_after
@@ -249,6 +252,131 @@ def test_tokens_are_used_once_and_a_dead_router_fails_one_stream(controller, rou
                      role="controller", state="failed") == 0
     assert controller.read(lambda c: c.exporters[(NAMESPACE, EXPORTER_NAME)].online)
     assert int(gateway_line(gateway)["unavailable"]) >= 1
+
+
+def tcp_sockets(pid: int) -> list[tuple[int, int, str]]:
+    """``(local port, remote port, state)`` of every TCP socket process ``pid`` holds, from its
+    ``/proc/PID/fd`` socket inodes and ``/proc/net/tcp`` (``0A`` = listening, ``01`` = established)."""
+    inodes = set()
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{name}")
+            if link.startswith("socket:["):
+                inodes.add(link[len("socket:["):-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    found.append((int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16),
+                                  fields[3]))
+    return found
+
+
+def non_tcp_fds(pid: int) -> int:
+    """Descriptors of ``pid`` that are neither TCP sockets nor the runtime's own event machinery."""
+    tcp = len(tcp_sockets(pid))
+    runtime = ("anon_inode:[eventpoll]", "anon_inode:[eventfd]", "anon_inode:[timerfd]", "anon_inode:[signalfd]")
+    count = 0
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            count += not os.readlink(f"/proc/{pid}/fd/{name}").endswith(runtime)
+    return count - tcp
+
+
+def test_every_descriptor_of_a_call_is_closed_on_every_path(controller, router_process, gateway, exporter,
+                                                            client_config, tls, event_loop_portal):
+    """The gateway's descriptors after calls ending every way: relays carrying data, relays whose
+    client left in the middle of a transfer, unknown and replayed tokens, a router that is down,
+    controller calls cancelled, failed and ended by deadline. Once the lease is over, every TCP
+    socket the gateway holds is accounted for: its listeners, the exporter's own connections to
+    it (seen from the exporter's side), and the pooled upstream connections its status lists;
+    no relay, listen or router stream is left; nothing else (pipes, files, Unix sockets) grew."""
+    gateway_port = int(gateway.gateway_endpoint.rsplit(":", 1)[1])
+    controller_port = controller.controller.port
+    router_port = int(router_process.endpoint.rsplit(":", 1)[1])
+    others_before = non_tcp_fds(gateway.pid)
+
+    async def cut_transfer(echo):
+        """An EchoNetwork transfer left after its first echoed bytes, with more still being sent."""
+        async with echo.stream_async("connect") as stream:
+            async def send():
+                for _ in range(64):
+                    await stream.send(b"x" * CHUNK)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(send)
+                await stream.receive()
+                tg.cancel_scope.cancel()
+
+    async def controller_calls():
+        async with channel(gateway.gateway_endpoint, tls) as ch:
+            with fail_after(TIMEOUT):
+                for _ in range(5):
+                    # Cancelled by the caller while open.
+                    call = ch.stream_stream(probe.ECHO)()
+                    await call.write(b"hello")
+                    assert await call.read() == b"hello"
+                    call.cancel()
+                    # Failed by the server.
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        await ch.unary_unary(probe.UNARY)(b"x", metadata=(("x-code", "13"),))
+                    # Ended by its deadline while the server waits for more.
+                    call = ch.stream_stream(probe.ECHO)(timeout=0.2)
+                    await call.write(b"wait")
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        await call.read()
+                        await call.read()
+
+    with leased_client(client_config, event_loop_portal) as (lease, client):
+        data = random.Random(3).randbytes(1 << 20)
+        assert event_loop_portal.call(echo_transfer, client.children["echo"], data) == \
+            (len(data), hashlib.sha256(data).hexdigest())
+        for _ in range(3):
+            with lease.connect() as other:
+                event_loop_portal.call(cut_transfer, other.children["echo"])
+        for _ in range(5):
+            assert event_loop_portal.call(first_read, gateway.gateway_endpoint, tls, "never-handed-out", b"x")[0] == \
+                grpc.StatusCode.UNAUTHENTICATED
+        delivered = controller.read(lambda c: [m.router_token for m in c.delivered])
+        assert event_loop_portal.call(first_read, gateway.gateway_endpoint, tls, delivered[0], b"x")[0] == \
+            grpc.StatusCode.UNAUTHENTICATED
+        real_router = router_process.endpoint
+        controller.read(lambda c: setattr(c, "router_endpoint", f"127.0.0.1:{free_port()}"))
+        try:
+            with pytest.raises(Exception):  # noqa: B017 - the stock client's error for a dead router
+                with lease.connect() as doomed:
+                    doomed.children["power"].on()
+        finally:
+            controller.read(lambda c: setattr(c, "router_endpoint", real_router))
+        event_loop_portal.call(controller_calls)
+        assert client.children["power"].on() is None
+
+    def accounted() -> tuple[bool, str]:
+        sockets = tcp_sockets(gateway.pid)
+        listening = [s for s in sockets if s[2] == "0A"]
+        downstream = sorted(s[1] for s in sockets if s[0] == gateway_port and s[2] != "0A")
+        exporter_side = sorted(s[0] for s in tcp_sockets(exporter.proc.pid) if s[1] == gateway_port)
+        upstream = {port: len([s for s in sockets if s[1] == port]) for port in (controller_port, router_port)}
+        rest = [s for s in sockets if s not in listening and s[0] != gateway_port and s[1] not in upstream]
+        status = gateway.status()
+        pooled = {port: sum(int(item["connections"]) for item in status
+                            if item.get("upstream", "").endswith(f":{port}")) for port in upstream}
+        line = gateway_line(gateway)
+        router_streams = [item["streams"] for item in status if item.get("role") == "router"]
+        done = (downstream == exporter_side and upstream == pooled and not rest and line["relays"] == "0"
+                and line["listens"] == "0" and set(router_streams) <= {"0"}
+                and non_tcp_fds(gateway.pid) <= others_before)
+        return done, (f"gateway sockets {sockets}; the exporter's ends of its connections to the gateway "
+                      f"{exporter_side}; upstream sockets {upstream}, pooled per status {pooled}; other {rest}; "
+                      f"other descriptors {non_tcp_fds(gateway.pid)}, {others_before} before; status {status}")
+
+    deadline = time.monotonic() + TIMEOUT
+    while not (result := accounted())[0]:
+        assert time.monotonic() < deadline, result[1]
+        time.sleep(0.05)
+    assert int(gateway_line(gateway)["relays-total"]) >= 5 and int(gateway_line(gateway)["refused-tokens"]) == 6
 
 
 def test_controller_restart_keeps_relays_and_the_exporter_comes_back(controller, router_process, gateway,
