@@ -54,7 +54,8 @@ public final class Gateway: Sendable {
             streamWindow: streamWindow,
             maxPayloadSize: maxPayloadSize,
             connectTimeout: settings.connectTimeout,
-            keepalive: settings.keepalive
+            keepalive: settings.keepalive,
+            idleTimeout: settings.idleTimeout
         )
     }
 
@@ -131,6 +132,7 @@ public final class Gateway: Sendable {
         let pool = UpstreamPool(
             eventLoop: eventLoop,
             settings: self.connectionSettings,
+            controller: self.settings.controller,
             logger: self.logger,
             report: { id, state in status.withLockedValue { $0[id] = state } }
         )

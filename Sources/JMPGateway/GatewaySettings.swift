@@ -17,6 +17,9 @@ public struct GatewaySettings: Sendable, Equatable {
     public var keepalive: TimeAmount?
     /// How long connecting (and the TLS handshake) to an upstream server may take.
     public var connectTimeout: TimeAmount
+    /// How long a router connection carrying no stream is kept: then it is closed and leaves
+    /// `status` and the metrics (the controller's is kept); nil: kept for good.
+    public var idleTimeout: TimeAmount?
 
     /// Creates settings.
     public init(
@@ -25,7 +28,8 @@ public struct GatewaySettings: Sendable, Equatable {
         routerTrust: UpstreamTrust? = nil,
         advertise: String,
         keepalive: TimeAmount? = .seconds(30),
-        connectTimeout: TimeAmount = .seconds(10)
+        connectTimeout: TimeAmount = .seconds(10),
+        idleTimeout: TimeAmount? = .minutes(30)
     ) {
         self.controller = controller
         self.controllerTrust = controllerTrust
@@ -33,6 +37,7 @@ public struct GatewaySettings: Sendable, Equatable {
         self.advertise = advertise
         self.keepalive = keepalive
         self.connectTimeout = connectTimeout
+        self.idleTimeout = idleTimeout
     }
 
     /// The trust for routers in effect.

@@ -15,7 +15,8 @@ import NIOSSL
 /// It connects on first use. A failed attempt makes calls fail at once (UNAVAILABLE, as a gRPC
 /// client in TRANSIENT_FAILURE does) until a backoff of 1 s, growing ×1.6 per failure to 30 s,
 /// has passed; the next call then tries again. A connection the server sent GOAWAY on finishes
-/// its calls while new calls get a new connection.
+/// its calls while new calls get a new connection. Its pool retires it (``retire()``) once it
+/// has carried no stream for a while.
 final class UpstreamConnection {
     let endpoint: UpstreamEndpoint
     private let eventLoop: any EventLoop
@@ -33,6 +34,10 @@ final class UpstreamConnection {
 
     private var state = State.idle
     private var status: UpstreamConnectionStatus
+    /// When a stream last opened or closed on it (or it was created).
+    private(set) var lastActive = NIODeadline.now()
+    /// Retired by its pool: it reports nothing more.
+    private var retired = false
 
     init(
         endpoint: UpstreamEndpoint,
@@ -64,6 +69,7 @@ final class UpstreamConnection {
         _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
     ) -> EventLoopFuture<any Channel> {
         self.eventLoop.preconditionInEventLoop()
+        self.lastActive = .now()
         let multiplexer: EventLoopFuture<NIOHTTP2Handler.StreamMultiplexer>
         switch self.state {
         case .ready(let channel, let ready) where channel.isActive:
@@ -89,6 +95,7 @@ final class UpstreamConnection {
                 channel.closeFuture.whenComplete { _ in
                     let connection = loopBound.value
                     connection.status.streams -= 1
+                    connection.lastActive = .now()
                     connection.publish()
                 }
                 return channel
@@ -213,7 +220,25 @@ final class UpstreamConnection {
         self.logger.info("gateway: upstream connection closed", metadata: ["upstream": "\(self.endpoint)"])
     }
 
-    private func publish() { self.report(self.status) }
+    /// Whether it carries no stream and is not being set up: it may be retired.
+    var isUnused: Bool {
+        if case .connecting = self.state { return false }
+        return self.status.streams == 0
+    }
+
+    /// Closes the connection (if it is open) and stops reporting: its pool has forgotten it.
+    func retire() {
+        self.retired = true
+        if case .ready(let channel, _) = self.state {
+            self.state = .idle
+            channel.close(promise: nil)
+        }
+    }
+
+    private func publish() {
+        guard !self.retired else { return }
+        self.report(self.status)
+    }
 
     /// The system's reason for an I/O error, else the error's description.
     static func describe(_ error: any Error) -> String {

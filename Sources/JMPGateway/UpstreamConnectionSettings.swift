@@ -2,14 +2,21 @@ import NIOCore
 import NIOHTTP2
 
 /// How upstream connections are set up: HTTP/2 settings (windows as large as the bridge's own
-/// listeners use), connect timeout and keepalive.
+/// listeners use), connect timeout, keepalive, and how long an unused router connection is kept.
 struct UpstreamConnectionSettings: Sendable {
     var connection: NIOHTTP2Handler.ConnectionConfiguration
     var stream: NIOHTTP2Handler.StreamConfiguration
     var connectTimeout: TimeAmount
     var keepalive: TimeAmount?
+    var idleTimeout: TimeAmount?
 
-    init(streamWindow: Int, maxPayloadSize: Int, connectTimeout: TimeAmount, keepalive: TimeAmount?) {
+    init(
+        streamWindow: Int,
+        maxPayloadSize: Int,
+        connectTimeout: TimeAmount,
+        keepalive: TimeAmount?,
+        idleTimeout: TimeAmount? = nil
+    ) {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [
             HTTP2Setting(parameter: .initialWindowSize, value: streamWindow),
@@ -27,5 +34,6 @@ struct UpstreamConnectionSettings: Sendable {
         self.stream = stream
         self.connectTimeout = connectTimeout
         self.keepalive = keepalive
+        self.idleTimeout = idleTimeout
     }
 }

@@ -22,6 +22,8 @@ public final class BridgeMetrics: Sendable {
     private let listeners = Mutex<[String: ListenerMetrics]>([:])
     /// The last total each ``advance(_:labels:to:)`` counter was brought to.
     private let totals = Mutex<[String: Double]>([:])
+    /// The series each ``setSeries(_:_:)`` gauge has, by metric name and series key.
+    private let series = Mutex<[String: [String: [(String, String)]]]>([:])
     private let process: ProcessMetrics
 
     /// An empty registry with `jmp_bridge_build_info{version}` and the process metrics.
@@ -83,6 +85,24 @@ public final class BridgeMetrics: Sendable {
     /// Sets the gauge `metric` to a value read at scrape time.
     public func set(_ metric: MetricName, labels: [(String, String)] = [], to value: Int) {
         self.registry.makeGauge(metric, labels: labels).set(Int64(value))
+    }
+
+    /// Sets every series of the gauge `metric` to a value read at scrape time, and removes the
+    /// series an earlier call set that are not among them now (what they described is gone, as
+    /// a forgotten upstream connection): a gauge is not left at its last value for good.
+    public func setSeries(_ metric: MetricName, _ values: [(labels: [(String, String)], value: Int)]) {
+        let keyed = values.map { (key: $0.labels.map { "\($0.0)=\($0.1)" }.joined(separator: "\u{0}"), value: $0) }
+        let gone = self.series.withLock { known -> [[(String, String)]] in
+            var current = known[metric.name] ?? [:]
+            let now = Set(keyed.map(\.key))
+            let gone = current.filter { !now.contains($0.key) }
+            for key in gone.keys { current[key] = nil }
+            for item in keyed { current[item.key] = item.value.labels }
+            known[metric.name] = current
+            return Array(gone.values)
+        }
+        for labels in gone { self.registry.unregisterGauge(self.registry.makeGauge(metric, labels: labels)) }
+        for item in values { self.set(metric, labels: item.labels, to: item.value) }
     }
 
     /// Brings the counter `metric` up to `total`, a count its source keeps. A total lower than

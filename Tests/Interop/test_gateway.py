@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import random
+import re
 import signal
 import socket
 import time
@@ -377,6 +378,60 @@ def test_every_descriptor_of_a_call_is_closed_on_every_path(controller, router_p
         assert time.monotonic() < deadline, result[1]
         time.sleep(0.05)
     assert int(gateway_line(gateway)["relays-total"]) >= 5 and int(gateway_line(gateway)["refused-tokens"]) == 6
+
+
+@pytest.mark.parametrize("gateway_extra", [{"idle-timeout": "1s"}])
+def test_unused_router_connections_are_closed_and_forgotten(controller, router_process, gateway, exporter,
+                                                            client_config, tls, event_loop_portal):
+    """``idle-timeout: 1s``: a router connection without streams is closed and leaves the status
+    and the metrics: a router that is down (its failed line) while the lease goes on, the real
+    router's once the lease is over; one carrying a relay is kept however long it lasts; the
+    controller's is kept; and the next lease connects to the router again."""
+    router_port = int(router_process.endpoint.rsplit(":", 1)[1])
+    dead = f"127.0.0.1:{free_port()}"
+
+    def routers() -> dict[str, dict]:
+        return {item["upstream"]: item for item in gateway.status() if item.get("role") == "router"}
+
+    def wait(condition, what: str):
+        deadline = time.monotonic() + TIMEOUT
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {gateway.status()}"
+            time.sleep(0.05)
+
+    with leased_client(client_config, event_loop_portal) as (lease, client):
+        assert client.children["power"].on() is None
+        assert routers()[router_process.endpoint]["streams"] == "1"
+        controller.read(lambda c: setattr(c, "router_endpoint", dead))
+        try:
+            with pytest.raises(Exception):  # noqa: B017 - the stock client's error for a dead router
+                with lease.connect() as doomed:
+                    doomed.children["power"].on()
+        finally:
+            controller.read(lambda c: setattr(c, "router_endpoint", router_process.endpoint))
+        assert routers()[dead]["state"] == "failed"
+        # The dead router's line goes after a second unused; the relay's connection stays.
+        wait(lambda: dead not in routers(), "the unused failed router to be forgotten")
+        gateway.wait_for_line(rf"upstream={re.escape(dead)} .*gateway: upstream unused, closed and forgotten")
+        assert routers()[router_process.endpoint]["state"] == "ready"
+        assert client.children["power"].off() is None
+
+    # The lease is over: its relay has ended, and the router's connection goes too.
+    wait(lambda: not routers(), "the unused router connection to be closed and forgotten")
+    gateway.wait_for_line(
+        rf"upstream={re.escape(router_process.endpoint)} .*gateway: upstream unused, closed and forgotten")
+    wait(lambda: not [s for s in tcp_sockets(gateway.pid) if s[1] == router_port], "the router sockets to close")
+    assert [item["state"] for item in gateway.status() if item.get("role") == "controller"] == ["ready"]
+    scraped = samples(scrape(gateway.status()[0]["metrics"])[2].decode())
+    assert not [key for key in scraped if key[0] == "jmp_bridge_gateway_upstream_connections"
+                and ("role", "router") in key[1]], scraped
+    assert value(scraped, "jmp_bridge_gateway_upstream_connections", upstream=controller.endpoint,
+                 role="controller", state="ready") == 1
+
+    # The next lease: the router is connected to again.
+    with leased_client(client_config, event_loop_portal) as (_, client):
+        assert client.children["power"].on() is None
+        assert routers()[router_process.endpoint]["state"] == "ready"
 
 
 def test_controller_restart_keeps_relays_and_the_exporter_comes_back(controller, router_process, gateway,

@@ -18,6 +18,7 @@ import Testing
                   router: {insecure: true}
                   keepalive: 20s
                   connect-timeout: 3s
+                  idle-timeout: 5m
                 """,
             file: file
         )
@@ -30,6 +31,8 @@ import Testing
         #expect(gateway.routerTrust == .insecure)
         #expect(gateway.keepalive == .seconds(20))
         #expect(gateway.connectTimeout == .seconds(3))
+        #expect(gateway.idleTimeout == .minutes(5))
+        #expect(gateway.settings().idleTimeout == .minutes(5))
         #expect(gateway.line == 2)  // the section's first key, as for every mapping
         // A gateway alone is a complete configuration.
         var finalized = configuration
@@ -46,6 +49,12 @@ import Testing
         #expect(gateway.routerTrust == nil)
         #expect(gateway.settings().effectiveRouterTrust == .systemRoots)
         #expect(gateway.keepalive == .seconds(30))
+        #expect(gateway.idleTimeout == .minutes(30))
+        let off = try ConfigurationLoader.parse(
+            yaml: "gateway:\n  listen: unix:/run/g.sock\n  controller: {endpoint: 'ctl:443'}\n  idle-timeout: off\n",
+            file: file
+        )
+        #expect(try #require(off.gateway).idleTimeout == nil)
         #expect(try GatewayConfiguration.advertise(for: .tcp(host: "127.0.0.1", port: 5)) == "127.0.0.1:5")
         #expect(try GatewayConfiguration.advertise(for: .tcp(host: "::1", port: 5)) == "[::1]:5")
         #expect(throws: BridgeError.self) { try GatewayConfiguration.advertise(for: .tcp(host: "0.0.0.0", port: 5)) }
@@ -84,6 +93,12 @@ import Testing
             line: 4,
             key: "gateway.keepalive",
             message: "at least 1s"
+        )
+        expectError(
+            "gateway:\n" + listen + "  controller: {endpoint: 'c:1'}\n  idle-timeout: 500ms\n",
+            line: 4,
+            key: "gateway.idle-timeout",
+            message: "at least 1s, or off"
         )
         expectError(
             "gateway:\n  listen: 'tcp:127.0.0.1:1'\n  controller: {endpoint: 'c:1'}\n",

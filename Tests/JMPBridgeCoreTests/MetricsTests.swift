@@ -68,6 +68,28 @@ struct MetricsTests {
         )
     }
 
+    @Test("a gauge set as a whole loses the series that are gone, and keeps the rest")
+    func seriesSetAsAWhole() {
+        let metrics = BridgeMetrics(version: "test")
+        let name = "jmp_bridge_gateway_upstream_connections"
+        func upstream(_ address: String, _ state: String) -> [(String, String)] {
+            [("upstream", address), ("role", "router"), ("state", state)]
+        }
+        metrics.setSeries(.gatewayUpstreams, [(upstream("r1:443", "ready"), 1), (upstream("r2:443", "failed"), 1)])
+        #expect(
+            self.samples(metrics, name) == [
+                #"jmp_bridge_gateway_upstream_connections{upstream="r1:443",role="router",state="ready"} 1.0"#,
+                #"jmp_bridge_gateway_upstream_connections{upstream="r2:443",role="router",state="failed"} 1.0"#,
+            ]
+        )
+        metrics.setSeries(.gatewayUpstreams, [(upstream("r1:443", "ready"), 0)])
+        #expect(
+            self.samples(metrics, name) == [
+                #"jmp_bridge_gateway_upstream_connections{upstream="r1:443",role="router",state="ready"} 0.0"#
+            ]
+        )
+    }
+
     @Test("listener handles count connections and authentication failures by reason")
     func listenerSeries() {
         let metrics = BridgeMetrics(version: "test")

@@ -4,7 +4,9 @@ import Yams
 
 extension ConfigurationLoader {
     /// The keys of `gateway:`.
-    public static let gatewayKeys = ["listen", "advertise", "controller", "router", "keepalive", "connect-timeout"]
+    public static let gatewayKeys = [
+        "listen", "advertise", "controller", "router", "keepalive", "connect-timeout", "idle-timeout",
+    ]
     /// The keys of `gateway.controller`.
     public static let gatewayControllerKeys = ["endpoint", "ca", "insecure"]
     /// The keys of `gateway.router`.
@@ -69,6 +71,16 @@ extension ConfigurationReader {
                 let timeout = try duration(value, key: "gateway.connect-timeout")
                 guard timeout > .zero else { throw error(value, key: "gateway.connect-timeout", "must be more than 0") }
                 gateway.connectTimeout = timeout
+            case "idle-timeout":
+                if value.string == "off" {
+                    gateway.idleTimeout = nil
+                } else {
+                    let timeout = try duration(value, key: "gateway.idle-timeout")
+                    guard timeout >= .seconds(1) else {
+                        throw error(value, key: "gateway.idle-timeout", "at least 1s, or off")
+                    }
+                    gateway.idleTimeout = timeout
+                }
             default:
                 break
             }

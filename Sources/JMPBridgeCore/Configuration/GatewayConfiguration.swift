@@ -17,6 +17,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var keepalive: TimeAmount? = .seconds(30)
     /// Connect (and TLS handshake) timeout for upstream servers.
     public var connectTimeout: TimeAmount = .seconds(10)
+    /// How long an unused router connection is kept; nil: for good.
+    public var idleTimeout: TimeAmount? = .minutes(30)
     /// Line of the section, for messages.
     public var line: Int?
 
@@ -36,7 +38,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
             routerTrust: self.routerTrust,
             advertise: self.advertise ?? "",
             keepalive: self.keepalive,
-            connectTimeout: self.connectTimeout
+            connectTimeout: self.connectTimeout,
+            idleTimeout: self.idleTimeout
         )
     }
 }

@@ -53,14 +53,17 @@ struct MetricsCollector: Sendable {
         self.metrics.advance(.gatewayRefusedTokens, to: gateway.refusedTokens)
         self.metrics.advance(.gatewayRelayBytes, labels: [("direction", "to_router")], to: gateway.bytesToRouter)
         self.metrics.advance(.gatewayRelayBytes, labels: [("direction", "from_router")], to: gateway.bytesFromRouter)
-        for upstream in gateway.upstreams {
-            for state in GatewayMetricsSnapshot.states {
-                self.metrics.set(
-                    .gatewayUpstreams,
-                    labels: [("upstream", upstream.upstream), ("role", upstream.role), ("state", state)],
-                    to: upstream.state == state ? 1 : 0
-                )
+        // An upstream the gateway has forgotten (an unused router) loses its series.
+        self.metrics.setSeries(
+            .gatewayUpstreams,
+            gateway.upstreams.flatMap { upstream in
+                GatewayMetricsSnapshot.states.map { state in
+                    (
+                        labels: [("upstream", upstream.upstream), ("role", upstream.role), ("state", state)],
+                        value: upstream.state == state ? 1 : 0
+                    )
+                }
             }
-        }
+        )
     }
 }

@@ -23,8 +23,8 @@ The router's and the exporter's output is attached to the report of a failing te
 (``conftest.attach_log``).
 * ``deployment_path`` — ``direct`` or ``gateway`` (a parametrized fixture): every test that runs
   the exporter runs both ways.
-* ``gateway`` — jmp-bridge serving only the exporter gateway (:func:`gateway_config`) in front of
-  ``controller``; ``gateway_bridge`` is it on the ``gateway`` path, None on the direct one.
+* ``gateway`` — jmp-bridge serving only the exporter gateway (:func:`gateway_config`, plus the keys
+  of ``gateway_extra``, none unless a test parametrizes it) in front of ``controller``; ``gateway_bridge`` is it on the ``gateway`` path, None on the direct one.
 * ``exporter_endpoint`` — **the seam for a gateway**: the ``endpoint:`` and ``tls.ca:`` written
   to the exporter YAML: the controller's, or the gateway's on the ``gateway`` path (the one
   change an operator makes); nothing else changes.
@@ -72,6 +72,7 @@ __all__ = [
     "gateway_config",
     # fixtures
     "client_config", "controller", "deployment_path", "exporter", "exporter_endpoint", "gateway", "gateway_bridge",
+    "gateway_extra",
     "router_process", "start_exporter",
 ]
 
@@ -210,11 +211,19 @@ def gateway_config(controller_endpoint: str, tls, **extra: str) -> str:
 
 
 @pytest.fixture
-def gateway(start_bridge, controller, tls):
+def gateway_extra() -> dict[str, str]:
+    """More ``gateway:`` keys for the ``gateway`` fixture: none; a test parametrizes
+    ``gateway_extra`` to set some (``idle-timeout``, …)."""
+    return {}
+
+
+@pytest.fixture
+def gateway(start_bridge, controller, tls, gateway_extra):
     """jmp-bridge as the exporter gateway in front of ``controller`` (and, through the rewritten
     ``router_endpoint``, the router); ``gateway.gateway_endpoint`` is where exporters connect.
     Its metrics endpoint is on (``metrics=`` of the status' first line)."""
-    bridge = start_bridge(config=gateway_config(controller.endpoint, tls), extra_args=["--metrics", "tcp:127.0.0.1:0"])
+    bridge = start_bridge(config=gateway_config(controller.endpoint, tls, **gateway_extra),
+                          extra_args=["--metrics", "tcp:127.0.0.1:0"])
     assert bridge.gateway_endpoint, bridge.status()
     return bridge
 
