@@ -54,38 +54,35 @@ extension ConfigurationReader {
                 )
                 gateway.routerTrust = try self.trust(routerFields, node: value, key: "gateway.router")
             case "keepalive":
-                if value.string == "off" {
-                    gateway.keepalive = nil
-                } else {
-                    let interval = try duration(value, key: "gateway.keepalive")
-                    guard interval >= .seconds(1) else {
-                        throw error(
-                            value,
-                            key: "gateway.keepalive",
-                            "at least 1s (Jumpstarter's controller refuses faster PINGs), or off"
-                        )
-                    }
-                    gateway.keepalive = interval
-                }
+                gateway.keepalive = try self.secondOrMoreOrOff(
+                    value,
+                    key: "gateway.keepalive",
+                    "at least 1s (Jumpstarter's controller refuses faster PINGs), or off"
+                )
             case "connect-timeout":
                 let timeout = try duration(value, key: "gateway.connect-timeout")
                 guard timeout > .zero else { throw error(value, key: "gateway.connect-timeout", "must be more than 0") }
                 gateway.connectTimeout = timeout
             case "idle-timeout":
-                if value.string == "off" {
-                    gateway.idleTimeout = nil
-                } else {
-                    let timeout = try duration(value, key: "gateway.idle-timeout")
-                    guard timeout >= .seconds(1) else {
-                        throw error(value, key: "gateway.idle-timeout", "at least 1s, or off")
-                    }
-                    gateway.idleTimeout = timeout
-                }
+                gateway.idleTimeout = try self.secondOrMoreOrOff(
+                    value,
+                    key: "gateway.idle-timeout",
+                    "at least 1s, or off"
+                )
             default:
                 break
             }
         }
         return gateway
+    }
+
+    /// A duration of at least a second, or `off` (nil); `rule` is the error's text otherwise.
+    private func secondOrMoreOrOff(_ value: Node, key: String, _ rule: String) throws(ConfigurationError) -> TimeAmount?
+    {
+        guard value.string != "off" else { return nil }
+        let amount = try duration(value, key: key)
+        guard amount >= .seconds(1) else { throw error(value, key: key, rule) }
+        return amount
     }
 
     /// `ca: FILE` or `insecure: true` (not both); neither: the system's CA certificates.
