@@ -260,12 +260,24 @@ public final class DoorLoop: @unchecked Sendable {
     }
 
     private func pump(_ relay: SpliceRelay) {
+        let toTarget = relay.toTarget.moved
+        let fromTarget = relay.fromTarget.moved
+        var failure: String?
         do {
             try relay.pump()
-            if relay.isFinished { self.finish(relay, failure: nil) }
         } catch {
-            self.finish(relay, failure: "\(error)")
+            failure = "\(error)"
         }
+        // Counted as they move, so that a long connection (an image being flashed) shows its
+        // throughput while it lasts; before `finish`, which may drop a removed door's counters.
+        let moved = (relay.toTarget.moved - toTarget, relay.fromTarget.moved - fromTarget)
+        if moved != (0, 0) {
+            self.counters.withLock { counters in
+                counters[relay.route]?.bytesToTarget += moved.0
+                counters[relay.route]?.bytesFromTarget += moved.1
+            }
+        }
+        if failure != nil || relay.isFinished { self.finish(relay, failure: failure) }
     }
 
     /// Updates a route's door counters.
@@ -289,8 +301,6 @@ public final class DoorLoop: @unchecked Sendable {
         let open = self.doors.values.contains { $0.route == relay.route }
         self.counters.withLock { counters in
             counters[relay.route]?.active -= 1
-            counters[relay.route]?.bytesToTarget += relay.toTarget.moved
-            counters[relay.route]?.bytesFromTarget += relay.fromTarget.moved
             // The door was removed meanwhile: its counters go with its last connection.
             if !open, counters[relay.route]?.active == 0 { counters[relay.route] = nil }
         }

@@ -6,9 +6,9 @@ public struct DoorStatistics: Sendable, Equatable {
     public var total = 0
     /// Connections refused: over the door's `max-connections`, or the target unreachable.
     public var refused = 0
-    /// Bytes relayed to the target by connections that have ended.
+    /// Bytes relayed to the target, counted as they move.
     public var bytesToTarget = 0
-    /// Bytes relayed from the target by connections that have ended.
+    /// Bytes relayed from the target, counted as they move.
     public var bytesFromTarget = 0
 
     /// Empty counters.

@@ -10,6 +10,7 @@ import http.client
 import os
 import socket
 import subprocess
+import threading
 import time
 
 import grpc
@@ -266,15 +267,36 @@ def test_unix_endpoint_and_bad_address(start_bridge, unix_server, tls, sockdir):
 
 
 def test_door_connections_and_bytes(start_bridge, unix_server, tls, sockdir):
-    """Two connections through a local door: counted with their bytes once each has ended."""
+    """Connections through a local door: an open one's bytes are counted as they move (a long
+    flash shows its throughput while it lasts), and every connection with its bytes once ended."""
     from test_local_door import connect, door_config, receive_all, send_then_half_close
 
     target = unix_server("echo.sock", echo)
     bridge = start_bridge(config=door_config(tls, sockdir, target.path),
                           extra_args=["--metrics", "tcp:127.0.0.1:0"])
     address = bridge.status()[0]["metrics"]
-    sizes = [1_000_000, 123_457]
-    for size in sizes:
+    opened = os.urandom(300_000)
+    with connect(sockdir / "door.sock") as held:
+        writer = threading.Thread(target=held.sendall, args=(opened,), daemon=True)
+        writer.start()
+        echoed = b""
+        while len(echoed) < len(opened) and (chunk := held.recv(1 << 20)):
+            echoed += chunk
+        writer.join(TIMEOUT)
+        assert echoed == opened
+
+        def counted() -> dict:
+            scraped = samples(scrape(address)[2].decode())
+            return {direction: value(scraped, "jmp_bridge_door_bytes_total", route="echo", direction=direction)
+                    for direction in ("to_target", "from_target")}
+
+        # The echo came back through the door: the bytes moved; their count follows (bounded).
+        deadline = time.monotonic() + TIMEOUT
+        while counted() != {"to_target": len(opened), "from_target": len(opened)}:
+            assert time.monotonic() < deadline, counted()
+        assert value(samples(scrape(address)[2].decode()), "jmp_bridge_door_connections_active", route="echo") == 1
+    sizes = [len(opened), 1_000_000, 123_457]
+    for size in sizes[1:]:
         data = os.urandom(size)
         with connect(sockdir / "door.sock") as client:
             writer = send_then_half_close(client, data)
