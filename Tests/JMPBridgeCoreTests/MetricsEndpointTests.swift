@@ -150,7 +150,8 @@ struct MetricsEndpointTests {
     func idleTimeout() async throws {
         let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let timeout = 2.0
+        // Long enough against the pacing below that a loaded machine's late task does not count.
+        let timeout = 3.0
         let (server, port) = try await self.serve(
             MetricsEndpoint.Limits(maxConnections: 4, idleTimeout: .milliseconds(Int64(timeout * 1000))),
             group: serverGroup
@@ -160,7 +161,11 @@ struct MetricsEndpointTests {
         let slow = try await RawConnection.open(to: port, group: clientGroup)
         let slowStart = ContinuousClock.now
         try await slow.channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string: "GET /metrics HTTP/1.1\r\nHost: te"))
+            do {
+                try await outbound.write(ByteBuffer(string: "GET /metrics HTTP/1.1\r\nHost: te"))
+            } catch ChannelError.ioOnClosedChannel {
+                // A loaded machine ran this task only after the timeout: closed all the same.
+            }
             var inbound = inbound.makeAsyncIterator()
             try await self.expectClosedUnanswered(&inbound)
         }
