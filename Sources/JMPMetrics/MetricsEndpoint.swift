@@ -40,12 +40,12 @@ public enum MetricsEndpoint {
         refused: @escaping @Sendable () -> Void = {},
         scrape: @escaping @Sendable (any EventLoop) -> EventLoopFuture<[UInt8]>
     ) -> ServerBootstrap {
-        let connections = MetricsConnectionCount()
+        let connections = ConnectionCap(limit: limits.maxConnections)
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .childChannelInitializer { channel in
-                let admitted = connections.open(limit: limits.maxConnections)
-                channel.closeFuture.whenComplete { _ in connections.close(admitted: admitted) }
+                let admitted = connections.admit()
+                if admitted { channel.closeFuture.whenComplete { _ in connections.release() } }
                 return channel.eventLoop.makeCompletedFuture {
                     guard admitted else {
                         refused()

@@ -18,6 +18,7 @@ import functools
 import os
 import random
 import socket
+import ssl
 import struct
 import termios
 import threading
@@ -338,6 +339,77 @@ async def test_a_connection_that_never_speaks_is_closed_after_10_seconds(faulty,
         await finish(bridge, tls, baseline)
     lines = bridge.wait_for_line(r"connection closed: no HTTP/2 preface within 10000 ms of connecting", count=2)
     assert any("bytes-received=10" in line for line in lines), lines
+
+
+async def test_connections_over_max_connections_are_closed_and_the_others_carry_on(start_bridge, unix_server,
+                                                                                   tls, sockdir):
+    """A listener with ``max-connections: 3``: with three connections open (two raw HTTP/2, one
+    carrying a live echo stream) a fourth is closed at once, before TLS, and logged; the live
+    stream goes on; once one of the three has closed, a new connection is served again."""
+    target = unix_server("echo.sock", echo)
+    config = (
+        "listen:\n"
+        f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, max-connections: 3,\n"
+        f"     tls: {{cert: {tls.cert}, key: {tls.key}}}}}\n"
+    )
+    bridge = start_bridge({"echo": target.path}, default_route="echo", config=config)
+
+    def served(connection: rawh2.Connection) -> bool:
+        """Whether the bridge answered the connection's preface with its SETTINGS."""
+        connection.start()
+        frames = connection.frames_until(lambda f: f.kind == rawh2.SETTINGS, timeout=TIMEOUT)
+        return bool(frames) and frames[-1].kind == rawh2.SETTINGS
+
+    def closed_at_once() -> bool:
+        """Whether a new TCP connection is closed by the bridge without a byte, well before the
+        10 s the bridge gives a silent connection to start TLS."""
+        with socket.create_connection(("127.0.0.1", bridge.port), timeout=5) as sock:
+            try:
+                return sock.recv(4096) == b""
+            except ConnectionError:
+                return True
+            except TimeoutError:
+                return False
+
+    def new_served() -> rawh2.Connection | None:
+        """A new connection if the bridge serves it; None if it was closed."""
+        try:
+            connection = rawh2.Connection(bridge.port, tls.cert_pem)
+        except (OSError, ssl.SSLError):
+            return None
+        if served(connection):
+            return connection
+        connection.close()
+        return None
+
+    raw = [rawh2.Connection(bridge.port, tls.cert_pem) for _ in range(2)]
+    try:
+        for connection in raw:
+            assert await to_thread.run_sync(served, connection)
+        with fail_after(TIMEOUT):
+            async with open_channel(bridge, tls) as channel:
+                call = start_call(channel)
+                async with RouterStream(context=call) as stream:
+                    await stream.send(b"before")
+                    assert await receive_exactly(stream, 6) == b"before"
+
+                    assert await to_thread.run_sync(closed_at_once)
+                    bridge.wait_for_line(r"max-connections=3 .*refused a connection: max-connections reached")
+                    await stream.send(b"after the refusal")
+                    assert await receive_exactly(stream, 17) == b"after the refusal"
+
+                    # A place is freed: once the bridge has seen the close, a connection is served.
+                    raw.pop().close()
+                    deadline = time.monotonic() + TIMEOUT
+                    while (replacement := await to_thread.run_sync(new_served)) is None:
+                        assert time.monotonic() < deadline, "a freed place was not taken again"
+                    raw.append(replacement)
+                    await stream.send_eof()
+                    assert await receive_all(stream) == b""
+                assert await call.code() == grpc.StatusCode.OK
+    finally:
+        for connection in raw:
+            connection.close()
 
 
 # --------------------------------------------------------------------------------------------

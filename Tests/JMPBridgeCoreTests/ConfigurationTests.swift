@@ -436,6 +436,23 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("max-connections per listener: 1024 by default, 1 to 65536")
+    func maxConnections() throws {
+        let configuration = try ConfigurationLoader.parse(
+            yaml: "listen:\n  - unix:/run/a.sock\n  - {address: unix:/run/b.sock, max-connections: 3}\n",
+            file: file
+        )
+        #expect(configuration.listeners.map(\.maxConnections) == [1024, 3])
+        for bad in ["0", "65537", "many"] {
+            expectError(
+                "listen:\n  - address: unix:/run/a.sock\n    max-connections: \(bad)\n",
+                line: 3,
+                key: "listen[0].max-connections",
+                message: bad == "many" ? "is not a whole number" : "is out of range 1...65536"
+            )
+        }
+    }
+
     @Test("a bad address")
     func badAddress() {
         let addresses: [(String, String)] = [

@@ -19,7 +19,7 @@ public enum ConfigurationLoader {
     ]
     /// The keys of one `listen:` entry.
     public static let listenerKeys = [
-        "address", "tls", "insecure", "mode", "group", "auth", "allow-unauthenticated", "peer",
+        "address", "tls", "insecure", "mode", "group", "auth", "allow-unauthenticated", "peer", "max-connections",
     ]
     /// The keys of `listen[].tls`.
     public static let tlsKeys = ["cert", "key", "client-ca"]

@@ -144,6 +144,8 @@ struct ConfigurationReader {
                 listener.mode = mode
             case "group", "auth", "allow-unauthenticated", "peer":
                 try self.listenerSecurity(name, value, key: key, into: &listener)
+            case "max-connections":
+                listener.maxConnections = try integer(value, key: "\(key).max-connections", range: 1...65536)
             default:
                 break
             }

@@ -19,6 +19,12 @@ public struct ListenerConfiguration: Sendable, Equatable {
     public var allowUnauthenticated = false
     /// The peers a `unix:` listener admits (`SO_PEERCRED`); nil: any that can open the socket.
     public var peer: PeerAllowlist?
+    /// Connections served at once; one more is closed as soon as it is accepted.
+    public var maxConnections = ListenerConfiguration.defaultMaxConnections
+    /// The default of ``maxConnections``: far more than a lab host's clients and exporters open,
+    /// and with ``Limits/maxStreams`` (each stream holds its target's descriptor) well within the
+    /// units' `LimitNOFILE=65536`.
+    public static let defaultMaxConnections = 1024
     /// Line in the configuration file, for messages.
     public var line: Int?
 

@@ -15,4 +15,7 @@ struct ListenerSecurity: Sendable {
     var peer: PeerAllowlist?
     /// The listener's connection and authentication metrics; nil: no metrics endpoint.
     var metrics: ListenerMetrics? = nil
+    /// The listener's connections, counted against its `max-connections` (one count for all its
+    /// sockets).
+    var connections = ConnectionCap(limit: ListenerConfiguration.defaultMaxConnections)
 }

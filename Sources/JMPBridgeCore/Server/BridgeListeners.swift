@@ -326,7 +326,8 @@ final class BridgeListeners: Sendable {
             listener: "\(listener.address)",
             verifier: auth == .jwt ? verifier : nil,
             peer: listener.peer,
-            metrics: self.environment.metrics?.listener("\(listener.address)")
+            metrics: self.environment.metrics?.listener("\(listener.address)"),
+            connections: ConnectionCap(limit: listener.maxConnections)
         )
     }
 

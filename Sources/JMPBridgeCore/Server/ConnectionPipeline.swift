@@ -25,9 +25,19 @@ struct ConnectionPipeline: Sendable {
     /// The exporter gateway whose listener this is; nil: a listener of routes.
     var gateway: Gateway? = nil
 
-    /// Checks the peer of a `unix:` listener with a `peer` allowlist (a refused connection is
-    /// closed before HTTP/2 starts, with a log line), then sets up the pipeline.
+    /// Counts the connection against the listener's `max-connections` and checks the peer of a
+    /// `unix:` listener with a `peer` allowlist (a refused connection is closed before TLS and
+    /// HTTP/2 start, with a log line), then sets up the pipeline.
     func initialize(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let connections = self.security.connections
+        guard connections.admit() else {
+            self.environment.logger.warning(
+                "refused a connection: max-connections reached",
+                metadata: ["listener": "\(self.security.listener)", "max-connections": "\(connections.limit)"]
+            )
+            return channel.eventLoop.makeFailedFuture(ConnectionsExhausted(limit: connections.limit))
+        }
+        channel.closeFuture.whenComplete { _ in connections.release() }
         guard let allowlist = self.security.peer else {
             return channel.eventLoop.makeCompletedFuture { try self.configure(channel) }
         }
