@@ -44,6 +44,10 @@ extension MetricName {
         "jmp_bridge_connections_total",
         "Client connections accepted, by listener."
     )
+    static let connectionsRefused = MetricName(
+        "jmp_bridge_connections_refused_total",
+        "Client connections closed at once because the listener served its max-connections, by listener."
+    )
 
     // Consoles (pty: and serial: routes).
     /// The device is open (1) or not (0).

@@ -33,6 +33,7 @@ from jumpstarter_protocol import router_pb2
 
 import rawh2
 from conftest import echo
+from test_metrics import samples, scrape, value
 from test_router_stream import field, open_channel, receive_all, receive_exactly, start_call
 
 TIMEOUT = 60
@@ -352,7 +353,8 @@ async def test_connections_over_max_connections_are_closed_and_the_others_carry_
         f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, max-connections: 3,\n"
         f"     tls: {{cert: {tls.cert}, key: {tls.key}}}}}\n"
     )
-    bridge = start_bridge({"echo": target.path}, default_route="echo", config=config)
+    bridge = start_bridge({"echo": target.path}, default_route="echo", config=config,
+                          extra_args=["--metrics", "tcp:127.0.0.1:0"])
 
     def served(connection: rawh2.Connection) -> bool:
         """Whether the bridge answered the connection's preface with its SETTINGS."""
@@ -395,6 +397,9 @@ async def test_connections_over_max_connections_are_closed_and_the_others_carry_
 
                     assert await to_thread.run_sync(closed_at_once)
                     bridge.wait_for_line(r"max-connections=3 .*refused a connection: max-connections reached")
+                    scraped = samples(scrape(bridge.status()[0]["metrics"])[2].decode())
+                    assert value(scraped, "jmp_bridge_connections_refused_total", listener="tcp:127.0.0.1:0") == 1
+                    assert value(scraped, "jmp_bridge_connections_active", listener="tcp:127.0.0.1:0") == 3
                     await stream.send(b"after the refusal")
                     assert await receive_exactly(stream, 17) == b"after the refusal"
 

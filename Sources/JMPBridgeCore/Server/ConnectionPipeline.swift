@@ -31,6 +31,7 @@ struct ConnectionPipeline: Sendable {
     func initialize(_ channel: any Channel) -> EventLoopFuture<Void> {
         let connections = self.security.connections
         guard connections.admit() else {
+            self.security.metrics?.connectionRefused()
             self.environment.logger.warning(
                 "refused a connection: max-connections reached",
                 metadata: ["listener": "\(self.security.listener)", "max-connections": "\(connections.limit)"]
