@@ -28,7 +28,7 @@ final class UpstreamPool {
     private let logger: Logger
     private let report: @Sendable (String, UpstreamConnectionStatus?) -> Void
     private var connections: [Key: Entry] = [:]
-    /// Retires unused router connections; cancelled with the event loop.
+    /// Retires unused router connections; cancelled with the pool (or the event loop).
     private var sweeper: RepeatedTask?
 
     /// `report` is called with each connection's status as it changes, and with nil when the
@@ -48,11 +48,22 @@ final class UpstreamPool {
         if let timeout = settings.idleTimeout {
             // Swept four times per timeout: a connection goes between 1 and 1.25 timeouts unused.
             let interval = TimeAmount.nanoseconds(max(timeout.nanoseconds / 4, 1))
-            let pool = NIOLoopBound(self, eventLoop: eventLoop)
-            self.sweeper = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
-                pool.value.retireUnused(olderThan: timeout)
+            // Weakly held: the task does not keep a pool alive, and ends with it.
+            let pool = NIOLoopBound(WeakPool(pool: self), eventLoop: eventLoop)
+            self.sweeper = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { task in
+                guard let pool = pool.value.pool else {
+                    task.cancel()
+                    return
+                }
+                pool.retireUnused(olderThan: timeout)
             }
         }
+    }
+
+    deinit { self.sweeper?.cancel() }
+
+    private struct WeakPool {
+        weak var pool: UpstreamPool?
     }
 
     /// Opens a stream to `endpoint` on the pooled connection (see ``UpstreamConnection``).

@@ -25,6 +25,7 @@ from anyio import fail_after
 from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
 
 from deployment import probe, tokens
+from test_faults import fd_count
 from test_metrics import samples, scrape, value
 from deployment.fixtures import *  # noqa: F403 - the deployment fixtures
 from deployment.fixtures import (
@@ -275,15 +276,10 @@ def tcp_sockets(pid: int) -> list[tuple[int, int, str]]:
     return found
 
 
-def non_tcp_fds(pid: int) -> int:
-    """Descriptors of ``pid`` that are neither TCP sockets nor the runtime's own event machinery."""
-    tcp = len(tcp_sockets(pid))
-    runtime = ("anon_inode:[eventpoll]", "anon_inode:[eventfd]", "anon_inode:[timerfd]", "anon_inode:[signalfd]")
-    count = 0
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            count += not os.readlink(f"/proc/{pid}/fd/{name}").endswith(runtime)
-    return count - tcp
+def non_tcp_fds(bridge) -> int:
+    """Descriptors of ``bridge`` that are neither TCP sockets nor the runtime's own event
+    machinery (``test_faults.fd_count``, less the TCP sockets)."""
+    return fd_count(bridge) - len(tcp_sockets(bridge.pid))
 
 
 def test_every_descriptor_of_a_call_is_closed_on_every_path(controller, router_process, gateway, exporter,
@@ -297,7 +293,7 @@ def test_every_descriptor_of_a_call_is_closed_on_every_path(controller, router_p
     gateway_port = int(gateway.gateway_endpoint.rsplit(":", 1)[1])
     controller_port = controller.controller.port
     router_port = int(router_process.endpoint.rsplit(":", 1)[1])
-    others_before = non_tcp_fds(gateway.pid)
+    others_before = non_tcp_fds(gateway)
 
     async def cut_transfer(echo):
         """An EchoNetwork transfer left after its first echoed bytes, with more still being sent."""
@@ -368,10 +364,10 @@ def test_every_descriptor_of_a_call_is_closed_on_every_path(controller, router_p
         router_streams = [item["streams"] for item in status if item.get("role") == "router"]
         done = (downstream == exporter_side and upstream == pooled and not rest and line["relays"] == "0"
                 and line["listens"] == "0" and set(router_streams) <= {"0"}
-                and non_tcp_fds(gateway.pid) <= others_before)
+                and non_tcp_fds(gateway) <= others_before)
         return done, (f"gateway sockets {sockets}; the exporter's ends of its connections to the gateway "
                       f"{exporter_side}; upstream sockets {upstream}, pooled per status {pooled}; other {rest}; "
-                      f"other descriptors {non_tcp_fds(gateway.pid)}, {others_before} before; status {status}")
+                      f"other descriptors {non_tcp_fds(gateway)}, {others_before} before; status {status}")
 
     deadline = time.monotonic() + TIMEOUT
     while not (result := accounted())[0]:
