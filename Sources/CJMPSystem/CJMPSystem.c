@@ -2,6 +2,7 @@
 #include "CJMPSystem.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -26,6 +27,13 @@ int jmp_set_exclusive(int fd) { return ioctl(fd, TIOCEXCL); }
 int jmp_set_packet_mode(int master) {
     int on = 1;
     return ioctl(master, TIOCPKT, &on);
+}
+
+int jmp_packet_status_waits(int master) {
+    struct pollfd waiting = {.fd = master, .events = POLLPRI, .revents = 0};
+    int ready = poll(&waiting, 1, 0);
+    if (ready < 0) return -1;
+    return ready > 0 && (waiting.revents & POLLPRI) ? 1 : 0;
 }
 
 int jmp_output_queue(int fd) {

@@ -24,15 +24,15 @@ import NIOPosix
 /// cuts the link. The link then drops what waits in the bridge, and the output, until the pty
 /// has taken the write under way, and attaches again. The master is in packet mode, so the link
 /// learns when the program flushes its input (PySerial does whenever it opens the port) and
-/// drops what waits in the bridge too: a program opening the link gets fresh output, not what
-/// piled up while nobody read. When the device goes away the link stays (programs keep their
-/// descriptor and see no hang-up); what they type meanwhile is dropped, and output resumes once
-/// the device is back.
+/// drops what waited in the bridge when it did: a program opening the link gets fresh output,
+/// not what piled up while nobody read, and all the device prints after the flush. When the
+/// device goes away the link stays (programs keep their descriptor and see no hang-up); what they
+/// type meanwhile is dropped, and output resumes once the device is back.
 public final class SerialLink: ConsoleSubscriber {
     /// Input bytes from the link on their way to the device above which the master is not read.
     public static let inputHighWatermark = 64 * 1024
-    /// Output bytes handed to the master at a time: at most this much (and one device read) still
-    /// reaches a program after it flushed its input.
+    /// Output bytes handed to the master at a time, at most: at most this much still reaches a
+    /// program after it flushed its input.
     public static let batchSize = 16 * 1024
 
     /// The console the link is attached to.
@@ -68,6 +68,13 @@ public final class SerialLink: ConsoleSubscriber {
         /// Input was dropped (the device is down) since the last input that was taken.
         var droppingInput = false
         var closed = false
+        /// A status (a flush, most likely) waits in the master, seen before its channel read it:
+        /// the bytes pending then, at the front of `pending`, which go if it is a flush. No batch
+        /// is written until the channel has read it.
+        var statusMark: Int?
+        /// Flushes by the program, and the output they dropped, since start.
+        var flushes = 0
+        var flushedBytes = 0
     }
 
     private init(
@@ -179,6 +186,14 @@ public final class SerialLink: ConsoleSubscriber {
         _ = tcsetattr(slave, TCSANOW, &attributes)
     }
 
+    /// How often the program flushed its input and what that dropped, read on the hub's loop.
+    public func status() -> EventLoopFuture<SerialLinkStatus> {
+        self.hub.eventLoop.submit {
+            let state = self.state.value
+            return SerialLinkStatus(flushes: state.flushes, flushedBytes: state.flushedBytes)
+        }
+    }
+
     // MARK: - On the hub's loop
 
     /// Attaches to the hub unless the link is attached, attaching, waiting for its reader after a
@@ -244,29 +259,70 @@ public final class SerialLink: ConsoleSubscriber {
         )
     }
 
-    /// The program flushed its input (PySerial does when it opens the port): what still waits
-    /// for it in the bridge is stale too, and goes the same way.
-    func programFlushedInput() {
+    /// The master's channel read a status byte: `flushRead`, the program flushed its input
+    /// (PySerial does when it opens the port), so the output that waited for it in the bridge
+    /// when it did is stale too, and goes the same way. Then output flows again.
+    func statusReported(flushRead: Bool) {
         let state = self.state.value
-        let dropped = state.pendingBytes
-        state.pending.removeAll()
-        state.pendingBytes = 0
-        if dropped > 0, let id = state.subscription {
-            self.hub.acknowledgeOnLoop(id, count: dropped)
+        let mark = state.statusMark ?? state.pendingBytes
+        state.statusMark = nil
+        if flushRead {
+            var left = mark
+            while left > 0, var bytes = state.pending.popFirst() {
+                if bytes.readableBytes > left {
+                    bytes.moveReaderIndex(forwardBy: left)
+                    state.pending.prepend(bytes)
+                    left = 0
+                } else {
+                    left -= bytes.readableBytes
+                }
+            }
+            let dropped = mark - left
+            state.pendingBytes -= dropped
+            state.flushes += 1
+            state.flushedBytes += dropped
+            if dropped > 0, let id = state.subscription {
+                self.hub.acknowledgeOnLoop(id, count: dropped)
+            }
+        }
+        self.writePending()
+    }
+
+    /// Marks the output waiting now if the master holds a status its channel has not read yet.
+    /// The channel reads the master when the loop next polls it, which can be after the device
+    /// printed more or after further batches: without this look, output the device printed
+    /// after the program flushed would go with the stale, and output the program flushed away
+    /// would still be written. The status stays in the master for the channel to read (only it
+    /// tells a flush from other news, and NIO expects what woke it to be there). One `poll` per
+    /// device read and per batch. A second flush before the channel reads the first makes one
+    /// status with it: what waited at the first goes.
+    private func markUnreadStatus(_ channel: any Channel) {
+        let state = self.state.value
+        guard state.statusMark == nil, channel.isActive else { return }  // inactive: the descriptor is closed
+        if jmp_packet_status_waits(self.pty.master) == 1 {
+            state.statusMark = state.pendingBytes
+            channel.read()  // even while input is held back
         }
     }
 
-    /// Hands pending output to the master's channel, up to ``batchSize`` bytes at a time, unless a
-    /// batch is under way. The next batch follows in a task of its own, after the loop has read
-    /// the master: a flush by the program (reported when the pty makes room) drops what is
-    /// pending before it is written.
-    private func writePending() {
+    /// Hands pending output to the master's channel, at most ``batchSize`` bytes at a time (a
+    /// device read that does not fit is split, without a copy), unless a batch is under way or a
+    /// status waits to be read; each batch first looks for one (``markUnreadStatus(_:)``), so
+    /// what a flush lets through is the write under way alone. `looked`: the caller just did.
+    private func writePending(looked: Bool = false) {
         let state = self.state.value
         guard state.inFlight == 0, state.pendingBytes > 0, let channel = state.channel else { return }
+        if !looked { self.markUnreadStatus(channel) }
+        guard state.statusMark == nil else { return }
         let subscription = state.subscription
         var count = 0
         var last: EventLoopFuture<Void>?
-        while count < Self.batchSize, let bytes = state.pending.popFirst() {
+        while count < Self.batchSize, var bytes = state.pending.popFirst() {
+            let room = Self.batchSize - count
+            if bytes.readableBytes > room, let head = bytes.readSlice(length: room) {
+                state.pending.prepend(bytes)  // the rest waits for the next batch
+                bytes = head
+            }
             count += bytes.readableBytes
             last = channel.write(bytes)
         }
@@ -297,10 +353,12 @@ public final class SerialLink: ConsoleSubscriber {
 
     public func consoleOutput(_ bytes: ByteBuffer) {
         let state = self.state.value
-        guard state.channel != nil, state.subscription != nil else { return }
+        guard let channel = state.channel, state.subscription != nil else { return }
+        // A flush the program made before this output reached the bridge drops what waited, not this.
+        self.markUnreadStatus(channel)
         state.pending.append(bytes)
         state.pendingBytes += bytes.readableBytes
-        self.writePending()
+        self.writePending(looked: true)
     }
 
     public func consoleCut(_ reason: ConsoleUnavailable) {
@@ -309,6 +367,7 @@ public final class SerialLink: ConsoleSubscriber {
         // What waited was for this attachment; the hub no longer counts it.
         state.pending.removeAll()
         state.pendingBytes = 0
+        if state.statusMark != nil { state.statusMark = 0 }
         // The device went away or the console closed: the next device connection attaches again.
         guard reason.lagged, !state.closed else { return }
         self.logger.warning(

@@ -21,8 +21,8 @@ final class SerialLinkHandler: ChannelInboundHandler {
         guard let status = bytes.readInteger(as: UInt8.self) else { return }
         if status == Self.dataStatus {
             if bytes.readableBytes > 0 { self.link.input(bytes, from: context.channel) }
-        } else if status & Self.flushReadStatus != 0 {
-            self.link.programFlushedInput()
+        } else {
+            self.link.statusReported(flushRead: status & Self.flushReadStatus != 0)
         }
     }
 

@@ -255,6 +255,7 @@ def test_pyserial_driver_on_a_serial_link(start_bridge, fake_serial, sockdir, tl
     jsonschema.validate(document, json.loads((REPO / "docs" / "status.schema.json").read_text()))
     [uart] = [route for route in document["routes"] if route["name"] == "uart"]
     assert uart["link"] == str(link) and uart["attachments"] == 1, uart
+    assert uart["link-flushes"] == 0 and uart["link-flushed-bytes"] == 0, uart  # nobody opened the link yet
 
     board = Board(master)
     board.say(b"U-Boot 2024.01\r\n")
@@ -298,6 +299,8 @@ def test_pyserial_driver_on_a_serial_link(start_bridge, fake_serial, sockdir, tl
         line = route_status(bridge, "uart")
         assert line["state"] == "up" and line["cuts"] == "0" and line["attachments"] == "2", line
         assert int(line["input-bytes"]) == len(b"help\rprintenv\r"), line
+        # PySerial flushes its input each time it opens the port: the bridge saw it.
+        assert int(line["link-flushes"]) >= 2, line
     finally:
         board.stop()
         if exporter is not None:

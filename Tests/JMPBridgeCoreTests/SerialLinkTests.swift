@@ -40,6 +40,25 @@ struct SerialLinkTests {
         return text
     }
 
+    /// The route's link status, polled until `condition` holds.
+    static func linkStatus(
+        _ bridge: BridgeHarness,
+        _ what: String,
+        until condition: (SerialLinkStatus) -> Bool
+    ) async throws -> SerialLinkStatus {
+        let deadline = Date().addingTimeInterval(15)
+        var last: SerialLinkStatus?
+        while true {
+            if let link = bridge.server.environment.serialLinks.withLockedValue({ $0["uart"] }) {
+                let status = try await link.status().get()
+                if condition(status) { return status }
+                last = status
+            }
+            guard Date() < deadline else { throw TimedOut(what: "\(what) (last: \(String(describing: last)))") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     /// The route's console status, polled until `condition` holds (the bridge acts on timers and
     /// on other loops; there is no event to wait for from here).
     static func status(
@@ -135,14 +154,21 @@ struct SerialLinkTests {
             }
             _ = try await Self.status(bridge, "the device's output to be read") { $0.outputBytes == 64 * 4096 }
             #expect(tcflush(program, TCIFLUSH) == 0)
+            // What the device prints once the program has flushed is fresh, however soon it comes.
             try device.write(Array("fresh\r\n".utf8))
             let read = try await Self.read(program, until: "fresh\r\n")
             #expect(read.hasSuffix("fresh\r\n"))
             // At most the write under way when the program flushed, not the 180-odd KiB that waited.
             let stale = read.utf8.count - "fresh\r\n".utf8.count
-            #expect(stale <= SerialLink.batchSize + 4096, "\(stale) stale bytes reached the program")
+            #expect(stale <= SerialLink.batchSize, "\(stale) stale bytes reached the program")
+            let flushed = try await Self.linkStatus(bridge, "the link's status") { _ in true }
+            #expect(flushed.flushes == 1)
+            #expect(flushed.flushedBytes > 100 * 1024 && stale + flushed.flushedBytes <= 64 * 4096, "\(flushed)")
             let status = try await Self.status(bridge, "the status") { _ in true }
             #expect(status.cuts == 0 && status.attachments == 1)
+            let report = try await ControlConnection.status(bridge.controlSocket)
+            let line = report.first { $0.hasPrefix("route=uart ") } ?? ""
+            #expect(line.contains(" link-flushes=1 link-flushed-bytes=\(flushed.flushedBytes)"), "\(line)")
         }
     }
 

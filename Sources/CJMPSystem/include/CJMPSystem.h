@@ -20,6 +20,10 @@ int jmp_set_exclusive(int fd);
 /// queues. Returns 0 or -1/errno.
 int jmp_set_packet_mode(int master);
 
+/// Whether a pty master in packet mode holds a status byte (TIOCPKT_FLUSHREAD and the like) for
+/// its next read (poll reports POLLPRI), without reading it. Returns 1, 0, or -1/errno.
+int jmp_packet_status_waits(int master);
+
 /// Takes back a pty master handed over by the service manager's file-descriptor store: writes
 /// its slave's path into `slave_path` and makes it non-blocking and close-on-exec. Returns 0, or
 /// -1 with errno set (ENOTTY: not a pty master).

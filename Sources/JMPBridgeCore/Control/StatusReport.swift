@@ -12,6 +12,7 @@ enum StatusReport {
         let statistics = environment.statistics
         let table = environment.routes.withLockedValue { $0 }
         let consoles = environment.consoles.withLockedValue { $0 }
+        let links = environment.serialLinks.withLockedValue { $0 }
         var headerItems: [(String, String)] = [
             ("bridge", "jmp-bridge"),
             ("state", environment.state.withLockedValue { $0 }.rawValue),
@@ -61,7 +62,8 @@ enum StatusReport {
                 return eventLoop.makeSucceededFuture(Self.line(items + [("state", "down"), ("reason", "not open")]))
             }
             let target = items
-            return hub.status().hop(to: eventLoop).map { status in
+            let link = links[route.name]?.status().map(Optional.some) ?? hub.eventLoop.makeSucceededFuture(nil)
+            return hub.status().and(link).hop(to: eventLoop).map { status, link in
                 var items = target
                 items.append(("state", status.up ? "up" : "down"))
                 if let reason = status.downReason { items.append(("reason", reason)) }
@@ -71,6 +73,9 @@ enum StatusReport {
                     ("input-bytes", "\(status.inputBytes)"),
                     ("cuts", "\(status.cuts)"),
                 ]
+                if let link {
+                    items += [("link-flushes", "\(link.flushes)"), ("link-flushed-bytes", "\(link.flushedBytes)")]
+                }
                 return Self.line(items)
             }
         }

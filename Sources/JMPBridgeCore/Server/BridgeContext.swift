@@ -26,6 +26,9 @@ public struct BridgeContext: Sendable {
     /// The hubs of the open consoles (`pty:` and `serial:` routes) that streams and local
     /// attaches attach to, by route name; kept by the ``ConsoleRegistry``.
     public let consoles: NIOLockedValueBox<[String: ConsoleHub]>
+    /// The pty links of the open `serial:` routes that have one, by route name, for `status`;
+    /// kept by the ``ConsoleRegistry``.
+    public let serialLinks = NIOLockedValueBox<[String: SerialLink]>([:])
     /// The bridge's life cycle state, for `status`.
     public let state: NIOLockedValueBox<BridgeState>
     /// The sockets the bridge serves gRPC on, once bound, for `status`.

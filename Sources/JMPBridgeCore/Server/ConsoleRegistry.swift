@@ -130,6 +130,9 @@ final class ConsoleRegistry: Sendable {
         }
         self.consoles.withLockedValue { $0[route.name] = console }
         self.environment.consoles.withLockedValue { $0[route.name] = console.hub }
+        if let link = (console as? SerialConsole)?.link {
+            self.environment.serialLinks.withLockedValue { $0[route.name] = link }
+        }
         switch console {
         case let pty as PtyConsole:
             self.logger.info(
@@ -157,6 +160,7 @@ final class ConsoleRegistry: Sendable {
     func close(_ name: String, forget: Bool) async {
         guard let console = self.consoles.withLockedValue({ $0.removeValue(forKey: name) }) else { return }
         self.environment.consoles.withLockedValue { $0[name] = nil }
+        self.environment.serialLinks.withLockedValue { $0[name] = nil }
         await console.close(forget: forget)
     }
 

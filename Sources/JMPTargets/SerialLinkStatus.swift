@@ -1,0 +1,9 @@
+/// What a ``SerialLink`` dropped because its program flushed its input, for `status`.
+public struct SerialLinkStatus: Sendable, Equatable {
+    /// Times the program flushed its input (`TCIFLUSH`) since start: PySerial does each time it
+    /// opens the port.
+    public var flushes: Int
+    /// Output bytes dropped in the bridge since start because they were waiting when the program
+    /// flushed.
+    public var flushedBytes: Int
+}
