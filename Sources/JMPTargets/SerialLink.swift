@@ -186,11 +186,16 @@ public final class SerialLink: ConsoleSubscriber {
         _ = tcsetattr(slave, TCSANOW, &attributes)
     }
 
-    /// How often the program flushed its input and what that dropped, read on the hub's loop.
+    /// How often the program flushed its input and what that dropped, and the input on its way,
+    /// read on the hub's loop.
     public func status() -> EventLoopFuture<SerialLinkStatus> {
         self.hub.eventLoop.submit {
             let state = self.state.value
-            return SerialLinkStatus(flushes: state.flushes, flushedBytes: state.flushedBytes)
+            return SerialLinkStatus(
+                flushes: state.flushes,
+                flushedBytes: state.flushedBytes,
+                inputInFlight: state.inputInFlight
+            )
         }
     }
 

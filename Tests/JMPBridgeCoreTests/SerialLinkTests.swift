@@ -172,6 +172,45 @@ struct SerialLinkTests {
         }
     }
 
+    @Test("a flush is seen while the device holds back the program's input, and what it prints next arrives")
+    func flushWhileInputIsHeldBack() async throws {
+        try await Self.withLink { bridge, devicePath, _, program in
+            let device = try FakeSerialDevice.plugIn(at: devicePath)
+            defer { device.unplug() }
+            _ = try await Self.status(bridge, "the link to attach") { $0.up && $0.attachments == 1 }
+            // Nobody reads the device's side, so it soon takes no more input: the program types
+            // until the link holds its input back and no longer reads the master, which is where
+            // the flush status waits.
+            #expect(fcntl(program, F_SETFL, fcntl(program, F_GETFL) | O_NONBLOCK) == 0)
+            let typed = [UInt8](repeating: UInt8(ascii: "i"), count: 4096)
+            let deadline = Date().addingTimeInterval(15)
+            while try await Self.linkStatus(bridge, "the input", until: { _ in true }).inputInFlight
+                < SerialLink.inputHighWatermark
+            {
+                guard Date() < deadline else { throw TimedOut(what: "the link to hold back the input") }
+                if write(program, typed, typed.count) < 0 {
+                    #expect(errno == EAGAIN)
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+            }
+            // 256 KiB of output while the program reads nothing, then a flush and a fresh line.
+            let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 4096)
+            let master = device.master
+            for _ in 0..<64 {
+                try await blocking { try writeAll(master, chunk) }
+            }
+            _ = try await Self.status(bridge, "the device's output to be read") { $0.outputBytes == 64 * 4096 }
+            #expect(tcflush(program, TCIFLUSH) == 0)
+            try device.write(Array("fresh\r\n".utf8))
+            let read = try await Self.read(program, until: "fresh\r\n")
+            #expect(read.hasSuffix("fresh\r\n"))
+            let stale = read.utf8.count - "fresh\r\n".utf8.count
+            #expect(stale <= SerialLink.batchSize, "\(stale) stale bytes reached the program")
+            let link = try await Self.linkStatus(bridge, "the link's status") { _ in true }
+            #expect(link.flushes == 1 && link.inputInFlight >= SerialLink.inputHighWatermark, "\(link)")
+        }
+    }
+
     @Test("a link whose reader lags is cut like any attachment, and attaches again once it has read")
     func lag() async throws {
         try await Self.withLink(lagLimit: 4096) { bridge, devicePath, _, program in
