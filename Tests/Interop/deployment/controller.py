@@ -71,9 +71,11 @@ from jumpstarter_protocol.jumpstarter.v1 import common_pb2
 
 if __package__:
     from . import probe
+    from .server_options import KEEPALIVE_ENFORCEMENT
     from .tokens import mint
 else:
     import probe
+    from server_options import KEEPALIVE_ENFORCEMENT
     from tokens import mint
 
 Status = common_pb2.ExporterStatus
@@ -222,7 +224,7 @@ class Controller(jumpstarter_pb2_grpc.ControllerServiceServicer):
         """Serves ControllerService and ClientService (and the test-only :mod:`probe` service)
         with TLS on ``listen``; returns the port. After :meth:`stop` it may start again, on the
         same port, with its state kept (a restarted controller)."""
-        self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *KEEPALIVE_ENFORCEMENT])
         jumpstarter_pb2_grpc.add_ControllerServiceServicer_to_server(self, self._server)
         client_pb2_grpc.add_ClientServiceServicer_to_server(ClientService(self), self._server)
         self._server.add_generic_rpc_handlers((probe.handler(),))

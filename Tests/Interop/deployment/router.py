@@ -37,8 +37,10 @@ import grpc
 from jumpstarter_protocol import router_pb2, router_pb2_grpc
 
 if __package__:
+    from .server_options import KEEPALIVE_ENFORCEMENT
     from .tokens import InvalidToken, verify
 else:  # run as a script
+    from server_options import KEEPALIVE_ENFORCEMENT
     from tokens import InvalidToken, verify
 
 
@@ -145,7 +147,7 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
 
 
 async def serve(listen: str, cert: bytes, key: bytes, router_key: bytes, stop: asyncio.Event) -> None:
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *KEEPALIVE_ENFORCEMENT])
     router_pb2_grpc.add_RouterServiceServicer_to_server(RouterService(router_key), server)
     port = server.add_secure_port(listen, grpc.ssl_server_credentials([(key, cert)]))
     if port == 0:
