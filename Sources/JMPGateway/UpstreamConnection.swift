@@ -15,8 +15,9 @@ import NIOSSL
 /// It connects on first use. A failed attempt makes calls fail at once (UNAVAILABLE, as a gRPC
 /// client in TRANSIENT_FAILURE does) until a backoff of 1 s, growing ×1.6 per failure to 30 s,
 /// has passed; the next call then tries again. A connection the server sent GOAWAY on finishes
-/// its calls while new calls get a new connection. Its pool retires it (``retire()``) once it
-/// has carried no stream for a while.
+/// its calls while new calls get a new connection, and is closed once its last call has ended,
+/// as gRPC clients do (the server may grant its calls a long grace time, and keep the connection
+/// open that long). Its pool retires it (``retire()``) once it has carried no stream for a while.
 final class UpstreamConnection {
     let endpoint: UpstreamEndpoint
     private let eventLoop: any EventLoop
@@ -38,6 +39,10 @@ final class UpstreamConnection {
     private(set) var lastActive = NIODeadline.now()
     /// Retired by its pool: it reports nothing more.
     private var retired = false
+    /// Streams open on each HTTP/2 connection (the current one and those draining) that has any.
+    private var openStreams: [ObjectIdentifier: Int] = [:]
+    /// Connections the server sent GOAWAY on, closed once their last stream has closed.
+    private var draining: [ObjectIdentifier: any Channel] = [:]
 
     init(
         endpoint: UpstreamEndpoint,
@@ -90,6 +95,8 @@ final class UpstreamConnection {
             multiplexer.createStreamChannel(promise: promise, initializer)
             return promise.futureResult.map { channel in
                 let connection = loopBound.value
+                let parent = channel.parent.map(ObjectIdentifier.init)
+                if let parent { connection.openStreams[parent, default: 0] += 1 }
                 connection.status.streams += 1
                 connection.publish()
                 channel.closeFuture.whenComplete { _ in
@@ -97,6 +104,11 @@ final class UpstreamConnection {
                     connection.status.streams -= 1
                     connection.lastActive = .now()
                     connection.publish()
+                    // Gone with its connection (closed already) if the entry is.
+                    if let parent, let open = connection.openStreams[parent] {
+                        connection.openStreams[parent] = open > 1 ? open - 1 : nil
+                        connection.closeIfDrained(parent)
+                    }
                 }
                 return channel
             }
@@ -199,6 +211,11 @@ final class UpstreamConnection {
     }
 
     private func goAwayReceived(on channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        if self.draining[id] == nil, channel.isActive {
+            self.draining[id] = channel
+            self.closeIfDrained(id)
+        }
         guard case .ready(let current, _) = self.state, current === channel else { return }
         self.state = .idle
         self.status.state = .draining
@@ -209,7 +226,21 @@ final class UpstreamConnection {
         )
     }
 
+    /// Closes the draining connection `id` once no stream is open on it.
+    private func closeIfDrained(_ id: ObjectIdentifier) {
+        guard let channel = self.draining[id], self.openStreams[id, default: 0] <= 0 else { return }
+        self.draining[id] = nil
+        self.logger.info(
+            "gateway: upstream connection drained after GOAWAY; closing it",
+            metadata: ["upstream": "\(self.endpoint)"]
+        )
+        channel.close(promise: nil)
+    }
+
     private func closed(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        self.draining[id] = nil
+        self.openStreams[id] = nil
         if case .ready(let current, _) = self.state, current === channel {
             self.state = .idle
         }
@@ -233,6 +264,8 @@ final class UpstreamConnection {
             self.state = .idle
             channel.close(promise: nil)
         }
+        for channel in self.draining.values { channel.close(promise: nil) }
+        self.draining = [:]
     }
 
     private func publish() {

@@ -430,6 +430,69 @@ def test_unused_router_connections_are_closed_and_forgotten(controller, router_p
         assert routers()[router_process.endpoint]["state"] == "ready"
 
 
+@pytest.mark.parametrize("router_extra", [["--max-connection-age", "2"]])
+def test_a_router_goaway_lets_relays_finish_and_the_drained_connection_closes(controller, router_process, gateway,
+                                                                             exporter, client_config,
+                                                                             event_loop_portal):
+    """The router sends GOAWAY on connections older than 2 s (a Go router with MaxConnectionAge
+    does) and would let their calls go on for 10 minutes: an EchoNetwork stream opened before
+    the GOAWAY goes on, SHA-checked; a relay opened after it goes over a new connection; and once
+    a GOAWAY'd connection's last relay has ended the gateway closes it (gRPC clients do), rather
+    than leaving it to the router's grace time. The default idle-timeout (30 min) plays no part."""
+    router_port = int(router_process.endpoint.rsplit(":", 1)[1])
+
+    def router_line() -> dict[str, str]:
+        return next(item for item in gateway.status() if item.get("upstream") == router_process.endpoint)
+
+    def router_sockets() -> list[tuple[int, int, str]]:
+        return [s for s in tcp_sockets(gateway.pid) if s[1] == router_port]
+
+    first, second = random.Random(3).randbytes(8 << 20), random.Random(4).randbytes(8 << 20)
+    with leased_client(client_config, event_loop_portal) as (lease, client):
+        assert client.children["power"].on() is None
+
+        def another_relay():
+            with lease.connect() as other:
+                assert other.children["power"].off() is None
+
+        async def echo_across_goaway():
+            digest, count = hashlib.sha256(), 0
+            async with client.children["echo"].stream_async("connect") as s:
+                async def receive(until: int):
+                    nonlocal count
+                    while count < until:
+                        chunk = await s.receive()
+                        digest.update(chunk)
+                        count += len(chunk)
+
+                async def send(data: bytes):
+                    for offset in range(0, len(data), CHUNK):
+                        await s.send(data[offset:offset + CHUNK])
+
+                with fail_after(TIMEOUT * 2):
+                    await send(first)
+                    await receive(len(first))
+                    await anyio.to_thread.run_sync(
+                        lambda: gateway.wait_for_line(r"gateway: upstream sent GOAWAY", timeout=TIMEOUT))
+                    await anyio.to_thread.run_sync(another_relay)
+                    await send(second)
+                    await receive(len(first) + len(second))
+            return count, digest.hexdigest()
+
+        assert event_loop_portal.call(echo_across_goaway) == \
+            (len(first) + len(second), hashlib.sha256(first + second).hexdigest())
+        assert int(router_line()["connects"]) >= 2, router_line()
+
+    # Every relay has ended: each GOAWAY'd connection is closed as soon as it is drained (the
+    # last one too, once it is old enough for its own GOAWAY), long before the router would.
+    gateway.wait_for_line(r"gateway: upstream connection drained after GOAWAY; closing it", timeout=TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while router_sockets():
+        assert time.monotonic() < deadline, f"the router connections stay open: {router_sockets()}"
+        time.sleep(0.1)
+    assert router_line()["state"] == "idle", router_line()
+
+
 def test_controller_restart_keeps_relays_and_the_exporter_comes_back(controller, router_process, gateway,
                                                                      exporter, client_config, tls,
                                                                      event_loop_portal):

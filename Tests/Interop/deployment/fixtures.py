@@ -11,8 +11,9 @@ fixtures imported into a module). They build on ``tls`` and ``event_loop_portal`
 ``conftest.py``; everything runs on the session's one event loop, as the other interop tests.
 
 * ``router_process`` — ``router.py`` as a subprocess with the ``tls`` certificate and a fresh
-  router key (:class:`RouterProcess`: ``endpoint``, ``key``, its log). Stopped with SIGTERM at
-  teardown; must exit 0.
+  router key (:class:`RouterProcess`: ``endpoint``, ``key``, its log), plus the arguments of
+  ``router_extra`` (none unless a test parametrizes it). Stopped with SIGTERM at teardown; must
+  exit 0.
 * ``controller`` — :class:`controller.Controller` serving on 127.0.0.1:0 with the ``tls``
   certificate, handing out ``router_process.endpoint`` and signing with its key; it knows one
   exporter (:data:`EXPORTER_NAME`, labels :data:`EXPORTER_LABELS`) and one client
@@ -73,7 +74,7 @@ __all__ = [
     # fixtures
     "client_config", "controller", "deployment_path", "exporter", "exporter_endpoint", "gateway", "gateway_bridge",
     "gateway_extra",
-    "router_process", "start_exporter",
+    "router_extra", "router_process", "start_exporter",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -166,12 +167,20 @@ def exporter_yaml(endpoint: Endpoint, name: str = EXPORTER_NAME) -> str:
 
 
 @pytest.fixture
-def router_process(request, tls, tmp_path):
+def router_extra() -> list[str]:
+    """More ``router.py`` arguments for ``router_process``: none; a test parametrizes
+    ``router_extra`` to set some (``--max-connection-age``)."""
+    return []
+
+
+@pytest.fixture
+def router_process(request, tls, tmp_path, router_extra):
     key = os.urandom(32).hex().encode()
     key_file = tmp_path / "router.key"
     key_file.write_bytes(key + b"\n")
     router = RouterProcess([sys.executable, HERE / "router.py", "--listen", "127.0.0.1:0",
-                            "--tls-cert", tls.cert, "--tls-key", tls.key, "--key-file", key_file], key)
+                            "--tls-cert", tls.cert, "--tls-key", tls.key, "--key-file", key_file,
+                            *router_extra], key)
     attach_log(request, router)
     try:
         router.wait_ready()

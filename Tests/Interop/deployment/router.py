@@ -15,7 +15,7 @@ Mirrors ``controller/internal/service/router_service.go`` (jumpstarter-dev/jumps
 
 Run it as a process (the deployment fixtures do)::
 
-    python router.py --listen 127.0.0.1:0 --tls-cert C --tls-key K --key-file F
+    python router.py --listen 127.0.0.1:0 --tls-cert C --tls-key K --key-file F [--max-connection-age S]
 
 It prints ``ready 127.0.0.1:PORT`` once serving, then one line per event:
 ``stream sub=S peer=P waiting|forwarding``, ``stream sub=S end status=CODE`` (the forwarding
@@ -146,8 +146,15 @@ class RouterService(router_pb2_grpc.RouterServiceServicer):
             await sink.write(router_pb2.StreamResponse(payload=message.payload, frame_type=message.frame_type))
 
 
-async def serve(listen: str, cert: bytes, key: bytes, router_key: bytes, stop: asyncio.Event) -> None:
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *KEEPALIVE_ENFORCEMENT])
+async def serve(listen: str, cert: bytes, key: bytes, router_key: bytes, stop: asyncio.Event,
+                max_connection_age: float | None = None) -> None:
+    options = [("grpc.so_reuseport", 0), *KEEPALIVE_ENFORCEMENT]
+    if max_connection_age is not None:
+        # As a Go server with keepalive.ServerParameters{MaxConnectionAge}: GOAWAY once a
+        # connection is that old; its calls may go on for a long grace time.
+        options += [("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+                    ("grpc.max_connection_age_grace_ms", 600_000)]
+    server = grpc.aio.server(options=options)
     router_pb2_grpc.add_RouterServiceServicer_to_server(RouterService(router_key), server)
     port = server.add_secure_port(listen, grpc.ssl_server_credentials([(key, cert)]))
     if port == 0:
@@ -164,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-cert", type=Path, required=True)
     parser.add_argument("--tls-key", type=Path, required=True)
     parser.add_argument("--key-file", type=Path, required=True, help="the shared router key (ROUTER_KEY)")
+    parser.add_argument("--max-connection-age", type=float, metavar="SECONDS",
+                        help="send GOAWAY on connections this old (calls may go on for 10 minutes)")
     args = parser.parse_args(argv)
 
     async def run() -> None:
@@ -172,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await serve(args.listen, args.tls_cert.read_bytes(), args.tls_key.read_bytes(),
-                    args.key_file.read_bytes().strip(), stop)
+                    args.key_file.read_bytes().strip(), stop, args.max_connection_age)
 
     asyncio.run(run())
     log("stopped")
