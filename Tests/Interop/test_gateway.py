@@ -430,6 +430,32 @@ def test_unused_router_connections_are_closed_and_forgotten(controller, router_p
         assert routers()[router_process.endpoint]["state"] == "ready"
 
 
+async def echo_around(client, first: bytes, second: bytes, between) -> tuple[int, str]:
+    """On one EchoNetwork stream of ``client``: sends ``first`` and reads its echo, awaits
+    ``between()`` (what the test does to the deployment meanwhile), then sends ``second`` and reads
+    its echo; returns the bytes echoed and their SHA-256."""
+    digest, count = hashlib.sha256(), 0
+    async with client.children["echo"].stream_async("connect") as s:
+        async def receive(until: int):
+            nonlocal count
+            while count < until:
+                chunk = await s.receive()
+                digest.update(chunk)
+                count += len(chunk)
+
+        async def send(data: bytes):
+            for offset in range(0, len(data), CHUNK):
+                await s.send(data[offset:offset + CHUNK])
+
+        with fail_after(TIMEOUT * 2):
+            await send(first)
+            await receive(len(first))
+            await between()
+            await send(second)
+            await receive(len(first) + len(second))
+    return count, digest.hexdigest()
+
+
 @pytest.mark.parametrize("router_extra", [["--max-connection-age", "2"]])
 def test_a_router_goaway_lets_relays_finish_and_the_drained_connection_closes(controller, router_process, gateway,
                                                                              exporter, client_config,
@@ -455,31 +481,12 @@ def test_a_router_goaway_lets_relays_finish_and_the_drained_connection_closes(co
             with lease.connect() as other:
                 assert other.children["power"].off() is None
 
-        async def echo_across_goaway():
-            digest, count = hashlib.sha256(), 0
-            async with client.children["echo"].stream_async("connect") as s:
-                async def receive(until: int):
-                    nonlocal count
-                    while count < until:
-                        chunk = await s.receive()
-                        digest.update(chunk)
-                        count += len(chunk)
+        async def across_goaway():
+            await anyio.to_thread.run_sync(
+                lambda: gateway.wait_for_line(r"gateway: upstream sent GOAWAY", timeout=TIMEOUT))
+            await anyio.to_thread.run_sync(another_relay)
 
-                async def send(data: bytes):
-                    for offset in range(0, len(data), CHUNK):
-                        await s.send(data[offset:offset + CHUNK])
-
-                with fail_after(TIMEOUT * 2):
-                    await send(first)
-                    await receive(len(first))
-                    await anyio.to_thread.run_sync(
-                        lambda: gateway.wait_for_line(r"gateway: upstream sent GOAWAY", timeout=TIMEOUT))
-                    await anyio.to_thread.run_sync(another_relay)
-                    await send(second)
-                    await receive(len(first) + len(second))
-            return count, digest.hexdigest()
-
-        assert event_loop_portal.call(echo_across_goaway) == \
+        assert event_loop_portal.call(echo_around, client, first, second, across_goaway) == \
             (len(first) + len(second), hashlib.sha256(first + second).hexdigest())
         assert int(router_line()["connects"]) >= 2, router_line()
 
@@ -507,32 +514,12 @@ def test_controller_restart_keeps_relays_and_the_exporter_comes_back(controller,
                               if call.identity.kind == "Exporter"} >= {"Status", "Listen"}
         first, second = random.Random(1).randbytes(8 << 20), random.Random(2).randbytes(8 << 20)
 
-        async def echo_across_restart():
-            digest, count = hashlib.sha256(), 0
-            async with client.children["echo"].stream_async("connect") as s:
-                async def receive(until: int):
-                    nonlocal count
-                    while count < until:
-                        chunk = await s.receive()
-                        digest.update(chunk)
-                        count += len(chunk)
+        async def restart():
+            await controller.controller.stop()
+            await controller.controller.start(tls.cert_pem, tls.key.read_bytes(), f"127.0.0.1:{port}")
+            await controller.controller.wait_until(reopened, TIMEOUT, "the exporter's Status and Listen streams again")
 
-                async def send(data: bytes):
-                    for offset in range(0, len(data), CHUNK):
-                        await s.send(data[offset:offset + CHUNK])
-
-                with fail_after(TIMEOUT * 2):
-                    await send(first)
-                    await receive(len(first))
-                    await controller.controller.stop()
-                    await controller.controller.start(tls.cert_pem, tls.key.read_bytes(), f"127.0.0.1:{port}")
-                    await controller.controller.wait_until(reopened, TIMEOUT,
-                                                           "the exporter's Status and Listen streams again")
-                    await send(second)
-                    await receive(len(first) + len(second))
-            return count, digest.hexdigest()
-
-        assert event_loop_portal.call(echo_across_restart) == \
+        assert event_loop_portal.call(echo_around, client, first, second, restart) == \
             (len(first) + len(second), hashlib.sha256(first + second).hexdigest())
         # The lease goes on: a driver call after the restart.
         assert client.children["power"].on() is None

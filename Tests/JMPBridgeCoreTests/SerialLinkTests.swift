@@ -40,43 +40,79 @@ struct SerialLinkTests {
         return text
     }
 
-    /// The route's link status, polled until `condition` holds.
-    static func linkStatus(
-        _ bridge: BridgeHarness,
+    /// `read()` polled until what it reads satisfies `condition` (the bridge acts on timers and
+    /// on other loops; there is no event to wait for from here); nil: not there yet.
+    static func pollStatus<Status>(
         _ what: String,
-        until condition: (SerialLinkStatus) -> Bool
-    ) async throws -> SerialLinkStatus {
+        _ read: () async throws -> Status?,
+        until condition: (Status) -> Bool
+    ) async throws -> Status {
         let deadline = Date().addingTimeInterval(15)
-        var last: SerialLinkStatus?
+        var last: Status?
         while true {
-            if let link = bridge.server.environment.serialLinks.withLockedValue({ $0["uart"] }) {
-                let status = try await link.status().get()
-                if condition(status) { return status }
-                last = status
-            }
-            guard Date() < deadline else { throw TimedOut(what: "\(what) (last: \(String(describing: last)))") }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-    }
-
-    /// The route's console status, polled until `condition` holds (the bridge acts on timers and
-    /// on other loops; there is no event to wait for from here).
-    static func status(
-        _ bridge: BridgeHarness,
-        _ what: String,
-        until condition: (ConsoleStatus) -> Bool
-    ) async throws -> ConsoleStatus {
-        let deadline = Date().addingTimeInterval(15)
-        var last: ConsoleStatus?
-        while true {
-            if let hub = bridge.server.environment.consoles.withLockedValue({ $0["uart"] }) {
-                let status = try await hub.status().get()
+            if let status = try await read() {
                 if condition(status) { return status }
                 last = status
             }
             guard Date() < deadline else { throw TimedOut(what: "\(what) (last: \(String(describing: last)))") }
             try await Task.sleep(for: .milliseconds(20))
         }
+    }
+
+    /// The route's link status, polled until `condition` holds.
+    static func linkStatus(
+        _ bridge: BridgeHarness,
+        _ what: String,
+        until condition: (SerialLinkStatus) -> Bool
+    ) async throws -> SerialLinkStatus {
+        try await Self.pollStatus(
+            what,
+            { try await bridge.server.environment.serialLinks.withLockedValue({ $0["uart"] })?.status().get() },
+            until: condition
+        )
+    }
+
+    /// The route's console status, polled until `condition` holds.
+    static func status(
+        _ bridge: BridgeHarness,
+        _ what: String,
+        until condition: (ConsoleStatus) -> Bool
+    ) async throws -> ConsoleStatus {
+        try await Self.pollStatus(
+            what,
+            { try await bridge.server.environment.consoles.withLockedValue({ $0["uart"] })?.status().get() },
+            until: condition
+        )
+    }
+
+    /// The device prints 256 KiB (64 × 4 KiB of `x`) while the program reads nothing.
+    static func pileUp(on device: FakeSerialDevice) async throws {
+        let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 4096)
+        let master = device.master
+        for _ in 0..<64 {
+            try await blocking { try writeAll(master, chunk) }
+        }
+    }
+
+    /// 256 KiB pile up while the program reads nothing (the pty takes what it can, the rest waits
+    /// in the bridge, within the 1 MiB lag limit); the program flushes its input, and the device
+    /// prints a fresh line at once. The program reads up to that line, which must arrive, after
+    /// at most the write under way when it flushed (not the 180-odd KiB that waited): returns
+    /// how many stale bytes came before it.
+    static func flushAfterPileUp(
+        _ bridge: BridgeHarness,
+        _ device: FakeSerialDevice,
+        _ program: CInt
+    ) async throws -> Int {
+        try await Self.pileUp(on: device)
+        _ = try await Self.status(bridge, "the device's output to be read") { $0.outputBytes == 64 * 4096 }
+        #expect(tcflush(program, TCIFLUSH) == 0)
+        try device.write(Array("fresh\r\n".utf8))
+        let read = try await Self.read(program, until: "fresh\r\n")
+        #expect(read.hasSuffix("fresh\r\n"))
+        let stale = read.utf8.count - "fresh\r\n".utf8.count
+        #expect(stale <= SerialLink.batchSize, "\(stale) stale bytes reached the program")
+        return stale
     }
 
     @Test("the link carries output and input, is one attachment, and its pty has the device's speed")
@@ -145,22 +181,7 @@ struct SerialLinkTests {
             let device = try FakeSerialDevice.plugIn(at: devicePath)
             defer { device.unplug() }
             _ = try await Self.status(bridge, "the link to attach") { $0.up && $0.attachments == 1 }
-            // 256 KiB while the program reads nothing: the pty takes what it can, the rest waits
-            // in the bridge (within the 1 MiB lag limit, so the link is not cut).
-            let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 4096)
-            let master = device.master
-            for _ in 0..<64 {
-                try await blocking { try writeAll(master, chunk) }
-            }
-            _ = try await Self.status(bridge, "the device's output to be read") { $0.outputBytes == 64 * 4096 }
-            #expect(tcflush(program, TCIFLUSH) == 0)
-            // What the device prints once the program has flushed is fresh, however soon it comes.
-            try device.write(Array("fresh\r\n".utf8))
-            let read = try await Self.read(program, until: "fresh\r\n")
-            #expect(read.hasSuffix("fresh\r\n"))
-            // At most the write under way when the program flushed, not the 180-odd KiB that waited.
-            let stale = read.utf8.count - "fresh\r\n".utf8.count
-            #expect(stale <= SerialLink.batchSize, "\(stale) stale bytes reached the program")
+            let stale = try await Self.flushAfterPileUp(bridge, device, program)
             let flushed = try await Self.linkStatus(bridge, "the link's status") { _ in true }
             #expect(flushed.flushes == 1)
             #expect(flushed.flushedBytes > 100 * 1024 && stale + flushed.flushedBytes <= 64 * 4096, "\(flushed)")
@@ -194,18 +215,7 @@ struct SerialLinkTests {
                 }
             }
             // 256 KiB of output while the program reads nothing, then a flush and a fresh line.
-            let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 4096)
-            let master = device.master
-            for _ in 0..<64 {
-                try await blocking { try writeAll(master, chunk) }
-            }
-            _ = try await Self.status(bridge, "the device's output to be read") { $0.outputBytes == 64 * 4096 }
-            #expect(tcflush(program, TCIFLUSH) == 0)
-            try device.write(Array("fresh\r\n".utf8))
-            let read = try await Self.read(program, until: "fresh\r\n")
-            #expect(read.hasSuffix("fresh\r\n"))
-            let stale = read.utf8.count - "fresh\r\n".utf8.count
-            #expect(stale <= SerialLink.batchSize, "\(stale) stale bytes reached the program")
+            _ = try await Self.flushAfterPileUp(bridge, device, program)
             let link = try await Self.linkStatus(bridge, "the link's status") { _ in true }
             #expect(link.flushes == 1 && link.inputInFlight >= SerialLink.inputHighWatermark, "\(link)")
         }
@@ -218,11 +228,7 @@ struct SerialLinkTests {
             defer { device.unplug() }
             _ = try await Self.status(bridge, "the link to attach") { $0.up && $0.attachments == 1 }
             // Far more than the pty and the lag limit hold, while the program reads nothing.
-            let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 4096)
-            let master = device.master
-            for _ in 0..<64 {
-                try await blocking { try writeAll(master, chunk) }
-            }
+            try await Self.pileUp(on: device)
             // Once cut, the link attaches again as soon as the pty has taken the write under way;
             // on a loaded machine that may happen, and the link be cut again, between two looks
             // at the status: at least one cut, however many.
