@@ -150,48 +150,130 @@ struct MetricsEndpointTests {
     func idleTimeout() async throws {
         let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        // Long enough against the pacing below that a loaded machine's late task does not count.
         let timeout = 3.0
         let (server, port) = try await self.serve(
             MetricsEndpoint.Limits(maxConnections: 4, idleTimeout: .milliseconds(Int64(timeout * 1000))),
             group: serverGroup
         )
+        let atLeast = TimeAmount.milliseconds(Int64(timeout * 900))
 
         // Half a request head, then nothing: closed after the timeout, unanswered.
-        let slow = try await RawConnection.open(to: port, group: clientGroup)
-        let slowStart = ContinuousClock.now
-        try await slow.channel.executeThenClose { inbound, outbound in
-            do {
-                try await outbound.write(ByteBuffer(string: "GET /metrics HTTP/1.1\r\nHost: te"))
-            } catch ChannelError.ioOnClosedChannel {
-                // A loaded machine ran this task only after the timeout: closed all the same.
-            }
-            var inbound = inbound.makeAsyncIterator()
-            try await self.expectClosedUnanswered(&inbound)
-        }
-        #expect(ContinuousClock.now - slowStart >= .seconds(timeout * 0.9))
+        let slow = try await TimedClient.run(
+            ["GET /metrics HTTP/1.1\r\nHost: te"],
+            pause: .zero,
+            port: port,
+            group: clientGroup
+        )
+        #expect(slow.answers.isEmpty && slow.rest.isEmpty, "\(slow)")
+        #expect(slow.closed - slow.connected >= atLeast, "\(slow)")
 
         // Scrapes closer together than the timeout, for longer than the timeout in all: each is
         // answered on the same connection (the timer starts again at each response). Then it
         // idles, and is closed.
-        let kept = try await RawConnection.open(to: port, group: clientGroup)
-        let keptStart = ContinuousClock.now
-        try await kept.channel.executeThenClose { inbound, outbound in
-            var inbound = inbound.makeAsyncIterator()
-            for _ in 0..<5 {
-                try await self.expectAnswered(Self.scrape, outbound, &inbound)
-                // Pacing the scrapes is the point here, not synchronisation.
-                try await Task.sleep(for: .seconds(timeout / 4))
-            }
-            let lastAnswer = ContinuousClock.now
-            #expect(lastAnswer - keptStart > .seconds(timeout))
-            try await self.expectAnswered(Self.scrape, outbound, &inbound)
-            let answered = ContinuousClock.now
-            try await self.expectClosedUnanswered(&inbound)
-            #expect(ContinuousClock.now - answered >= .seconds(timeout * 0.9))
+        let kept = try await TimedClient.run(
+            Array(repeating: Self.scrape, count: 6),
+            pause: .milliseconds(Int64(timeout * 250)),
+            port: port,
+            group: clientGroup
+        )
+        #expect(kept.answers.count == 6 && kept.rest.isEmpty, "\(kept)")
+        if let last = kept.answers.last {
+            #expect(last - kept.connected > .milliseconds(Int64(timeout * 1000)), "\(kept)")
+            #expect(kept.closed - last >= atLeast, "\(kept)")
         }
         try await server.close()
         try await clientGroup.shutdownGracefully()
         try await serverGroup.shutdownGracefully()
+    }
+}
+
+/// A metrics client that keeps its timetable on its own event loop rather than in the test's
+/// tasks, which a loaded machine's cooperative pool may resume seconds late: it sends its
+/// requests one at a time, each `pause` after the answer to the one before, and notes (on the
+/// loop) when it connected, when each answer was complete and when the server closed the
+/// connection.
+private final class TimedClient: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// What happened, in event-loop time.
+    struct Timeline: Sendable {
+        var connected = NIODeadline.now()
+        /// When each answer (ending with the scrape's body) was complete.
+        var answers: [NIODeadline] = []
+        var closed = NIODeadline.now()
+        /// What arrived after the last whole answer.
+        var rest = ""
+    }
+
+    private var requests: ArraySlice<String>
+    private let pause: TimeAmount
+    private let done: EventLoopPromise<Timeline>
+    private var timeline = Timeline()
+
+    private init(requests: [String], pause: TimeAmount, done: EventLoopPromise<Timeline>) {
+        self.requests = requests[...]
+        self.pause = pause
+        self.done = done
+    }
+
+    /// Connects to the endpoint at `port`, sends `requests` and returns once the server closed.
+    static func run(
+        _ requests: [String],
+        pause: TimeAmount,
+        port: Int,
+        group: any EventLoopGroup
+    ) async throws -> Timeline {
+        let eventLoop = group.next()
+        let done = eventLoop.makePromise(of: Timeline.self)
+        do {
+            _ = try await ClientBootstrap(group: eventLoop)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            TimedClient(requests: requests, pause: pause, done: done)
+                        )
+                    }
+                }
+                .connect(host: "127.0.0.1", port: port).get()
+        } catch {
+            done.fail(error)
+            throw error
+        }
+        return try await done.futureResult.get()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.timeline.connected = .now()
+        self.sendNext(context: context)
+        context.fireChannelActive()
+    }
+
+    private func sendNext(context: ChannelHandlerContext) {
+        guard let request = self.requests.popFirst() else { return }
+        context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer(string: request)), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.timeline.rest += String(buffer: Self.unwrapInboundIn(data))
+        while let end = self.timeline.rest.range(of: "\r\n\r\njmp_bridge_test 1\n") {
+            self.timeline.rest.removeSubrange(..<end.upperBound)
+            self.timeline.answers.append(.now())
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: self.pause) {
+                let (client, context) = loopBound.value
+                client.sendNext(context: context)
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.timeline.closed = .now()
+        self.done.succeed(self.timeline)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
     }
 }
