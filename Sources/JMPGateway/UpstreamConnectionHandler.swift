@@ -1,3 +1,4 @@
+import JMPProtocol
 import Logging
 import NIOCore
 import NIOHTTP2
@@ -6,7 +7,8 @@ import NIOTLS
 
 /// Sits after `NIOHTTP2Handler` on an upstream connection: reports when the connection is ready
 /// (TLS handshake done), when the server sends GOAWAY, and sends keepalive PINGs, closing a
-/// connection whose PING goes unanswered for a whole interval.
+/// connection whose PING goes unanswered for a whole interval. It closes the connection on a
+/// connection error, never on one stream's (``HTTP2ErrorScope``).
 final class UpstreamConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame
     typealias OutboundIn = HTTP2Frame
@@ -100,7 +102,11 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         context.fireChannelRead(data)
     }
 
+    /// A connection error closes the connection (NIOHTTP2 has sent GOAWAY, or TLS or the socket
+    /// failed); one stream's error is that stream's business: the other calls on the connection
+    /// go on.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard HTTP2ErrorScope(error) == .connection else { return }
         self.ready(error)
         context.close(promise: nil)
     }

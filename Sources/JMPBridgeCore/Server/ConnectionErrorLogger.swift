@@ -1,3 +1,4 @@
+import JMPProtocol
 import Logging
 import NIOCore
 import NIOHTTP2
@@ -15,7 +16,7 @@ import NIOSSL
 /// After a connection error NIO has sent GOAWAY but leaves the connection open, so this closes
 /// it. The errors of a single stream (a frame for a stream the bridge has already reset, say)
 /// also pass through here: they are that stream's business and leave the connection and its
-/// other streams alone.
+/// other streams alone (``HTTP2ErrorScope``).
 final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = Any
 
@@ -27,7 +28,7 @@ final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard !Self.isStreamError(error) else { return }  // handled (or already over) on that stream
+        guard HTTP2ErrorScope(error) == .connection else { return }  // handled (or already over) on that stream
         if !self.logged {
             self.logged = true
             let peer = context.channel.remoteAddress.map { "\($0)" } ?? "unknown"
@@ -53,25 +54,6 @@ final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandle
             }
         }
         context.close(promise: nil)
-    }
-
-    /// Whether `error` is one stream's business. NIOHTTP2's inline multiplexer hands the
-    /// connection the bare error of a stream error (after resetting that stream and telling its
-    /// channel), so the type alone does not always say: a `BadStreamStateTransition` is a
-    /// connection error only for a stream that is idle or closed (NIOHTTP2's
-    /// StreamStateMachine), and a stream error in every other state, such as a WINDOW_UPDATE
-    /// that NIOHTTP2 queued before the client's END_STREAM arrived and refuses after it (the
-    /// soak found that closing the connection then killed every other stream on it).
-    static func isStreamError(_ error: any Error) -> Bool {
-        switch error {
-        case is NIOHTTP2Errors.StreamClosed, is NIOHTTP2Errors.NoSuchStream, is NIOHTTP2Errors.StreamError:
-            return true
-        case let transition as NIOHTTP2Errors.BadStreamStateTransition:
-            guard let state = transition.fromState else { return false }
-            return state != .idle && state != .closed
-        default:
-            return false
-        }
     }
 
     /// What a client did to trip one of swift-nio-http2's protections, which close the whole

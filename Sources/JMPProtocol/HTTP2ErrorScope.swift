@@ -1,0 +1,38 @@
+import NIOHTTP2
+
+/// What an error that reaches an HTTP/2 connection's pipeline ends: one stream, or the whole
+/// connection.
+///
+/// NIOHTTP2's inline multiplexer hands the connection the bare error of a stream error (after
+/// resetting that stream and telling its channel), so the type alone does not always say: a
+/// `BadStreamStateTransition` is a connection error only for a stream that is idle or closed
+/// (NIOHTTP2's StreamStateMachine), and a stream error in every other state, such as a
+/// WINDOW_UPDATE that NIOHTTP2 queued before the peer's END_STREAM arrived and refuses after it
+/// (the soak found that closing the connection then killed every other stream on it). A handler
+/// that closes its connection on errors closes it only for ``connection``.
+public enum HTTP2ErrorScope: Equatable, Sendable {
+    /// The error is one stream's business (handled, or already over, on that stream).
+    case stream
+    /// The error ends the connection (after a connection error NIOHTTP2 has sent GOAWAY but
+    /// leaves the connection open for its owner to close).
+    case connection
+
+    public init(_ error: any Error) {
+        switch error {
+        case is NIOHTTP2Errors.StreamClosed, is NIOHTTP2Errors.NoSuchStream, is NIOHTTP2Errors.StreamError:
+            self = .stream
+        case is NIOHTTP2Errors.CreatedStreamAfterGoaway:
+            // A client opened a stream after the server's GOAWAY: that stream was never sent,
+            // and the connection drains its other streams on.
+            self = .stream
+        case let transition as NIOHTTP2Errors.BadStreamStateTransition:
+            guard let state = transition.fromState else {
+                self = .connection
+                return
+            }
+            self = state != .idle && state != .closed ? .stream : .connection
+        default:
+            self = .connection
+        }
+    }
+}
