@@ -227,6 +227,7 @@ public final class Gateway: Sendable {
                 ("controller-calls-total", "\(self.statistics.controllerCalls.load(ordering: .relaxed))"),
                 ("refused-tokens", "\(self.statistics.refusedTokens.load(ordering: .relaxed))"),
                 ("unavailable", "\(self.statistics.upstreamUnavailable.load(ordering: .relaxed))"),
+                ("retried", "\(self.statistics.retriedCalls.load(ordering: .relaxed))"),
             ]
         ]
         var byEndpoint: [UpstreamEndpoint: [UpstreamConnectionStatus]] = [:]

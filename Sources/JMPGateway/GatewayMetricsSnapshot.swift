@@ -9,6 +9,8 @@ public struct GatewayMetricsSnapshot: Sendable {
     public var controllerCalls = 0
     /// Router streams refused for their token.
     public var refusedTokens = 0
+    /// Calls sent again because their upstream server refused them unprocessed.
+    public var retriedCalls = 0
     /// DATA bytes relayed to routers, open relays included.
     public var bytesToRouter = 0
     /// DATA bytes relayed from routers, open relays included.
@@ -27,6 +29,7 @@ extension Gateway {
         snapshot.relaysTotal = self.statistics.relays.load(ordering: .relaxed)
         snapshot.controllerCalls = self.statistics.controllerCalls.load(ordering: .relaxed)
         snapshot.refusedTokens = self.statistics.refusedTokens.load(ordering: .relaxed)
+        snapshot.retriedCalls = self.statistics.retriedCalls.load(ordering: .relaxed)
         for line in self.statusItems(listener: "") {
             guard let first = line.first, first.0 == "upstream" else { continue }
             let value = { (key: String) in line.first { $0.0 == key }?.1 ?? "" }

@@ -10,6 +10,8 @@ final class GatewayStatistics: Sendable {
     let refusedTokens = Atomic<Int>(0)
     /// Calls that ended with UNAVAILABLE because their upstream server could not be reached.
     let upstreamUnavailable = Atomic<Int>(0)
+    /// Calls sent again on a new stream because the server refused them unprocessed.
+    let retriedCalls = Atomic<Int>(0)
     /// HTTP/2 DATA bytes relays that have ended moved to the router.
     let endedBytesToRouter = Atomic<Int>(0)
     /// HTTP/2 DATA bytes relays that have ended moved from the router.

@@ -12,6 +12,11 @@ import NIOHTTP2
 /// trailers and RST_STREAM, half-close kept. Neither side is read while the other cannot take
 /// more, so both HTTP/2 windows close: backpressure end to end. Statuses the gateway makes itself
 /// are listed in docs/WIRE.md ("The gateway").
+///
+/// A call the upstream server refuses before processing it (its stream above the last one a
+/// GOAWAY lets finish, or reset with REFUSED_STREAM) is sent again on a new stream, as gRPC
+/// clients retry such calls transparently: until the server's first frame the handler keeps
+/// what it sent (at most ``retryBufferLimit`` bytes of DATA), up to ``maximumAttempts`` in all.
 final class GatewayStreamHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundIn = HTTP2Frame.FramePayload
@@ -33,11 +38,24 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         case relay(RelayRecord)
     }
 
+    /// DATA bytes kept for a retry at most: past them the call is not retried.
+    static let retryBufferLimit = 64 * 1024
+    /// Attempts at most for a call the upstream refuses unprocessed, the first one included.
+    static let maximumAttempts = 5
+
     private let gateway: Gateway
     private var context: ChannelHandlerContext?
     private var phase = Phase.awaitingHeaders
     private var kind = Kind.controller
+    private var upstream = Gateway.Upstream.controller
     private var upstreamName = ""
+    /// What went upstream on this attempt while the server may still refuse it unprocessed;
+    /// nil once the server sent a frame or more than ``retryBufferLimit`` bytes went.
+    private var sentForRetry: [HTTP2Frame.FramePayload]? = []
+    private var sentForRetryBytes = 0
+    private var attempt = 1
+    /// The upstream refused this attempt before processing it (GOAWAY, REFUSED_STREAM).
+    private var refusedUnprocessed = false
     /// Frames that arrived while the upstream stream was being opened.
     private var held: [HTTP2Frame.FramePayload] = []
     private var readPending = false
@@ -92,6 +110,7 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         case .relaying(let upstream):
             self.note(payload)
             upstream.write(payload)
+            self.keepForRetry(payload)
             self.upstreamFlushPending = true
         case .closed:
             self.note(ending: payload)
@@ -180,7 +199,6 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
 
     private func begin(_ headers: HTTP2Frame.FramePayload.Headers, context: ChannelHandlerContext) {
         let path = headers.headers.first(name: ":path") ?? ""
-        let upstream: Gateway.Upstream
         let endpoint: UpstreamEndpoint
         let trust: UpstreamTrust
         if path == Self.routerStreamPath {
@@ -197,7 +215,7 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
             let record = RelayRecord(id: self.gateway.makeID(), grant: grant)
             self.gateway.started(record)
             self.kind = .relay(record)
-            upstream = .router(grant.router)
+            self.upstream = .router(grant.router)
             endpoint = grant.router
             trust = self.gateway.settings.effectiveRouterTrust
         } else {
@@ -218,7 +236,7 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
                 self.gateway.started(record)
                 self.kind = .listen(ListenInterception(record: record))
             }
-            upstream = .controller
+            self.upstream = .controller
             endpoint = self.gateway.settings.controller
             trust = self.gateway.settings.controllerTrust
         }
@@ -232,10 +250,15 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         self.note(.headers(forwarded))
         self.held = [.headers(forwarded)]
         self.phase = .opening
+        self.openUpstream(on: context.eventLoop)
+    }
+
+    /// Opens the upstream stream; the frames in ``held`` go first once it is open.
+    private func openUpstream(on eventLoop: any EventLoop) {
         let partner = UpstreamStreamHandler(partner: self)
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let boundPartner = NIOLoopBound(partner, eventLoop: context.eventLoop)
-        self.gateway.openStream(upstream, on: context.eventLoop) { channel in
+        let handler = NIOLoopBound(self, eventLoop: eventLoop)
+        let boundPartner = NIOLoopBound(partner, eventLoop: eventLoop)
+        self.gateway.openStream(self.upstream, on: eventLoop) { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(boundPartner.value)
             }
@@ -253,7 +276,10 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
             return
         }
         self.phase = .relaying(upstream)
-        for payload in self.held { upstream.write(payload) }
+        for payload in self.held {
+            upstream.write(payload)
+            self.keepForRetry(payload)
+        }
         self.held = []
         upstream.flush()
         if self.readPending, upstream.isWritable {
@@ -281,6 +307,15 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
 
     func fromUpstream(_ payload: HTTP2Frame.FramePayload) {
         guard let context = self.context else { return }
+        if self.sentForRetry != nil {
+            if case .rstStream(.refusedStream) = payload {
+                // Refused unprocessed: sent again once the stream has closed (upstreamClosed).
+                self.refusedUnprocessed = true
+                return
+            }
+            // The server has the call: it is not sent again.
+            self.sentForRetry = nil
+        }
         if self.responseEnded {
             // After its trailers a server resets a stream whose client has not ended its side.
             if case .rstStream = payload, !self.requestEnded {
@@ -342,14 +377,58 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
 
     private var upstreamFailure: (any Error)?
 
-    func upstreamError(_ error: any Error) {
+    /// The upstream stream failed with `error`; `refused`: the server did not process it.
+    func upstreamError(_ error: any Error, refused: Bool) {
         self.upstreamFailure = error
+        if refused, self.sentForRetry != nil { self.refusedUnprocessed = true }
+    }
+
+    /// Keeps a copy of `payload`, sent upstream, while this attempt may yet be refused.
+    private func keepForRetry(_ payload: HTTP2Frame.FramePayload) {
+        guard self.sentForRetry != nil else { return }
+        if case .data(let data) = payload { self.sentForRetryBytes += data.data.readableBytes }
+        if self.sentForRetryBytes > Self.retryBufferLimit {
+            self.sentForRetry = nil
+        } else {
+            self.sentForRetry?.append(payload)
+        }
+    }
+
+    /// Sends the call again on a new upstream stream, after the server refused `refused`
+    /// unprocessed. It waits for the event loop's next turn: the GOAWAY that refused it is
+    /// still being read, and only then does the pool stop using that connection.
+    private func retry(_ refused: [HTTP2Frame.FramePayload], context: ChannelHandlerContext) {
+        self.attempt += 1
+        self.refusedUnprocessed = false
+        self.upstreamFailure = nil
+        self.sentForRetry = []
+        self.sentForRetryBytes = 0
+        // Frames the exporter sends meanwhile are held behind these.
+        self.held = refused
+        self.phase = .opening
+        self.gateway.statistics.retriedCalls.add(1, ordering: .relaxed)
+        self.gateway.logger.info(
+            "gateway: upstream refused a call unprocessed (GOAWAY or REFUSED_STREAM); sending it again",
+            metadata: ["upstream": "\(self.upstreamName)", "attempt": "\(self.attempt)"]
+        )
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let handler = handler.value
+            guard case .opening = handler.phase, let context = handler.context else { return }
+            handler.openUpstream(on: context.eventLoop)
+        }
     }
 
     /// The upstream stream is gone. If its response was not complete (the connection was lost,
     /// or the stream was reset without a frame), the exporter gets UNAVAILABLE, as a direct call
     /// whose connection broke.
     func upstreamClosed() {
+        if self.refusedUnprocessed, case .relaying = self.phase, let refused = self.sentForRetry,
+            self.attempt < Self.maximumAttempts, let context = self.context
+        {
+            self.retry(refused, context: context)
+            return
+        }
         if case .relaying = self.phase { self.phase = .closed }
         // Reads held for the upstream's sake would keep the exporter's end (and the stream)
         // unread: read on, discarding, now that nothing is forwarded.

@@ -27,6 +27,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     private let onGoAway: () -> Void
     private var timer: RepeatedTask?
     private var pingOutstanding = false
+    /// The lowest last stream a GOAWAY from the server named: its streams above it were not
+    /// processed (RFC 9113, 6.8). NIOHTTP2 closes them as if reset with CANCEL, so their
+    /// handlers ask here (``refused(_:)``).
+    private var goAwayLastStreamID: HTTP2StreamID?
 
     init(
         endpoint: UpstreamEndpoint,
@@ -94,7 +98,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         switch frame.payload {
         case .ping(_, ack: true):
             self.pingOutstanding = false
-        case .goAway:
+        case .goAway(let lastStreamID, _, _):
+            self.goAwayLastStreamID = min(lastStreamID, self.goAwayLastStreamID ?? lastStreamID)
             self.onGoAway()
         default:
             break
@@ -105,6 +110,12 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     /// A connection error closes the connection (NIOHTTP2 has sent GOAWAY, or TLS or the socket
     /// failed); one stream's error is that stream's business: the other calls on the connection
     /// go on.
+    /// Whether the server refused stream `streamID` unprocessed with a GOAWAY.
+    func refused(_ streamID: HTTP2StreamID) -> Bool {
+        guard let last = self.goAwayLastStreamID else { return false }
+        return streamID > last
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard HTTP2ErrorScope(error) == .connection else { return }
         self.ready(error)

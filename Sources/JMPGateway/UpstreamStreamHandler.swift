@@ -22,7 +22,20 @@ final class UpstreamStreamHandler: ChannelDuplexHandler {
 
     func write(_ payload: HTTP2Frame.FramePayload) {
         guard let context = self.context else { return }
-        context.write(self.wrapOutboundOut(payload), promise: nil)
+        guard case .headers = payload else {
+            context.write(self.wrapOutboundOut(payload), promise: nil)
+            return
+        }
+        // HEADERS the connection refuses to send (a stream opened after the server's GOAWAY)
+        // fail the stream; nothing else would tell its channel.
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        promise.futureResult.whenFailure { error in
+            let handler = handler.value
+            guard let context = handler.context else { return }
+            handler.errorCaught(context: context, error: error)
+        }
+        context.write(self.wrapOutboundOut(payload), promise: promise)
     }
 
     func flush() { self.context?.flush() }
@@ -66,8 +79,25 @@ final class UpstreamStreamHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        self.partner?.upstreamError(error)
+        self.partner?.upstreamError(error, refused: Self.isRefusal(error) || self.refusedByGoAway(context))
         context.close(promise: nil)
+    }
+
+    /// Whether `error` says the server did not process the stream: RST_STREAM(REFUSED_STREAM),
+    /// or a stream the connection would not open after the server's GOAWAY.
+    static func isRefusal(_ error: any Error) -> Bool {
+        if let closed = error as? NIOHTTP2Errors.StreamClosed { return closed.errorCode == .refusedStream }
+        return error is NIOHTTP2Errors.CreatedStreamAfterGoaway
+    }
+
+    /// Whether a GOAWAY on the connection names a last stream below this one.
+    private func refusedByGoAway(_ context: ChannelHandlerContext) -> Bool {
+        guard let streamID = try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID),
+            let connection = try? context.channel.parent?.pipeline.syncOperations.handler(
+                type: UpstreamConnectionHandler.self
+            )
+        else { return false }
+        return connection.refused(streamID)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -134,6 +134,11 @@ extension MetricName {
         "jmp_bridge_gateway_refused_tokens_total",
         "Router streams the gateway refused: a token it never handed out, used already or expired."
     )
+    /// Calls sent again.
+    public static let gatewayRetriedCalls = MetricName(
+        "jmp_bridge_gateway_retried_calls_total",
+        "Calls the gateway sent again on a new stream: the server refused them unprocessed (GOAWAY, REFUSED_STREAM)."
+    )
     /// Upstream connection states.
     public static let gatewayUpstreams = MetricName(
         "jmp_bridge_gateway_upstream_connections",

@@ -16,7 +16,10 @@ import random
 import re
 import signal
 import socket
+import sys
 import time
+from datetime import timedelta
+from pathlib import Path
 
 import anyio
 import grpc
@@ -24,7 +27,11 @@ import pytest
 from anyio import fail_after
 from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
 
+import rawh2
+from conftest import attach_log
 from deployment import probe, tokens
+from deployment.controller import LeaseState, Status
+from deployment.process import Process
 from test_faults import fd_count
 from test_metrics import samples, scrape, value
 from deployment.fixtures import *  # noqa: F403 - the deployment fixtures
@@ -498,6 +505,106 @@ def test_a_router_goaway_lets_relays_finish_and_the_drained_connection_closes(co
         assert time.monotonic() < deadline, f"the router connections stay open: {router_sockets()}"
         time.sleep(0.1)
     assert router_line()["state"] == "idle", router_line()
+
+
+@pytest.fixture
+def one_call_server(request, tls) -> Process:
+    """``deployment/one_call_server.py``: a server that takes one call per connection and leaves
+    the streams behind it unprocessed (GOAWAY naming the first), echoing ``RouterService/Stream``
+    messages; ``.endpoint`` once it is ready."""
+    server = Process("one-call server", [sys.executable, Path(__file__).parent / "deployment" / "one_call_server.py",
+                                         "--listen", "127.0.0.1:0", "--tls-cert", tls.cert, "--tls-key", tls.key])
+    attach_log(request, server)
+    try:
+        server.endpoint = server.wait_for_line(r"^ready ", timeout=TIMEOUT)[0].split()[1]
+        yield server
+    finally:
+        status = server.stop()
+    assert status == 0, f"the one-call server exited with {status}:\n{server.log()}"
+
+
+def test_calls_a_server_leaves_unprocessed_are_sent_again(controller, one_call_server, gateway, tls,
+                                                          event_loop_portal):
+    """Four router streams of one exporter reach the gateway in one read, so the gateway sends
+    them on one connection to a router that takes one call per connection (a draining proxy in
+    front of it): it serves the first and sends GOAWAY naming it as the last stream, leaving the
+    other three unprocessed. The gateway sends each such call again on a new connection, HEADERS
+    (the same token) and the DATA it had sent, as gRPC clients do: 3 + 2 + 1 = 6 times, until
+    every stream has been served once and echoes what the exporter sent. Without the retries
+    three streams fail with UNAVAILABLE ("lost the call")."""
+    count = 4
+    lease = "raw-lease"
+
+    def lease_a_raw_exporter(c):
+        # An exporter that is this test, leased and ready; its Listen goes through the gateway.
+        c.add_exporter(NAMESPACE, "raw", {})
+        c.exporters[(NAMESPACE, "raw")].status = Status.EXPORTER_STATUS_LEASE_READY
+        c.exporters[(NAMESPACE, "raw")].lease = lease
+        c.leases[(NAMESPACE, lease)] = LeaseState(NAMESPACE, lease, CLIENT_NAME, "", "raw", timedelta(hours=1), {},
+                                                  exporter="raw")
+        c.router_endpoint = one_call_server.endpoint
+
+    controller.read(lease_a_raw_exporter)
+
+    async def listen_and_dial() -> list[str]:
+        """The router tokens of ``count`` Dials, as the gateway handed them to the exporter."""
+        exporter_md = (("jumpstarter-kind", "Exporter"), ("jumpstarter-namespace", NAMESPACE),
+                       ("jumpstarter-name", "raw"))
+        client_md = (("jumpstarter-kind", "Client"), ("jumpstarter-namespace", NAMESPACE),
+                     ("jumpstarter-name", CLIENT_NAME))
+        async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
+                channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
+            listen = jumpstarter_pb2_grpc.ControllerServiceStub(exporter_ch).Listen(
+                jumpstarter_pb2.ListenRequest(lease_name=lease), metadata=exporter_md)
+            with fail_after(TIMEOUT):
+                await controller.controller.wait_until(lambda c: c.listening(NAMESPACE, lease), TIMEOUT, "Listen")
+                for _ in range(count):
+                    await jumpstarter_pb2_grpc.ControllerServiceStub(client_ch).Dial(
+                        jumpstarter_pb2.DialRequest(lease_name=lease), metadata=client_md)
+                responses = [await listen.read() for _ in range(count)]
+            listen.cancel()
+        assert {response.router_endpoint for response in responses} == {gateway.gateway_endpoint}
+        return [response.router_token for response in responses]
+
+    tokens_handed_out = event_loop_portal.call(listen_and_dial)
+
+    # The exporter's side: four streams, each with its first message, in one write.
+    conn = rawh2.Connection(int(gateway.gateway_endpoint.rsplit(":", 1)[1]), tls.cert_pem)
+    try:
+        conn.start()
+        burst = b""
+        for index, token in enumerate(tokens_handed_out):
+            stream_id = 2 * index + 1
+            burst += rawh2.headers(stream_id, rawh2.grpc_request_headers([("authorization", f"Bearer {token}")]))
+            request = router_pb2.StreamRequest(payload=f"from exporter {index}".encode())
+            burst += rawh2.data(stream_id, rawh2.grpc_message(request.SerializeToString()))
+        conn.send(burst)
+
+        echoed: dict[int, bytes] = {}
+        failed: set[int] = set()
+
+        def collect(f: rawh2.Frame) -> bool:
+            """Until each stream has echoed or ended (trailers-only or reset) without an echo."""
+            if f.kind == rawh2.DATA and f.payload:
+                echoed[f.stream_id] = router_pb2.StreamResponse.FromString(f.payload[5:]).payload
+            elif (f.kind == rawh2.HEADERS and f.flags & rawh2.END_STREAM or f.kind == rawh2.RST_STREAM) \
+                    and f.stream_id not in echoed:
+                failed.add(f.stream_id)
+            return len(echoed) + len(failed) == count
+
+        conn.frames_until(collect, timeout=TIMEOUT)
+        assert echoed == {2 * i + 1: f"from exporter {i}".encode() for i in range(count)}
+    finally:
+        conn.close()
+
+    served = [line.split("token=", 1)[1] for line in one_call_server.lines() if line.startswith("call ")]
+    unprocessed = [line for line in one_call_server.lines() if line.startswith("unprocessed ")]
+    assert sorted(served) == sorted(tokens_handed_out) and len(unprocessed) == 6, one_call_server.log()
+    line = gateway_line(gateway)
+    assert line["retried"] == "6" and line["relays-total"] == str(count) and line["unavailable"] == "0", line
+    assert len(gateway.wait_for_line(r"gateway: upstream refused a call unprocessed", count=6)) == 6
+    scraped = samples(scrape(gateway.status()[0]["metrics"])[2].decode())
+    assert value(scraped, "jmp_bridge_gateway_retried_calls_total") == 6
 
 
 def test_controller_restart_keeps_relays_and_the_exporter_comes_back(controller, router_process, gateway,

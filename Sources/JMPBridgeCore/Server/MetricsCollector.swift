@@ -51,6 +51,7 @@ struct MetricsCollector: Sendable {
         self.metrics.advance(.gatewayRelaysTotal, to: gateway.relaysTotal)
         self.metrics.advance(.gatewayControllerCalls, to: gateway.controllerCalls)
         self.metrics.advance(.gatewayRefusedTokens, to: gateway.refusedTokens)
+        self.metrics.advance(.gatewayRetriedCalls, to: gateway.retriedCalls)
         self.metrics.advance(.gatewayRelayBytes, labels: [("direction", "to_router")], to: gateway.bytesToRouter)
         self.metrics.advance(.gatewayRelayBytes, labels: [("direction", "from_router")], to: gateway.bytesFromRouter)
         // An upstream the gateway has forgotten (an unused router) loses its series.
