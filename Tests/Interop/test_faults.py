@@ -248,6 +248,81 @@ async def test_connections_dropped_with_live_streams(faulty, tls):
         await finish(bridge, tls, baseline)
 
 
+async def test_a_stream_that_breaks_http2_rules_fails_alone(faulty, tls):
+    """On a connection with a live stream, further streams that break HTTP/2's rules for one
+    stream (RFC 9113 8.2.1 and 8.1.1: an upper-case field name, a field value with a line
+    break, a pseudo-header after a regular one, DATA beyond the request's content-length) are
+    each reset with PROTOCOL_ERROR, and the live stream on the same connection goes on echoing,
+    past the time a closed connection lingers, and a new stream on it is served: NIOHTTP2 hands
+    the connection such a stream's bare error, which must not end the connection."""
+    bridge, baseline = await faulty()
+    payload = stream_request(b"x" * 1000)
+    bad_streams = {
+        3: (rawh2.grpc_request_headers([("X-Upper-Case", "1")]), b""),
+        5: (rawh2.grpc_request_headers([("x-line-break", "a\r\nb")]), b""),
+        7: ([("x-regular-first", "1"), *rawh2.grpc_request_headers()], b""),
+        9: (rawh2.grpc_request_headers([("content-length", "5")]), rawh2.grpc_message(payload)),
+    }
+
+    def bad_neighbours():
+        conn = rawh2.Connection(bridge.port, tls.cert_pem)
+        pending, echoed = bytearray(), 0
+
+        def echo_of_stream_1(f: rawh2.Frame) -> bool:
+            """Counts stream 1's echoed payload bytes; true once all that was sent came back."""
+            nonlocal echoed
+            if f.kind == rawh2.DATA and f.stream_id == 1:
+                # Hand the flow-control credit back, stream and connection, as a client does.
+                credit = struct.pack(">I", len(f.payload))
+                conn.send(rawh2.frame(rawh2.WINDOW_UPDATE, 0, 0, credit) + rawh2.frame(rawh2.WINDOW_UPDATE, 0, 1, credit))
+                pending.extend(f.payload)
+                while len(pending) >= 5 and len(pending) >= 5 + struct.unpack(">I", pending[1:5])[0]:
+                    length = struct.unpack(">I", pending[1:5])[0]
+                    echoed += len(router_pb2.StreamResponse.FromString(bytes(pending[5:5 + length])).payload)
+                    del pending[:5 + length]
+            return echoed == 1000 * sent or f.kind in (rawh2.GOAWAY, rawh2.RST_STREAM)
+
+        try:
+            conn.start()
+            conn.send(rawh2.headers(1, rawh2.grpc_request_headers()))
+            conn.send(rawh2.data(1, rawh2.grpc_message(payload)))
+            sent = 1
+            conn.frames_until(echo_of_stream_1)
+            assert echoed == 1000
+            for stream_id, (fields, body) in bad_streams.items():
+                conn.send(rawh2.headers(stream_id, fields) + (rawh2.data(stream_id, body) if body else b""))
+                # (The response may begin before DATA overruns the content-length.)
+                frames = conn.frames_until(lambda f: f.kind in (rawh2.RST_STREAM, rawh2.GOAWAY)
+                                           or f.kind == rawh2.HEADERS and f.flags & rawh2.END_STREAM)
+                assert frames and (frames[-1].kind, frames[-1].stream_id) == (rawh2.RST_STREAM, stream_id), frames
+                assert frames[-1].payload == struct.pack(">I", 1), frames[-1]  # PROTOCOL_ERROR
+                # The live stream is untouched: another message, its whole echo.
+                conn.send(rawh2.data(1, rawh2.grpc_message(payload)))
+                sent += 1
+                frames = conn.frames_until(echo_of_stream_1)
+                assert echoed == 1000 * sent, (stream_id, frames)
+            # And the connection is not being closed: a connection the bridge closes lingers for
+            # up to 1 s (for the client to close first), so round trips go on for 1.5 s, then a
+            # new stream is served too.
+            until = time.monotonic() + 1.5
+            while time.monotonic() < until:
+                conn.send(rawh2.data(1, rawh2.grpc_message(payload)))
+                sent += 1
+                frames = conn.frames_until(echo_of_stream_1)
+                assert echoed == 1000 * sent, frames
+            conn.send(rawh2.headers(11, rawh2.grpc_request_headers()) + rawh2.data(11, rawh2.grpc_message(payload)))
+            frames = conn.frames_until(lambda f: f.kind == rawh2.GOAWAY or f.stream_id == 11
+                                       and f.kind in (rawh2.DATA, rawh2.RST_STREAM))
+            assert frames and (frames[-1].kind, frames[-1].stream_id) == (rawh2.DATA, 11), frames
+        finally:
+            conn.close()
+
+    with fail_after(TIMEOUT):
+        await with_neighbour(bridge, tls, lambda: to_thread.run_sync(bad_neighbours))
+        await finish(bridge, tls, baseline)
+    assert not [line for line in bridge.lines() if "all its streams end" in line], bridge.log()
+
+
 # --------------------------------------------------------------------------------------------
 # connections that are not HTTP/2, or never get there
 

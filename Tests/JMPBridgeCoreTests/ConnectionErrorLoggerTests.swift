@@ -64,6 +64,10 @@ struct ConnectionErrorLoggerTests {
             )
         )
         #expect(try self.staysOpen(after: NIOHTTP2Errors.streamClosed(streamID: 1, errorCode: .cancel), on: side))
+        // A malformed message on one stream (RFC 9113, 8.1.1): NIOHTTP2 resets that stream.
+        #expect(try self.staysOpen(after: NIOHTTP2Errors.invalidHTTP2HeaderFieldName("X-Upper"), on: side))
+        #expect(try self.staysOpen(after: NIOHTTP2Errors.pseudoHeaderAfterRegularHeader(":path"), on: side))
+        #expect(try self.staysOpen(after: NIOHTTP2Errors.contentLengthViolated(), on: side))
         // A stream opened after the server's GOAWAY: never sent; the connection drains on.
         #expect(try self.staysOpen(after: NIOHTTP2Errors.createdStreamAfterGoaway(), on: side))
         // On an idle or closed stream NIOHTTP2 makes it a connection error (it has sent GOAWAY).
