@@ -69,6 +69,8 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
     private var responseEnded = false
     /// The exporter ended its side (END_STREAM or RST_STREAM).
     private var requestEnded = false
+    /// The exporter reset the call (RST_STREAM): it wants nothing more, status included.
+    private var exporterReset = false
     /// How the call ended, for the relay's log line.
     private var outcome: String?
     /// The id under which a controller call is registered for draining.
@@ -119,7 +121,10 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
 
     /// Notes the exporter's end of its side in a frame the gateway does not pass on.
     private func note(ending payload: HTTP2Frame.FramePayload) {
-        if case .rstStream = payload { self.requestEnded = true }
+        if case .rstStream = payload {
+            self.requestEnded = true
+            self.exporterReset = true
+        }
         if case .headers(let headers) = payload, headers.endStream { self.requestEnded = true }
         if case .data(let data) = payload, data.endStream { self.requestEnded = true }
     }
@@ -163,7 +168,9 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         self.held = []
         switch self.kind {
         case .relay(let record):
-            if self.outcome == nil { self.outcome = self.requestEnded ? "incomplete" : "CANCELLED (exporter)" }
+            if self.outcome == nil {
+                self.outcome = self.requestEnded && !self.exporterReset ? "incomplete" : "CANCELLED (exporter)"
+            }
             self.logRelayEnd(record)
             self.gateway.ended(record)
         case .listen(let listen):
@@ -192,6 +199,7 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
             if headers.endStream { self.requestEnded = true }
         case .rstStream:
             self.requestEnded = true
+            self.exporterReset = true
         default:
             break
         }
@@ -433,7 +441,8 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         // Reads held for the upstream's sake would keep the exporter's end (and the stream)
         // unread: read on, discarding, now that nothing is forwarded.
         self.resumeDownstreamReading()
-        guard !self.responseEnded else { return }
+        // An exporter's reset went upstream: the upstream stream's end is its echo.
+        guard !self.responseEnded, !self.exporterReset else { return }
         let reason = self.upstreamFailure.map { " (\($0))" } ?? ""
         let status = GRPCStatus(.unavailable, "jmp-bridge gateway: lost the call to \(self.upstreamName)\(reason)")
         self.outcome = status.description

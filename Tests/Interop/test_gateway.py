@@ -507,6 +507,28 @@ def test_a_router_goaway_lets_relays_finish_and_the_drained_connection_closes(co
     assert router_line()["state"] == "idle", router_line()
 
 
+RAW_EXPORTER, RAW_LEASE = "raw", "raw-lease"
+RAW_EXPORTER_MD = (("jumpstarter-kind", "Exporter"), ("jumpstarter-namespace", NAMESPACE),
+                   ("jumpstarter-name", RAW_EXPORTER))
+CLIENT_MD = (("jumpstarter-kind", "Client"), ("jumpstarter-namespace", NAMESPACE), ("jumpstarter-name", CLIENT_NAME))
+
+
+def lease_a_raw_exporter(controller, router_endpoint: str) -> None:
+    """An exporter that is the test itself (``RAW_EXPORTER``), its lease ``RAW_LEASE`` ready for
+    driver calls, with the controller naming ``router_endpoint`` in Dial and Listen responses.
+    The test calls Listen on the gateway as that exporter and Dial as the client."""
+
+    def lease(c):
+        c.add_exporter(NAMESPACE, RAW_EXPORTER, {})
+        c.exporters[(NAMESPACE, RAW_EXPORTER)].status = Status.EXPORTER_STATUS_LEASE_READY
+        c.exporters[(NAMESPACE, RAW_EXPORTER)].lease = RAW_LEASE
+        c.leases[(NAMESPACE, RAW_LEASE)] = LeaseState(NAMESPACE, RAW_LEASE, CLIENT_NAME, "", RAW_EXPORTER,
+                                                      timedelta(hours=1), {}, exporter=RAW_EXPORTER)
+        c.router_endpoint = router_endpoint
+
+    controller.read(lease)
+
+
 @pytest.fixture
 def one_call_server(request, tls) -> Process:
     """``deployment/one_call_server.py``: a server that takes one call per connection and leaves
@@ -533,34 +555,20 @@ def test_calls_a_server_leaves_unprocessed_are_sent_again(controller, one_call_s
     every stream has been served once and echoes what the exporter sent. Without the retries
     three streams fail with UNAVAILABLE ("lost the call")."""
     count = 4
-    lease = "raw-lease"
-
-    def lease_a_raw_exporter(c):
-        # An exporter that is this test, leased and ready; its Listen goes through the gateway.
-        c.add_exporter(NAMESPACE, "raw", {})
-        c.exporters[(NAMESPACE, "raw")].status = Status.EXPORTER_STATUS_LEASE_READY
-        c.exporters[(NAMESPACE, "raw")].lease = lease
-        c.leases[(NAMESPACE, lease)] = LeaseState(NAMESPACE, lease, CLIENT_NAME, "", "raw", timedelta(hours=1), {},
-                                                  exporter="raw")
-        c.router_endpoint = one_call_server.endpoint
-
-    controller.read(lease_a_raw_exporter)
+    lease_a_raw_exporter(controller, one_call_server.endpoint)
 
     async def listen_and_dial() -> list[str]:
         """The router tokens of ``count`` Dials, as the gateway handed them to the exporter."""
-        exporter_md = (("jumpstarter-kind", "Exporter"), ("jumpstarter-namespace", NAMESPACE),
-                       ("jumpstarter-name", "raw"))
-        client_md = (("jumpstarter-kind", "Client"), ("jumpstarter-namespace", NAMESPACE),
-                     ("jumpstarter-name", CLIENT_NAME))
         async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
                 channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
             listen = jumpstarter_pb2_grpc.ControllerServiceStub(exporter_ch).Listen(
-                jumpstarter_pb2.ListenRequest(lease_name=lease), metadata=exporter_md)
+                jumpstarter_pb2.ListenRequest(lease_name=RAW_LEASE), metadata=RAW_EXPORTER_MD)
             with fail_after(TIMEOUT):
-                await controller.controller.wait_until(lambda c: c.listening(NAMESPACE, lease), TIMEOUT, "Listen")
+                await controller.controller.wait_until(lambda c: c.listening(NAMESPACE, RAW_LEASE), TIMEOUT,
+                                                       "Listen")
                 for _ in range(count):
                     await jumpstarter_pb2_grpc.ControllerServiceStub(client_ch).Dial(
-                        jumpstarter_pb2.DialRequest(lease_name=lease), metadata=client_md)
+                        jumpstarter_pb2.DialRequest(lease_name=RAW_LEASE), metadata=CLIENT_MD)
                 responses = [await listen.read() for _ in range(count)]
             listen.cancel()
         assert {response.router_endpoint for response in responses} == {gateway.gateway_endpoint}
@@ -605,6 +613,110 @@ def test_calls_a_server_leaves_unprocessed_are_sent_again(controller, one_call_s
     assert len(gateway.wait_for_line(r"gateway: upstream refused a call unprocessed", count=6)) == 6
     scraped = samples(scrape(gateway.status()[0]["metrics"])[2].decode())
     assert value(scraped, "jmp_bridge_gateway_retried_calls_total") == 6
+
+
+@pytest.mark.parametrize("router_extra", [["--max-connection-age", "1"]])
+def test_relays_under_goaway_churn_deliver_every_byte(controller, router_process, gateway, tls,
+                                                      event_loop_portal):
+    """For 15 s, four workers relay one stream after another through the gateway (exporter
+    side on one connection to the gateway, client side straight to the router) while the router
+    sends GOAWAY on every connection older than 1 s: each stream moves 64 KiB to 1 MiB each way,
+    SHA-checked, and one in five is cancelled by the exporter at a random point, after which the
+    client's side must end too. No relay fails otherwise, no byte is lost, the gateway keeps opening
+    new router connections as the old ones drain, and afterwards no relay is left open."""
+    lease_a_raw_exporter(controller, router_process.endpoint)
+    duration, workers = 15.0, 4
+    outcomes: list[str] = []
+
+    async def read_all(call) -> bytes:
+        received = bytearray()
+        while (message := await call.read()) != grpc.aio.EOF:
+            received += message.payload
+        return bytes(received)
+
+    async def write_all(call, data: bytes, cancel_at: int | None = None) -> None:
+        """Writes ``data`` and half-closes; or, with ``cancel_at``, cancels the call there."""
+        for offset in range(0, len(data), CHUNK):
+            if cancel_at is not None and offset >= cancel_at:
+                break
+            await call.write(router_pb2.StreamRequest(payload=data[offset:offset + CHUNK]))
+        if cancel_at is not None:
+            call.cancel()
+        else:
+            await call.done_writing()
+
+    async def churn():
+        loop = asyncio.get_running_loop()
+        handed_out: dict[str, asyncio.Future] = {}
+        async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as listen_ch, \
+                channel(gateway.gateway_endpoint, tls) as exporter_ch, \
+                channel(controller.endpoint, tls, CLIENT_TOKEN) as controller_ch, \
+                channel(router_process.endpoint, tls) as router_ch:
+            listen = jumpstarter_pb2_grpc.ControllerServiceStub(listen_ch).Listen(
+                jumpstarter_pb2.ListenRequest(lease_name=RAW_LEASE), metadata=RAW_EXPORTER_MD)
+            await controller.controller.wait_until(lambda c: c.listening(NAMESPACE, RAW_LEASE), TIMEOUT, "Listen")
+
+            async def dispatch():
+                async for response in listen:
+                    assert response.router_endpoint == gateway.gateway_endpoint
+                    handed_out.setdefault(response.router_token, loop.create_future()).set_result(None)
+
+            async def relay(rng: random.Random) -> None:
+                dial = await jumpstarter_pb2_grpc.ControllerServiceStub(controller_ch).Dial(
+                    jumpstarter_pb2.DialRequest(lease_name=RAW_LEASE), metadata=CLIENT_MD)
+                await handed_out.setdefault(dial.router_token, loop.create_future())
+                auth = (("authorization", f"Bearer {dial.router_token}"),)
+                exporter = router_pb2_grpc.RouterServiceStub(exporter_ch).Stream(metadata=auth)
+                client = router_pb2_grpc.RouterServiceStub(router_ch).Stream(metadata=auth)
+                up, down = rng.randbytes(rng.randint(64 << 10, 1 << 20)), rng.randbytes(rng.randint(64 << 10, 1 << 20))
+                if rng.random() < 0.2:
+                    # The exporter gives up part way, once the router pairs the calls (a call that
+                    # arrives after its peer left waits for a new one): both calls end.
+                    await exporter.write(router_pb2.StreamRequest(payload=up[:CHUNK]))
+                    assert (await client.read()).payload == up[:CHUNK]
+                    results = await asyncio.gather(write_all(exporter, up[CHUNK:], rng.randint(0, len(up) - CHUNK)),
+                                                   write_all(client, down), read_all(exporter), read_all(client),
+                                                   return_exceptions=True)
+                    # The router ends the client's call (as the Go router does, with OK for a call
+                    # that was waiting, else CANCELLED): it ends, whatever its status.
+                    assert exporter.cancelled() and await client.code() is not None, results
+                    outcomes.append("cancelled")
+                    return
+                _, _, to_exporter, to_client = await asyncio.gather(
+                    write_all(exporter, up), write_all(client, down), read_all(exporter), read_all(client))
+                assert (len(to_exporter), len(to_client)) == (len(down), len(up))
+                assert hashlib.sha256(to_exporter).digest() == hashlib.sha256(down).digest()
+                assert hashlib.sha256(to_client).digest() == hashlib.sha256(up).digest()
+                assert (await exporter.code(), await client.code()) == (grpc.StatusCode.OK, grpc.StatusCode.OK)
+                outcomes.append("ok")
+
+            async def worker(index: int) -> None:
+                rng = random.Random(index)
+                end = time.monotonic() + duration
+                while time.monotonic() < end:
+                    with fail_after(TIMEOUT):
+                        await relay(rng)
+
+            dispatcher = asyncio.ensure_future(dispatch())
+            try:
+                await asyncio.gather(*(worker(index) for index in range(workers)))
+            finally:
+                listen.cancel()
+                dispatcher.cancel()
+
+    event_loop_portal.call(churn)
+    router = next(item for item in gateway.status() if item.get("upstream") == router_process.endpoint)
+    assert outcomes.count("ok") >= 8 and int(router["connects"]) >= 3, (outcomes, router)
+    deadline = time.monotonic() + TIMEOUT
+    while gateway_line(gateway)["relays"] != "0":
+        assert time.monotonic() < deadline, gateway.status()
+        time.sleep(0.1)
+    line = gateway_line(gateway)
+    assert line["unavailable"] == "0" and line["relays-total"] == str(len(outcomes)), (line, outcomes)
+    # Each relay's log line says how it ended: OK, or cancelled by the exporter.
+    ended = [re.search(r" status=(.*) \[JMPGateway\]", entry).group(1)
+             for entry in gateway.wait_for_line(r"gateway: relay ended", count=len(outcomes))]
+    assert sorted(ended) == sorted("OK" if outcome == "ok" else "CANCELLED (exporter)" for outcome in outcomes)
 
 
 def test_controller_restart_keeps_relays_and_the_exporter_comes_back(controller, router_process, gateway,
