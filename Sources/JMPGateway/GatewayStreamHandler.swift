@@ -431,8 +431,8 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
     /// or the stream was reset without a frame), the exporter gets UNAVAILABLE, as a direct call
     /// whose connection broke.
     func upstreamClosed() {
-        if self.refusedUnprocessed, case .relaying = self.phase, let refused = self.sentForRetry,
-            self.attempt < Self.maximumAttempts, let context = self.context
+        if self.refusedUnprocessed, !self.exporterReset, case .relaying = self.phase,
+            let refused = self.sentForRetry, self.attempt < Self.maximumAttempts, let context = self.context
         {
             self.retry(refused, context: context)
             return

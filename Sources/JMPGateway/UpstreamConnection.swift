@@ -26,10 +26,24 @@ final class UpstreamConnection {
     private let logger: Logger
     private let report: (UpstreamConnectionStatus) -> Void
 
+    /// One HTTP/2 connection to the server, with the streams open or being opened on it.
+    private final class Link {
+        let channel: any Channel
+        let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+        /// Streams open on it, counted from the moment one is asked for: a GOAWAY that arrives
+        /// while a stream is being set up must not close the connection under it.
+        var streams = 0
+
+        init(channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
+            self.channel = channel
+            self.multiplexer = multiplexer
+        }
+    }
+
     private enum State {
         case idle
-        case connecting(EventLoopFuture<NIOHTTP2Handler.StreamMultiplexer>)
-        case ready(any Channel, NIOHTTP2Handler.StreamMultiplexer)
+        case connecting(EventLoopFuture<NIOLoopBound<Link>>)
+        case ready(Link)
         case failed(retryAt: NIODeadline, reason: String)
     }
 
@@ -39,10 +53,8 @@ final class UpstreamConnection {
     private(set) var lastActive = NIODeadline.now()
     /// Retired by its pool: it reports nothing more.
     private var retired = false
-    /// Streams open on each HTTP/2 connection (the current one and those draining) that has any.
-    private var openStreams: [ObjectIdentifier: Int] = [:]
     /// Connections the server sent GOAWAY on, closed once their last stream has closed.
-    private var draining: [ObjectIdentifier: any Channel] = [:]
+    private var draining: [ObjectIdentifier: Link] = [:]
 
     init(
         endpoint: UpstreamEndpoint,
@@ -75,50 +87,56 @@ final class UpstreamConnection {
     ) -> EventLoopFuture<any Channel> {
         self.eventLoop.preconditionInEventLoop()
         self.lastActive = .now()
-        let multiplexer: EventLoopFuture<NIOHTTP2Handler.StreamMultiplexer>
+        let link: EventLoopFuture<NIOLoopBound<Link>>
         switch self.state {
-        case .ready(let channel, let ready) where channel.isActive:
-            multiplexer = self.eventLoop.makeSucceededFuture(ready)
+        case .ready(let ready) where ready.channel.isActive:
+            link = self.eventLoop.makeSucceededFuture(NIOLoopBound(ready, eventLoop: self.eventLoop))
         case .connecting(let future):
-            multiplexer = future
+            // (If it is GOAWAY'd as it becomes ready, the stream's HEADERS are refused and the
+            // call is sent again: GatewayStreamHandler.)
+            link = future
         case .failed(let retryAt, let reason) where NIODeadline.now() < retryAt:
             let tenths = (retryAt - NIODeadline.now()).nanoseconds / 100_000_000 + 1
             let text = "\(reason) (next attempt in \(tenths / 10).\(tenths % 10) s)"
             return self.eventLoop.makeFailedFuture(UpstreamUnavailable(endpoint: self.endpoint, reason: text))
         default:
-            multiplexer = self.connect()
+            link = self.connect()
         }
         let endpoint = self.endpoint
         let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
-        return multiplexer.flatMap { multiplexer in
-            let promise = loopBound.value.eventLoop.makePromise(of: (any Channel).self)
-            multiplexer.createStreamChannel(promise: promise, initializer)
-            return promise.futureResult.map { channel in
-                let connection = loopBound.value
-                let parent = channel.parent.map(ObjectIdentifier.init)
-                if let parent { connection.openStreams[parent, default: 0] += 1 }
-                connection.status.streams += 1
-                connection.publish()
-                channel.closeFuture.whenComplete { _ in
-                    let connection = loopBound.value
-                    connection.status.streams -= 1
-                    connection.lastActive = .now()
-                    connection.publish()
-                    // Gone with its connection (closed already) if the entry is.
-                    if let parent, let open = connection.openStreams[parent] {
-                        connection.openStreams[parent] = open > 1 ? open - 1 : nil
-                        connection.closeIfDrained(parent)
-                    }
+        return link.flatMap { boundLink in
+            let connection = loopBound.value
+            let link = boundLink.value
+            link.streams += 1
+            connection.status.streams += 1
+            connection.publish()
+            let promise = connection.eventLoop.makePromise(of: (any Channel).self)
+            link.multiplexer.createStreamChannel(promise: promise, initializer)
+            promise.futureResult.whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    channel.closeFuture.whenComplete { _ in loopBound.value.streamEnded(on: boundLink.value) }
+                case .failure:
+                    loopBound.value.streamEnded(on: boundLink.value)
                 }
-                return channel
             }
+            return promise.futureResult
         }.flatMapErrorThrowing { error in
             if error is UpstreamUnavailable { throw error }
             throw UpstreamUnavailable(endpoint: endpoint, reason: Self.describe(error))
         }
     }
 
-    private func connect() -> EventLoopFuture<NIOHTTP2Handler.StreamMultiplexer> {
+    /// A stream of `link` closed, or could not be opened.
+    private func streamEnded(on link: Link) {
+        link.streams -= 1
+        self.status.streams -= 1
+        self.lastActive = .now()
+        self.publish()
+        self.closeIfDrained(link)
+    }
+
+    private func connect() -> EventLoopFuture<NIOLoopBound<Link>> {
         let ready = self.eventLoop.makePromise(of: Void.self)
         let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
         let endpoint = self.endpoint
@@ -175,14 +193,20 @@ final class UpstreamConnection {
         }
         let result = multiplexer.map { channel, multiplexer in
             let connection = loopBound.value
-            connection.state = .ready(channel, multiplexer)
+            let link = Link(channel: channel, multiplexer: multiplexer)
+            connection.state = .ready(link)
             connection.status.state = .ready
             connection.status.connects += 1
             connection.failures = 0
             connection.publish()
             logger.info("gateway: upstream connected", metadata: ["upstream": "\(endpoint)"])
             channel.closeFuture.whenComplete { _ in loopBound.value.closed(channel) }
-            return multiplexer
+            // A GOAWAY read with the end of the TLS handshake came before the connection was
+            // ready: it drains from the start, and the calls waiting for it get a new one.
+            if (try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self))?.sawGoAway == true {
+                connection.goAwayReceived(on: channel)
+            }
+            return NIOLoopBound(link, eventLoop: channel.eventLoop)
         }
         result.whenFailure { error in loopBound.value.connectFailed(error) }
         self.state = .connecting(result)
@@ -211,12 +235,9 @@ final class UpstreamConnection {
     }
 
     private func goAwayReceived(on channel: any Channel) {
-        let id = ObjectIdentifier(channel)
-        if self.draining[id] == nil, channel.isActive {
-            self.draining[id] = channel
-            self.closeIfDrained(id)
-        }
-        guard case .ready(let current, _) = self.state, current === channel else { return }
+        // Only the current connection can be news: one draining already is, and a GOAWAY
+        // before the connection is ready ends its set-up instead.
+        guard case .ready(let link) = self.state, link.channel === channel else { return }
         self.state = .idle
         self.status.state = .draining
         self.publish()
@@ -224,24 +245,26 @@ final class UpstreamConnection {
             "gateway: upstream sent GOAWAY; new calls use a new connection",
             metadata: ["upstream": "\(self.endpoint)"]
         )
+        guard channel.isActive else { return }
+        self.draining[ObjectIdentifier(link)] = link
+        self.closeIfDrained(link)
     }
 
-    /// Closes the draining connection `id` once no stream is open on it.
-    private func closeIfDrained(_ id: ObjectIdentifier) {
-        guard let channel = self.draining[id], self.openStreams[id, default: 0] <= 0 else { return }
+    /// Closes `link` if it is draining and no stream is open on it any more.
+    private func closeIfDrained(_ link: Link) {
+        let id = ObjectIdentifier(link)
+        guard self.draining[id] != nil, link.streams <= 0 else { return }
         self.draining[id] = nil
         self.logger.info(
             "gateway: upstream connection drained after GOAWAY; closing it",
             metadata: ["upstream": "\(self.endpoint)"]
         )
-        channel.close(promise: nil)
+        link.channel.close(promise: nil)
     }
 
     private func closed(_ channel: any Channel) {
-        let id = ObjectIdentifier(channel)
-        self.draining[id] = nil
-        self.openStreams[id] = nil
-        if case .ready(let current, _) = self.state, current === channel {
+        self.draining = self.draining.filter { $0.value.channel !== channel }
+        if case .ready(let current) = self.state, current.channel === channel {
             self.state = .idle
         }
         if case .idle = self.state {
@@ -260,11 +283,11 @@ final class UpstreamConnection {
     /// Closes the connection (if it is open) and stops reporting: its pool has forgotten it.
     func retire() {
         self.retired = true
-        if case .ready(let channel, _) = self.state {
+        if case .ready(let link) = self.state {
             self.state = .idle
-            channel.close(promise: nil)
+            link.channel.close(promise: nil)
         }
-        for channel in self.draining.values { channel.close(promise: nil) }
+        for link in self.draining.values { link.channel.close(promise: nil) }
         self.draining = [:]
     }
 

@@ -110,6 +110,9 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     /// A connection error closes the connection (NIOHTTP2 has sent GOAWAY, or TLS or the socket
     /// failed); one stream's error is that stream's business: the other calls on the connection
     /// go on.
+    /// Whether the server has sent GOAWAY: no new stream may be opened on the connection.
+    var sawGoAway: Bool { self.goAwayLastStreamID != nil }
+
     /// Whether the server refused stream `streamID` unprocessed with a GOAWAY.
     func refused(_ streamID: HTTP2StreamID) -> Bool {
         guard let last = self.goAwayLastStreamID else { return false }

@@ -84,10 +84,12 @@ final class UpstreamStreamHandler: ChannelDuplexHandler {
     }
 
     /// Whether `error` says the server did not process the stream: RST_STREAM(REFUSED_STREAM),
-    /// or a stream the connection would not open after the server's GOAWAY.
+    /// or HEADERS the connection would not send after the server's GOAWAY (a stream opened
+    /// after it, or on a connection GOAWAY left without streams, which NIOHTTP2 then treats as
+    /// closed).
     static func isRefusal(_ error: any Error) -> Bool {
         if let closed = error as? NIOHTTP2Errors.StreamClosed { return closed.errorCode == .refusedStream }
-        return error is NIOHTTP2Errors.CreatedStreamAfterGoaway
+        return error is NIOHTTP2Errors.CreatedStreamAfterGoaway || error is NIOHTTP2Errors.IOOnClosedConnection
     }
 
     /// Whether a GOAWAY on the connection names a last stream below this one.
