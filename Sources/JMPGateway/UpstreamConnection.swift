@@ -202,7 +202,9 @@ final class UpstreamConnection {
             logger.info("gateway: upstream connected", metadata: ["upstream": "\(endpoint)"])
             channel.closeFuture.whenComplete { _ in loopBound.value.closed(channel) }
             // A GOAWAY read with the end of the TLS handshake came before the connection was
-            // ready: it drains from the start, and the calls waiting for it get a new one.
+            // ready: it drains from the start and new calls get a new one. Calls already waiting
+            // for it still open their streams on it; NIOHTTP2 refuses their HEADERS and they are
+            // sent again (GatewayStreamHandler), unless the connection has closed by then.
             if (try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self))?.sawGoAway == true {
                 connection.goAwayReceived(on: channel)
             }
