@@ -633,6 +633,47 @@ struct ConfigurationTests {
         )
     }
 
+    @Test("listeners on TCP port 0 never collide: each gets a port of its own")
+    func portZeroListeners() throws {
+        var configuration = try ConfigurationLoader.parse(
+            yaml: """
+                listen:
+                  - {address: 'tcp:127.0.0.1:0', insecure: true, allow-unauthenticated: true}
+                  - {address: 'tcp:127.0.0.1:0', insecure: true, allow-unauthenticated: true}
+                gateway:
+                  listen: {address: 'tcp:127.0.0.1:0', tls: {cert: /c.pem, key: /k.pem}}
+                  controller: {endpoint: 'c:1'}
+                """,
+            file: "bridge.yaml"
+        )
+        try configuration.finalize()
+        #expect(
+            configuration.listeners.map(\.address) == [
+                .tcp(host: "127.0.0.1", port: 0), .tcp(host: "127.0.0.1", port: 0),
+            ]
+        )
+        #expect(configuration.gateway?.listener.address == .tcp(host: "127.0.0.1", port: 0))
+        // A fixed port is still one socket: the gateway cannot share it with a listener.
+        var shared = try ConfigurationLoader.parse(
+            yaml: """
+                listen:
+                  - {address: 'tcp:127.0.0.1:8443', insecure: true, allow-unauthenticated: true}
+                gateway:
+                  listen: {address: 'tcp:127.0.0.1:8443', tls: {cert: /c.pem, key: /k.pem}}
+                  controller: {endpoint: 'c:1'}
+                """,
+            file: "bridge.yaml"
+        )
+        #expect(
+            throws: ConfigurationError(
+                file: "bridge.yaml",
+                line: 4,
+                key: "gateway.listen",
+                "tcp:127.0.0.1:8443 is also under 'listen:'"
+            )
+        ) { try shared.finalize() }
+    }
+
     @Test("a pty route with every key, and one without its link")
     func ptyRoute() throws {
         let configuration = try ConfigurationLoader.parse(

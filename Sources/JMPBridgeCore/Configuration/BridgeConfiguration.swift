@@ -71,7 +71,9 @@ public struct BridgeConfiguration: Sendable, Equatable {
                 "no listener configured (use --listen or 'listen:', or configure 'gateway:')"
             )
         }
-        if let gateway = self.gateway, self.listeners.contains(where: { $0.address == gateway.listener.address }) {
+        if let gateway = self.gateway, gateway.listener.address.isExclusive,
+            self.listeners.contains(where: { $0.address == gateway.listener.address })
+        {
             throw ConfigurationError(
                 file: origin,
                 line: gateway.line,
@@ -115,7 +117,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
         }
         var seen: Set<ListenAddress> = []
         for listener in self.listeners {
-            if !seen.insert(listener.address).inserted {
+            if listener.address.isExclusive, !seen.insert(listener.address).inserted {
                 throw ConfigurationError(
                     file: origin,
                     line: listener.line,

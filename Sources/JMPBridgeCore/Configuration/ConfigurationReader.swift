@@ -82,7 +82,7 @@ struct ConfigurationReader {
         for (index, item) in sequence.enumerated() {
             let key = "listen[\(index)]"
             let listener = try self.listener(item, key: key)
-            if result.contains(where: { $0.address == listener.address }) {
+            if listener.address.isExclusive, result.contains(where: { $0.address == listener.address }) {
                 throw error(item, key: key, "\(listener.address) is listed twice")
             }
             result.append(listener)

@@ -18,6 +18,13 @@ public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Whether two listeners on this address would be the same socket: false only for TCP port 0,
+    /// where the kernel picks a free port for each listener (tests and demos use it).
+    public var isExclusive: Bool {
+        if case .tcp(_, 0) = self { return false }
+        return true
+    }
+
     /// Parses an address, or says what is wrong with it.
     public static func parse(_ text: String) -> Result<ListenAddress, AddressError> {
         if text.hasPrefix("unix:") {
