@@ -55,23 +55,51 @@ struct ReloadPlanTests {
         #expect(plan.needRestart.isEmpty)
     }
 
-    @Test("listener, limit, linger, exit-idle-time and gateway changes need a restart and are not applied")
+    @Test(
+        "listener, control, limit, linger, exit-idle-time, jwt and gateway changes need a restart and are not applied"
+    )
     func needRestart() {
         let old = Self.configuration([Self.unix("a", "/a.sock")])
         var new = old
         new.listeners = [ListenerConfiguration(address: .unix(path: "/run/jmp-bridge/other.sock"))]
+        new.control = "/run/jmp-bridge/other-control.sock"
         new.limits.maxPayloadSize = old.limits.maxPayloadSize / 2
         new.linger = .milliseconds(1)
         new.exitIdleTime = .seconds(60)
+        new.jwt = JWTConfiguration(keyFile: "/etc/jmp-bridge/router.key")
         new.gateway = GatewayConfiguration(
             listener: ListenerConfiguration(address: .unix(path: "/run/jmp-bridge/gateway.sock")),
             controller: UpstreamEndpoint(host: "controller.example.com", port: 443)
         )
         let plan = ReloadPlan(from: old, to: new)
-        #expect(plan.needRestart == ["listen", "limits", "linger", "exit-idle-time", "gateway"])
+        #expect(plan.needRestart == ["listen", "control", "limits", "linger", "exit-idle-time", "jwt", "gateway"])
         #expect(plan.added.isEmpty && plan.removed.isEmpty && plan.changed.isEmpty)
         // Only routes, the default route and the source change in the configuration in force.
         #expect(plan.result == old)
+    }
+
+    @Test("sections that only moved in the file (another line number) are not changes")
+    func movedSections() {
+        var old = Self.configuration([Self.unix("a", "/a.sock")])
+        old.listeners[0].line = 2
+        old.jwt = JWTConfiguration(keyFile: "/etc/jmp-bridge/router.key", line: 5)
+        old.gateway = GatewayConfiguration(
+            listener: ListenerConfiguration(address: .unix(path: "/run/jmp-bridge/gateway.sock"), line: 9),
+            controller: UpstreamEndpoint(host: "controller.example.com", port: 443),
+            line: 8
+        )
+        // A route and a comment added near the top: every later section moves down.
+        var new = Self.configuration([Self.unix("a", "/a.sock"), Self.unix("b", "/b.sock")])
+        new.listeners[0].line = 3
+        new.jwt = JWTConfiguration(keyFile: "/etc/jmp-bridge/router.key", line: 7)
+        new.gateway = GatewayConfiguration(
+            listener: ListenerConfiguration(address: .unix(path: "/run/jmp-bridge/gateway.sock"), line: 11),
+            controller: UpstreamEndpoint(host: "controller.example.com", port: 443),
+            line: 10
+        )
+        let plan = ReloadPlan(from: old, to: new)
+        #expect(plan.needRestart.isEmpty)
+        #expect(plan.added == ["b"])
     }
 
     @Test("the configuration in force afterwards takes the new routes, default route and source")

@@ -17,11 +17,15 @@ public struct ReloadPlan: Sendable, Equatable {
 
     /// Compares `old` (in force) with `new`.
     public init(from old: BridgeConfiguration, to new: BridgeConfiguration) {
-        if old.listeners != new.listeners { self.needRestart.append("listen") }
+        // Line numbers say where a section was written, not what it asks for: a route added above
+        // the gateway's section moves it without changing it.
+        if old.listeners.map(\.withoutLine) != new.listeners.map(\.withoutLine) { self.needRestart.append("listen") }
+        if old.control != new.control { self.needRestart.append("control") }
         if old.limits != new.limits { self.needRestart.append("limits") }
         if old.linger != new.linger { self.needRestart.append("linger") }
         if old.exitIdleTime != new.exitIdleTime { self.needRestart.append("exit-idle-time") }
-        if old.gateway != new.gateway { self.needRestart.append("gateway") }
+        if old.jwt?.withoutLine != new.jwt?.withoutLine { self.needRestart.append("jwt") }
+        if old.gateway?.withoutLine != new.gateway?.withoutLine { self.needRestart.append("gateway") }
         if old.metrics != new.metrics { self.needRestart.append("metrics") }
         for name in new.routes.keys.sorted() where old.routes[name] == nil {
             self.added.append(name)
@@ -38,5 +42,33 @@ public struct ReloadPlan: Sendable, Equatable {
         result.defaultRoute = new.defaultRoute
         result.source = new.source
         self.result = result
+    }
+}
+
+extension ListenerConfiguration {
+    /// The same listener without the line it was read from, for comparing what two files ask for.
+    var withoutLine: Self {
+        var copy = self
+        copy.line = nil
+        return copy
+    }
+}
+
+extension JWTConfiguration {
+    /// The same section without the line it was read from.
+    var withoutLine: Self {
+        var copy = self
+        copy.line = nil
+        return copy
+    }
+}
+
+extension GatewayConfiguration {
+    /// The same section without the lines it and its listener were read from.
+    var withoutLine: Self {
+        var copy = self
+        copy.line = nil
+        copy.listener = copy.listener.withoutLine
+        return copy
     }
 }
