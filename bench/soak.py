@@ -34,6 +34,8 @@ import threading
 import time
 import tty
 
+from soak_gateway import GatewayLoad
+
 MIB = 1024 * 1024
 CHUNK = 64 * 1024
 ROUTE_METHOD = "/jumpstarter.v1.RouterService/Stream"
@@ -230,6 +232,7 @@ class Soak:
         self.writer_stop = threading.Event()
         self.serial_master = -1
         self.calls_made = 0
+        self.gateway = GatewayLoad(self, args) if args.gateway else None
 
     def serial_master_open(self) -> bool:
         return self.serial_master >= 0
@@ -269,6 +272,8 @@ class Soak:
         if spare:
             lines += [f"  spare: {{unix: {self.path('spare.sock')}}}",
                       f"  spare-console: {{pty: {{link: {self.path('spare-console')}}}}}"]
+        if self.gateway:
+            lines += self.gateway.config_lines()
         return "\n".join(lines) + "\n"
 
     def write_config(self, spare: bool) -> None:
@@ -316,6 +321,8 @@ class Soak:
                         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
                         "-keyout", self.path("tls.key"), "-out", self.path("tls.crt")],
                        check=True, capture_output=True)
+        if self.gateway:
+            await self.gateway.start_upstreams()
         self.start_target("echo")
         self.start_target("digest")
         self.serial_master = self.plug_serial()
@@ -343,6 +350,9 @@ class Soak:
         self.port = next(int(item["listener"].rsplit(":", 1)[1]) for item in reply
                          if item.get("listener", "").startswith("tcp:127.0.0.1:"))
         log(f"jmp-bridge pid {self.bridge.pid} ready on 127.0.0.1:{self.port} and {self.path('grpc.sock')}")
+        if self.gateway:
+            self.gateway.bridge_started(reply)
+            log(f"its exporter gateway on {self.gateway.endpoint}")
 
     def log_tail(self) -> str:
         with open(self.log_path, errors="replace") as f:
@@ -364,6 +374,8 @@ class Soak:
         with open(self.path("tls.crt"), "rb") as f:
             self.tls_cert = f.read()
         self.channels = [self.new_channel(0), self.new_channel(1)]
+        if self.gateway:
+            self.gateway.open_channels()
 
     async def close_channels(self):
         """Closes the channels; grpcio keeps a closed channel's connection until the channel object
@@ -373,6 +385,8 @@ class Soak:
         for channel in self.channels:
             await channel.close()
         self.channels = []
+        if self.gateway:
+            await self.gateway.close_channels()
         gc.collect()
 
     def call(self, route: str, *, attach: str | None = None, which: int | None = None):
@@ -396,6 +410,11 @@ class Soak:
         self.calls_made += 1
         _open_calls.get([]).append(call)
         return call
+
+    @staticmethod
+    def track(item) -> None:
+        """A call or channel the current operation opened: cancelled or closed when it ends."""
+        _open_calls.get([]).append(item)
 
     @staticmethod
     def data(payload: bytes):
@@ -791,6 +810,8 @@ class Soak:
                     row["console_attachments"] = int(routes.get("console", {}).get("attachments", -1))
                     row["console_cuts"] = int(routes.get("console", {}).get("cuts", -1))
                     row["uart_state"] = routes.get("uart", {}).get("state", "absent")
+                    if self.gateway:
+                        row.update(GatewayLoad.sample(reply))
                 except (OSError, RuntimeError, asyncio.TimeoutError, ValueError) as error:
                     if self.bridge.poll() is None:
                         self.fail(f"sampler: status failed: {type(error).__name__}: {error}")
@@ -839,7 +860,10 @@ class Soak:
         writer.start()
         sampler = asyncio.ensure_future(self.sampler())
 
-        # Baseline: the idle bridge (the console writer is the pty's far end, not a bridge client).
+        # Baseline: the idle bridge (the console writer is the pty's far end, not a bridge client),
+        # with the gateway's connection to the controller open (it is always kept).
+        if self.gateway:
+            await self.gateway.warm_up()
         self.phase = "idle"
         await asyncio.sleep(self.args.idle_seconds)
         self.fds_idle = fd_kinds(self.bridge.pid)
@@ -855,6 +879,8 @@ class Soak:
                     asyncio.ensure_future(self.reloader())]
         workers += [asyncio.ensure_future(self.worker(f"console-{i}", self.console_attachment, pause=0.1))
                     for i in range(3)]
+        if self.gateway:
+            workers += self.gateway.tasks()
         self.tasks += [sampler, *workers]
         end = time.monotonic() + self.args.minutes * 60
         last_report = time.monotonic()
@@ -886,6 +912,8 @@ class Soak:
             await self.settle()
         self.sampler_done.set()
         await asyncio.wait([sampler], timeout=10)
+        if self.gateway:
+            await self.gateway.stop_upstreams()
         return 0
 
     async def settle(self):
@@ -899,7 +927,8 @@ class Soak:
         while time.monotonic() < deadline:
             await asyncio.sleep(1)
             s = self.samples[-1]
-            if s["fds"] <= self.baseline_fds + self.args.fd_margin_final and s["streams_active"] == 0:
+            if s["fds"] <= self.baseline_fds + self.args.fd_margin_final and s["streams_active"] == 0 \
+                    and s.get("gw_relays", 0) == 0:
                 break
         self.phase = "settled"
         await asyncio.sleep(2.5)  # a few samples in the settled state
@@ -964,6 +993,19 @@ def evaluate(soak: Soak, args) -> tuple[bool, list[str]]:
         check(final["streams_active"] == 0 and final["console_attachments"] == 0,
               f"no stream or console attachment left open after the load (streams-active={final['streams_active']}, "
               f"console attachments={final['console_attachments']})")
+        if soak.gateway:
+            gateway = soak.gateway
+            check(final.get("gw_relays") == 0 and final.get("gw_router_connections") == 0,
+                  f"no gateway relay or router connection left after the load (relays={final.get('gw_relays')}, "
+                  f"router connections={final.get('gw_router_connections')}, idle-timeout 2 s)")
+            check(final.get("gw_relays_total") == gateway.relays_opened
+                  and final.get("gw_refused_tokens") == gateway.refused,
+                  f"the gateway counted every relay and refused token: relays-total={final.get('gw_relays_total')} "
+                  f"(the soak opened {gateway.relays_opened}), refused-tokens={final.get('gw_refused_tokens')} "
+                  f"(the soak sent {gateway.refused})")
+            check(final.get("gw_unavailable") == 0,
+                  f"no call through the gateway found its upstream unavailable (unavailable="
+                  f"{final.get('gw_unavailable')}, retried={final.get('gw_retried')})")
     else:
         check(False, "no samples after the load")
     return ok, checks
@@ -1023,6 +1065,7 @@ def report(soak: Soak, args, started: datetime.datetime, passed: bool, checks: l
               f"- reload: SIGHUP every {args.reload_seconds:g} s, adding or removing a spare unix and pty route",
               "- clients: half on TLS over 127.0.0.1, half on the bridge's Unix-socket listener; two thirds of "
               "the streams on one long-lived connection per listener, a third on a connection of their own",
+              *([soak.gateway.parameters()] if soak.gateway else ["- gateway: not soaked (--no-gateway)"]),
               "",
               "## Machine and binary", "", *machine(args), "",
               "## Operations", "",
@@ -1055,6 +1098,8 @@ def report(soak: Soak, args, started: datetime.datetime, passed: bool, checks: l
               f"streams-failed={final.get('streams_failed')} "
               f"bytes-to-targets={final.get('bytes_to_targets')} bytes-from-targets={final.get('bytes_from_targets')} "
               f"console cuts={final.get('console_cuts')}", ""]
+    if soak.gateway:
+        lines += [soak.gateway.counters(final), ""]
     idle_kinds, final_kinds = getattr(soak, "fds_idle", {}), getattr(soak, "fds_final", {})
     if final_kinds and idle_kinds != final_kinds:
         lines += ["Descriptors that differ between the idle baseline and the end:", "",
@@ -1103,6 +1148,8 @@ def plot(soak: Soak, path: str, title: str) -> None:
     axes[1].set_ylabel("open descriptors")
     axes[2].plot(t, [s["streams_active"] for s in soak.samples], color="tab:green", label="streams active")
     axes[2].plot(t, [s["console_attachments"] for s in soak.samples], color="tab:purple", label="console attachments")
+    if soak.gateway:
+        axes[2].plot(t, [s.get("gw_relays", 0) for s in soak.samples], color="tab:red", label="gateway relays")
     axes[2].set_ylabel("count")
     axes[2].set_xlabel("seconds since the bridge started")
     axes[2].legend(loc="upper right")
@@ -1158,6 +1205,12 @@ def main() -> int:
     p.add_argument("--rss-peak-margin-mib", type=float, default=16)
     p.add_argument("--fd-margin", type=int, default=16)
     p.add_argument("--fd-margin-final", type=int, default=0)
+    p.add_argument("--no-gateway", dest="gateway", action="store_false",
+                   help="without the exporter gateway load (bench/soak_gateway.py)")
+    p.add_argument("--gateway-router-age", type=float, default=10,
+                   help="the test router sends GOAWAY on connections this old (seconds)")
+    p.add_argument("--gateway-listen-seconds", type=float, default=30,
+                   help="how long each Listen call stays open before a new one replaces it")
     args = p.parse_args()
 
     started = datetime.datetime.now().astimezone()

@@ -1,0 +1,379 @@
+"""The soak's exporter-gateway load (bench/README.md, "Soak"): the bridge as an exporter's gateway
+in front of a test controller and a test router, both from ``Tests/Interop/deployment`` (the
+interop suite's mirrors of Jumpstarter's Go services), while the rest of the soak runs.
+
+* the controller runs in the soak's own event loop; the router is a process that sends GOAWAY on
+  every connection older than ``--gateway-router-age`` seconds, so the gateway keeps draining
+  router connections and opening new ones;
+* ``listener``: the soak plays the exporter, with a ``ControllerService/Listen`` call on the
+  gateway for its lease, replaced by a new one every ``--gateway-listen-seconds`` (the controller
+  ends the older call, as Jumpstarter's does); every ``ListenResponse`` must name the gateway;
+* ``relay`` workers: the client side Dials the controller directly, the exporter side opens
+  ``RouterService/Stream`` on the gateway with the token the Listen call delivered, the client
+  side opens it on the router (a connection of its own per stream, as the stock client); each
+  side sends 256 KiB to 4 MiB, SHA-256 checked on arrival, both calls must end OK; one in five
+  is cancelled by the exporter side part way, after which the client side must end too;
+* ``calls`` worker: controller calls through the gateway: ``ReportStatus``; a streaming call of a
+  method no Jumpstarter release has (the interop suite's probe), whose messages, metadata,
+  trailers and status (OK, or now and then a random code) must come back unchanged; and now
+  and then a ``RouterService/Stream`` with a token the gateway never handed out, which must end
+  UNAUTHENTICATED.
+
+The gateway's ``idle-timeout`` is 2 s, so once the load ends its router connections close and
+the descriptors can come back to the idle baseline (taken after one controller call, since the
+controller's connection is always kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import os
+import random
+import subprocess
+import sys
+import time
+
+NAMESPACE, EXPORTER, LEASE, CLIENT = "soak", "soak-exporter", "soak-lease", "soak-client"
+EXPORTER_MD = (("jumpstarter-kind", "Exporter"), ("jumpstarter-namespace", NAMESPACE), ("jumpstarter-name", EXPORTER))
+CLIENT_MD = (("jumpstarter-kind", "Client"), ("jumpstarter-namespace", NAMESPACE), ("jumpstarter-name", CLIENT))
+CHUNK = 64 * 1024
+#: How long the exporter side waits for the Listen call to deliver a token the client Dialled.
+TOKEN_TIMEOUT = 30.0
+
+
+def log(msg: str) -> None:
+    print(f"soak: {msg}", file=sys.stderr, flush=True)
+
+
+class GatewayLoad:
+    """The gateway part of one soak run: its upstreams, channels, workers and bookkeeping."""
+
+    def __init__(self, soak, args):
+        self.soak = soak
+        self.args = args
+        # The interop suite's controller, router and probe service.
+        sys.path.insert(0, os.path.join(args.repo, "Tests", "Interop"))
+        self.endpoint = ""
+        self.handed_out: dict[str, asyncio.Future] = {}
+        self.listens: list = []
+        self.relays_opened = 0
+        self.refused = 0
+
+    # -- set-up
+
+    def credentials(self, token: str | None = None):
+        import grpc
+
+        credentials = grpc.ssl_channel_credentials(self.soak.tls_cert)
+        if token is not None:
+            credentials = grpc.composite_channel_credentials(credentials,
+                                                             grpc.access_token_call_credentials(token))
+        return credentials
+
+    def channel(self, endpoint: str, token: str | None = None):
+        import grpc
+
+        return grpc.aio.secure_channel(endpoint, self.credentials(token),
+                                       options=[("grpc.use_local_subchannel_pool", 1)])
+
+    async def start_upstreams(self) -> None:
+        """The router (a process) and the controller (in this loop), TLS with the soak's certificate."""
+        from deployment.controller import Controller, LeaseState, Status
+
+        key = os.urandom(32).hex()
+        with open(self.soak.path("router.key"), "w") as f:
+            f.write(key + "\n")
+        self.router_log = self.soak.path("router.log")
+        with open(self.router_log, "w") as out:
+            router = subprocess.Popen(
+                [sys.executable, os.path.join(self.args.repo, "Tests", "Interop", "deployment", "router.py"),
+                 "--listen", "127.0.0.1:0", "--tls-cert", self.soak.path("tls.crt"),
+                 "--tls-key", self.soak.path("tls.key"), "--key-file", self.soak.path("router.key"),
+                 "--max-connection-age", str(self.args.gateway_router_age)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        self.soak.children.append(router)
+        deadline = time.monotonic() + 30
+        while not (ready := [line for line in open(self.router_log) if line.startswith("ready ")]):
+            if router.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the test router did not start:\n{open(self.router_log).read()[-2000:]}")
+            await asyncio.sleep(0.1)
+        self.router_endpoint = ready[0].split()[1]
+
+        self.controller = Controller(router_endpoint=self.router_endpoint, router_key=key.encode())
+        self.controller.add_client(NAMESPACE, CLIENT)
+        self.controller.add_exporter(NAMESPACE, EXPORTER, {})
+        # The exporter is leased and listening-ready (the interop suite's lease_a_raw_exporter).
+        self.controller.exporters[(NAMESPACE, EXPORTER)].status = Status.EXPORTER_STATUS_LEASE_READY
+        self.controller.exporters[(NAMESPACE, EXPORTER)].lease = LEASE
+        self.controller.leases[(NAMESPACE, LEASE)] = LeaseState(
+            NAMESPACE, LEASE, CLIENT, "", EXPORTER, datetime.timedelta(days=1), {}, exporter=EXPORTER)
+        with open(self.soak.path("tls.crt"), "rb") as f, open(self.soak.path("tls.key"), "rb") as k:
+            await self.controller.start(f.read(), k.read())
+        log(f"test router on {self.router_endpoint} (GOAWAY after {self.args.gateway_router_age:g} s), "
+                      f"test controller on {self.controller.endpoint}")
+
+    def config_lines(self) -> list[str]:
+        cert, key = self.soak.path("tls.crt"), self.soak.path("tls.key")
+        return ["gateway:",
+                f"  listen: {{address: 'tcp:127.0.0.1:0', tls: {{cert: '{cert}', key: '{key}'}}}}",
+                f"  controller: {{endpoint: '{self.controller.endpoint}', ca: '{cert}'}}",
+                "  idle-timeout: 2s"]
+
+    def bridge_started(self, reply: list[dict[str, str]]) -> None:
+        self.endpoint = next(item["gateway"] for item in reply if "gateway" in item).removeprefix("tcp:")
+
+    def open_channels(self) -> None:
+        # The exporter's connections to the gateway: one with its bearer token for controller calls
+        # (Listen, ReportStatus, the probe), one without for most relays (each relay call names its
+        # router token); and the client's to the controller (Dial).
+        self.exporter_ch = self.channel(self.endpoint, "soak-exporter-token")
+        self.relay_ch = self.channel(self.endpoint)
+        self.client_ch = self.channel(self.controller.endpoint, "soak-client-token")
+
+    async def close_channels(self) -> None:
+        for call in self.listens:
+            call.cancel()
+        self.listens.clear()
+        for channel in (self.exporter_ch, self.relay_ch, self.client_ch):
+            await channel.close()
+        self.exporter_ch = self.relay_ch = self.client_ch = None
+
+    async def warm_up(self) -> None:
+        """One controller call before the idle baseline, on a connection closed again: the gateway
+        keeps its connection to the controller, so the baseline has it and no client's."""
+        import gc
+
+        channel = self.channel(self.endpoint, "soak-exporter-token")
+        await self.report_status(channel)
+        await channel.close()
+        del channel
+        gc.collect()  # grpcio keeps a closed channel's connection until the object is collected
+
+    async def stop_upstreams(self) -> None:
+        if getattr(self, "controller", None) is not None:
+            await self.controller.stop(0.5)
+
+    def parameters(self) -> str:
+        """The report's line on this load."""
+        return (f"- gateway: Listen on the gateway replaced every {self.args.gateway_listen_seconds:g} s; 2 relay "
+                "workers (Dial at the controller, exporter side through the gateway, client side at the router, "
+                "256 KiB-4 MiB each way SHA-256 checked, one in five cancelled by the exporter); controller calls "
+                "(ReportStatus, a probe method with metadata, trailers and random status codes, now and then an "
+                f"unknown router token); the test router sends GOAWAY on connections older than "
+                f"{self.args.gateway_router_age:g} s; gateway `idle-timeout: 2s`")
+
+    def counters(self, final: dict) -> str:
+        """The report's line on the gateway's counters at the end."""
+        return (f"Gateway counters at the end: relays-total={final.get('gw_relays_total')} (the soak opened "
+                f"{self.relays_opened}), controller-calls-total={final.get('gw_calls_total')}, refused-tokens="
+                f"{final.get('gw_refused_tokens')} (the soak sent {self.refused}), unavailable="
+                f"{final.get('gw_unavailable')}, retried={final.get('gw_retried')}; router connections at most "
+                f"{max((s.get('gw_router_connections', 0) for s in self.soak.samples), default=0)} at once.")
+
+    # -- status
+
+    @staticmethod
+    def sample(reply: list[dict[str, str]]) -> dict[str, int]:
+        """The gateway's counters in one ``status`` reply (man jmp-bridge.8, "Control socket")."""
+        line = next((item for item in reply if "gateway" in item), None)
+        if line is None:
+            return {}
+        routers = [item for item in reply if item.get("role") == "router"]
+        return {"gw_relays": int(line["relays"]), "gw_relays_total": int(line["relays-total"]),
+                "gw_calls_total": int(line["controller-calls-total"]),
+                "gw_refused_tokens": int(line["refused-tokens"]), "gw_unavailable": int(line["unavailable"]),
+                "gw_retried": int(line["retried"]),
+                "gw_router_connections": sum(int(item.get("connections", 0)) for item in routers)}
+
+    # -- workers
+
+    def tasks(self) -> list[asyncio.Future]:
+        soak = self.soak
+        return [asyncio.ensure_future(self.listener()),
+                *(asyncio.ensure_future(soak.worker(f"gateway-relay-{i}", self.relay, pause=0.05)) for i in range(2)),
+                asyncio.ensure_future(soak.worker("gateway-calls", self.calls, pause=0.2))]
+
+    async def listener(self) -> None:
+        """Keeps a Listen call open on the gateway, replaced by a new one every so often."""
+        from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc
+
+        while True:
+            call = jumpstarter_pb2_grpc.ControllerServiceStub(self.exporter_ch).Listen(
+                jumpstarter_pb2.ListenRequest(lease_name=LEASE), metadata=EXPORTER_MD)
+            self.listens.append(call)
+            self.soak.spawn(self.dispatch(call))
+            try:
+                await self.controller.wait_until(lambda c: c.listening(NAMESPACE, LEASE), 30, "Listen")
+            except Exception as error:  # noqa: BLE001 - reported, the soak goes on
+                self.soak.fail(f"gateway Listen: not listening within 30 s: {error}")
+            self.soak.count("gateway-listens")
+            try:
+                await asyncio.wait_for(self.soak.stop.wait(), self.args.gateway_listen_seconds)
+                return  # the last call stays open until the channels close: the relays' last tokens
+            except asyncio.TimeoutError:
+                pass
+
+    async def dispatch(self, call) -> None:
+        """Hands each token the Listen call delivers to the relay waiting for it; a call the
+        controller ends (a newer one replaced it) must end OK."""
+        import grpc
+
+        try:
+            async for response in call:
+                if response.router_endpoint != self.endpoint:
+                    self.soak.fail(f"gateway Listen: router_endpoint {response.router_endpoint!r}, "
+                                   f"expected the gateway's {self.endpoint!r}")
+                future = self.handed_out.setdefault(response.router_token, asyncio.get_running_loop().create_future())
+                if not future.done():
+                    future.set_result(None)
+            code = await call.code()
+            if code != grpc.StatusCode.OK:
+                self.soak.fail(f"gateway Listen ended with {code.name}: {await call.details()}")
+        except asyncio.CancelledError:
+            pass
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.CANCELLED or not self.soak.stop.is_set():
+                self.soak.fail(f"gateway Listen failed: {error.code().name} {error.details()}")
+        finally:
+            if call in self.listens:
+                self.listens.remove(call)
+
+    async def relay(self) -> None:
+        import grpc
+        from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
+
+        dial = await jumpstarter_pb2_grpc.ControllerServiceStub(self.client_ch).Dial(
+            jumpstarter_pb2.DialRequest(lease_name=LEASE), metadata=CLIENT_MD, timeout=30)
+        token = dial.router_token
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(self.handed_out.setdefault(token, asyncio.get_running_loop().create_future())),
+                TOKEN_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise RuntimeError(f"the Listen call did not deliver a Dialled token within {TOKEN_TIMEOUT:g} s") from None
+        finally:
+            self.handed_out.pop(token, None)
+        auth = (("authorization", f"Bearer {token}"),)
+        if random.random() < 1 / 3:
+            exporter_ch = self.channel(self.endpoint)  # a connection of its own, as the stock exporter
+            self.soak.track(exporter_ch)
+            self.soak.count("connections")
+        else:
+            exporter_ch = self.relay_ch
+        router_ch = self.channel(self.router_endpoint)
+        self.soak.track(router_ch)
+        exporter = router_pb2_grpc.RouterServiceStub(exporter_ch).Stream(metadata=auth)
+        client = router_pb2_grpc.RouterServiceStub(router_ch).Stream(metadata=auth)
+        self.soak.track(exporter)
+        self.soak.track(client)
+        up, down = random.randbytes(random.randint(256 << 10, 4 << 20)), random.randbytes(random.randint(256 << 10, 4 << 20))
+
+        async def read_all(call) -> bytes:
+            received = bytearray()
+            while (message := await call.read()) != grpc.aio.EOF:
+                received += message.payload
+            return bytes(received)
+
+        async def write_all(call, data: bytes, cancel_at: int | None = None) -> None:
+            """Writes ``data`` and half-closes; or, with ``cancel_at``, cancels the call there."""
+            view = memoryview(data)
+            for offset in range(0, len(data), CHUNK):
+                if cancel_at is not None and offset >= cancel_at:
+                    break
+                await call.write(router_pb2.StreamRequest(payload=bytes(view[offset:offset + CHUNK])))
+            if cancel_at is not None:
+                call.cancel()
+            else:
+                await call.done_writing()
+
+        await exporter.write(router_pb2.StreamRequest(payload=up[:CHUNK]))
+        self.relays_opened += 1
+        if random.random() < 0.2:
+            # The exporter gives up part way, once the router paired the two calls: both end.
+            first = await client.read()
+            if first == grpc.aio.EOF or first.payload != up[:CHUNK]:
+                raise RuntimeError("relay: the client side did not get the exporter's first message")
+            results = await asyncio.gather(write_all(exporter, up[CHUNK:], random.randint(0, len(up) - CHUNK)),
+                                           write_all(client, down), read_all(exporter), read_all(client),
+                                           return_exceptions=True)
+            # The router ends the client's call (OK or CANCELLED, as the Go router): it must end.
+            client_code = await asyncio.wait_for(client.code(), 30)
+            if not exporter.cancelled() or client_code is None:
+                raise RuntimeError("relay cancelled by the exporter: the client side did not end "
+                                   f"({[type(r).__name__ for r in results]})")
+            self.soak.count("gateway-relays-cancelled")
+            return
+        _, _, to_exporter, to_client = await asyncio.gather(
+            write_all(exporter, up[CHUNK:]), write_all(client, down), read_all(exporter), read_all(client))
+        if (len(to_exporter), len(to_client)) != (len(down), len(up)) or \
+                hashlib.sha256(to_exporter).digest() != hashlib.sha256(down).digest() or \
+                hashlib.sha256(to_client).digest() != hashlib.sha256(up).digest():
+            raise RuntimeError(f"relay of {len(up)} + {len(down)} bytes: {len(to_client)} + {len(to_exporter)} "
+                               "arrived, or with a different SHA-256")
+        codes = (await exporter.code(), await client.code())
+        if codes != (grpc.StatusCode.OK, grpc.StatusCode.OK):
+            raise RuntimeError(f"relay ended with {codes[0].name} (exporter) and {codes[1].name} (client)")
+        self.soak.count("gateway-relays", len(up) + len(down))
+
+    async def report_status(self, channel=None) -> None:
+        from deployment.controller import Status
+        from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc
+
+        await jumpstarter_pb2_grpc.ControllerServiceStub(channel or self.exporter_ch).ReportStatus(
+            jumpstarter_pb2.ReportStatusRequest(status=Status.EXPORTER_STATUS_LEASE_READY, message="soak"),
+            metadata=EXPORTER_MD, timeout=30)
+
+    async def calls(self) -> None:
+        import grpc
+        from deployment import probe
+        from jumpstarter_protocol import router_pb2, router_pb2_grpc
+
+        await self.report_status()
+        self.soak.count("gateway-controller-calls")
+
+        # A method no Jumpstarter release has: messages, metadata, trailers and status unchanged.
+        tag = os.urandom(8).hex()
+        code = random.choice(list(grpc.StatusCode)[1:]) if random.random() < 0.2 else grpc.StatusCode.OK
+        details = f"soak détails {tag}" if code != grpc.StatusCode.OK else ""
+        metadata = [("x-soak", tag), ("x-code", str(code.value[0])),
+                    ("x-details-bin", details.encode())] + list(EXPORTER_MD)
+        echo = self.exporter_ch.stream_stream(probe.ECHO)(metadata=metadata, timeout=30)
+        self.soak.track(echo)
+        messages = [random.randbytes(random.randint(1, 256 << 10)) for _ in range(random.randint(1, 4))]
+        got = []
+        for message in messages:
+            await echo.write(message)
+            got.append(await echo.read())
+        await echo.done_writing()
+        with contextlib.suppress(grpc.aio.AioRpcError):  # a status other than OK raises here
+            if await echo.read() != grpc.aio.EOF:
+                raise RuntimeError("probe call through the gateway: a message more came back")
+        if got != messages:
+            raise RuntimeError("probe call through the gateway: the messages came back changed")
+        if (await echo.code(), await echo.details()) != (code, details):
+            raise RuntimeError(f"probe call: status {(await echo.code()).name} {await echo.details()!r}, "
+                               f"expected {code.name} {details!r}")
+        initial, trailing = await echo.initial_metadata(), await echo.trailing_metadata()
+        if dict(initial).get("x-soak") != tag or dict(trailing).get("x-trailer-bin") != messages[0][:64]:
+            raise RuntimeError(f"probe call: metadata changed on the way ({initial}, {trailing})")
+        self.soak.count("gateway-controller-calls", sum(map(len, messages)) * 2)
+
+        if random.random() < 0.1:
+            # A token the gateway never handed out: refused, never forwarded.
+            stream = router_pb2_grpc.RouterServiceStub(self.relay_ch).Stream(
+                metadata=(("authorization", "Bearer not-a-token-the-gateway-handed-out"),), timeout=30)
+            self.soak.track(stream)
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await stream.write(router_pb2.StreamRequest(payload=b"x"))
+            if await stream.code() != grpc.StatusCode.UNAUTHENTICATED:
+                raise RuntimeError(f"a token never handed out ended {(await stream.code()).name}, "
+                                   "expected UNAUTHENTICATED")
+            self.refused += 1
+            self.soak.count("gateway-unknown-tokens")
+        # The test controller records every call; the soak does not need them.
+        self.controller.calls.clear()
+        self.controller.dials.clear()
+        self.controller.delivered.clear()
