@@ -210,14 +210,23 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         let endpoint: UpstreamEndpoint
         let trust: UpstreamTrust
         if path == Self.routerStreamPath {
-            guard let token = Self.bearerToken(headers.headers), let grant = self.gateway.tokens.take(token) else {
-                self.gateway.statistics.refusedTokens.add(1, ordering: .relaxed)
-                self.gateway.logger.warning(
-                    "gateway: refused a router stream whose token the gateway did not hand out (or was used or expired)"
+            // More than one authorization value: refused before the book is asked, so neither
+            // value reaches the router and a handed-out token among them stays usable.
+            guard headers.headers["authorization"].count <= 1 else {
+                self.refuseRouterStream(
+                    headers,
+                    log: "gateway: refused a router stream with more than one authorization header",
+                    message: "jmp-bridge gateway: more than one authorization header"
                 )
-                self.phase = .closed
-                self.requestEnded = headers.endStream
-                self.respond(GRPCStatus(.unauthenticated, "jmp-bridge gateway: unknown router token"))
+                return
+            }
+            guard let token = Self.bearerToken(headers.headers), let grant = self.gateway.tokens.take(token) else {
+                self.refuseRouterStream(
+                    headers,
+                    log:
+                        "gateway: refused a router stream whose token the gateway did not hand out (or was used or expired)",
+                    message: "jmp-bridge gateway: unknown router token"
+                )
                 return
             }
             let record = RelayRecord(id: self.gateway.makeID(), grant: grant)
@@ -521,6 +530,16 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
             }
         }
         return out
+    }
+
+    /// Ends a router stream whose credentials the gateway does not forward, UNAUTHENTICATED;
+    /// counted as a refused token.
+    private func refuseRouterStream(_ headers: HTTP2Frame.FramePayload.Headers, log: Logger.Message, message: String) {
+        self.gateway.statistics.refusedTokens.add(1, ordering: .relaxed)
+        self.gateway.logger.warning(log)
+        self.phase = .closed
+        self.requestEnded = headers.endStream
+        self.respond(GRPCStatus(.unauthenticated, message))
     }
 
     /// The token of an `authorization: Bearer TOKEN` header.

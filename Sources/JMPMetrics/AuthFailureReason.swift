@@ -5,6 +5,8 @@ public enum AuthFailureReason: String, Sendable, CaseIterable {
     case missing
     /// `authorization` is not `Bearer <token>`.
     case notBearer = "not_bearer"
+    /// More than one `authorization` value (the router refuses those too).
+    case repeated
     /// `authorization` is longer than any router token.
     case tooLong = "too_long"
     /// The token is not a well-formed JWT.

@@ -8,8 +8,11 @@ public struct GRPCRequestHead: Sendable, Equatable {
     public var timeoutNanoseconds: Int64?
     /// The route the client asked for with `jmp-route`; nil selects the default route.
     public var route: String?
-    /// The `authorization` value, if any (never logged).
+    /// The `authorization` value, if any (never logged); the first, if there are several.
     public var authorization: String?
+    /// Whether the request carries more than one `authorization` value, which Jumpstarter's router
+    /// refuses (a token must not be picked from several).
+    public var authorizationRepeated = false
     /// The `user-agent`, for logs.
     public var userAgent: String?
     /// `jmp-attach: ro`: a console attachment that only watches.
@@ -76,6 +79,7 @@ public struct GRPCRequestHead: Sendable, Equatable {
                 timeoutNanoseconds: timeout,
                 route: route,
                 authorization: headers.first(name: RouterService.authorizationMetadataKey),
+                authorizationRepeated: headers[RouterService.authorizationMetadataKey].count > 1,
                 userAgent: headers.first(name: "user-agent"),
                 readOnly: readOnly
             )

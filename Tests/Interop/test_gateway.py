@@ -205,6 +205,61 @@ def test_an_unknown_token_is_unauthenticated_even_while_the_exporter_writes(rout
     assert gateway_line(gateway)["refused-tokens"] == "10"
 
 
+def test_a_router_stream_with_two_authorization_headers_is_refused_and_never_forwarded(controller, router_process,
+                                                                                       gateway, tls, event_loop_portal):
+    """Jumpstarter's router refuses a stream with more than one authorization header ("multiple
+    authorization headers"); so does the gateway, before it looks the token up. A handed-out router
+    token sent on a channel that adds the exporter's own bearer token (two values) is
+    UNAUTHENTICATED, neither value reaches the router, and the token still relays on a stream that
+    carries it alone."""
+    lease_a_raw_exporter(controller, router_process.endpoint)
+
+    def streams_at_router() -> list[str]:
+        return [line for line in router_process.lines() if line.startswith("stream ")]
+
+    async def scenario():
+        async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
+                channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
+            listen = jumpstarter_pb2_grpc.ControllerServiceStub(exporter_ch).Listen(
+                jumpstarter_pb2.ListenRequest(lease_name=RAW_LEASE), metadata=RAW_EXPORTER_MD)
+            with fail_after(TIMEOUT):
+                await controller.controller.wait_until(lambda c: c.listening(NAMESPACE, RAW_LEASE), TIMEOUT,
+                                                       "Listen")
+                dial = await jumpstarter_pb2_grpc.ControllerServiceStub(client_ch).Dial(
+                    jumpstarter_pb2.DialRequest(lease_name=RAW_LEASE), metadata=CLIENT_MD)
+                handed_out = (await listen.read()).router_token
+                auth = (("authorization", f"Bearer {handed_out}"),)
+
+                twice = router_pb2_grpc.RouterServiceStub(exporter_ch).Stream(metadata=auth)
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await twice.write(router_pb2.StreamRequest(payload=b"secret"))
+                    await twice.read()
+                refused = (await twice.code(), await twice.details())
+                forwarded = streams_at_router()
+
+                async with channel(gateway.gateway_endpoint, tls) as relay_ch, \
+                        channel(router_process.endpoint, tls) as router_ch:
+                    exporter = router_pb2_grpc.RouterServiceStub(relay_ch).Stream(metadata=auth)
+                    client = router_pb2_grpc.RouterServiceStub(router_ch).Stream(
+                        metadata=(("authorization", f"Bearer {dial.router_token}"),))
+                    await exporter.write(router_pb2.StreamRequest(payload=b"alone"))
+                    relayed = (await client.read()).payload
+                    await exporter.done_writing()
+                    await client.done_writing()
+                    assert await exporter.read() == grpc.aio.EOF and await client.read() == grpc.aio.EOF
+                    codes = (await exporter.code(), await client.code())
+            listen.cancel()
+        return refused, forwarded, relayed, codes
+
+    refused, forwarded, relayed, codes = event_loop_portal.call(scenario)
+    assert refused == (grpc.StatusCode.UNAUTHENTICATED, "jmp-bridge gateway: more than one authorization header")
+    assert forwarded == [], router_process.log()
+    assert relayed == b"alone" and codes == (grpc.StatusCode.OK, grpc.StatusCode.OK)
+    line = gateway_line(gateway)
+    assert line["refused-tokens"] == "1" and line["relays-total"] == "1", line
+    gateway.wait_for_line(r"gateway: refused a router stream with more than one authorization header")
+
+
 def test_tokens_are_used_once_and_a_dead_router_fails_one_stream(controller, router_process, gateway, exporter,
                                                                 client_config, tls, event_loop_portal):
     """Every token the exporter got (through the rewritten ListenResponse) was used on the

@@ -61,6 +61,8 @@ struct BridgeSecurityTests {
     enum BadToken: String, CaseIterable, Sendable {
         case expired, notYetValid, issuedInTheFuture, wrongKey, wrongIssuer, wrongAudience, algNone, noExpiry
         case malformed, notBearer, missing
+        /// A valid token, and a second authorization value after it.
+        case repeated
 
         /// The metadata to send, and the token in it (if any).
         func metadata() async throws -> (Metadata, String?) {
@@ -80,6 +82,11 @@ struct BridgeSecurityTests {
             case .malformed: token = "not.a-token"
             case .notBearer: return (["authorization": "Basic dXNlcjpwYXNz"], nil)
             case .missing: return ([:], nil)
+            case .repeated:
+                let valid = try await Tokens.mint()
+                var metadata: Metadata = ["authorization": "Bearer \(valid)"]
+                metadata.addString("Bearer another-credential", forKey: "authorization")
+                return (metadata, valid)
             }
             return (["authorization": "Bearer \(token)"], token)
         }

@@ -29,6 +29,20 @@ struct TokenVerifierTests {
         #expect(refusal.reason == .keyTooShort)
     }
 
+    @Test("a valid token is refused when the request carries another authorization value")
+    func repeatedAuthorization() async throws {
+        let verifier = await self.verifier()
+        let token = try await Tokens.mint()
+        #expect((try? verifier.verify(authorization: "Bearer \(token)").get()) != nil)
+        guard case .failure(let refusal) = verifier.verify(authorization: "Bearer \(token)", repeated: true) else {
+            Issue.record("a token was picked from several authorization values")
+            return
+        }
+        #expect(refusal.status.code == .unauthenticated)
+        #expect(refusal.status.message == "more than one authorization header")
+        #expect(refusal.reason == .repeated)
+    }
+
     @Test("an audience given as one string, and the scheme in any case, are accepted")
     func lenientForms() async throws {
         let verifier = await self.verifier()

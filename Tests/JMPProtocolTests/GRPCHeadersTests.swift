@@ -80,7 +80,18 @@ struct GRPCHeadersTests {
         let head = try #require(parsed(headers))
         #expect(head.route == "uart0.console_A-1")
         #expect(head.authorization == "Bearer secret-token")
+        #expect(!head.authorizationRepeated)
         #expect(head.timeoutNanoseconds == 5_000_000_000)
+    }
+
+    @Test("a second authorization value is noted, for the verifier to refuse")
+    func repeatedAuthorization() throws {
+        let headers = requestHeaders(
+            adding: [("authorization", "Bearer first-token"), ("authorization", "Bearer second-token")]
+        )
+        let head = try #require(parsed(headers))
+        #expect(head.authorization == "Bearer first-token")
+        #expect(head.authorizationRepeated)
     }
 
     @Test(

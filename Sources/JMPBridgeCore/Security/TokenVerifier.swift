@@ -81,11 +81,15 @@ public final class TokenVerifier: Sendable {
         return key
     }
 
-    /// Checks an `authorization` metadata value. The refusal's UNAUTHENTICATED says what is wrong
-    /// with it.
-    public func verify(authorization: String?) -> Result<RouterTokenClaims, TokenRefusal> {
+    /// Checks an `authorization` metadata value; `repeated` says the request carried more than
+    /// one, which the router refuses (`BearerTokenFromContext`: "multiple authorization headers").
+    /// The refusal's UNAUTHENTICATED says what is wrong with it.
+    public func verify(authorization: String?, repeated: Bool = false) -> Result<RouterTokenClaims, TokenRefusal> {
         guard let authorization else {
             return Self.refuse(.missing, "no authorization metadata (expected 'Bearer <token>')")
+        }
+        guard !repeated else {
+            return Self.refuse(.repeated, "more than one authorization header")
         }
         guard authorization.utf8.count <= Self.maximumTokenLength else {
             return Self.refuse(.tooLong, "authorization value is too long")

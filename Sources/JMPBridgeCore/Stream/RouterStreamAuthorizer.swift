@@ -27,7 +27,7 @@ struct RouterStreamAuthorizer {
         let table = self.environment.routes.withLockedValue { $0 }
         if let verifier = self.security.verifier {
             let claims: RouterTokenClaims
-            switch verifier.verify(authorization: head.authorization) {
+            switch verifier.verify(authorization: head.authorization, repeated: head.authorizationRepeated) {
             case .failure(let refusal):
                 self.security.metrics?.authenticationFailed(refusal.reason)
                 return .failure(refusal.status)
