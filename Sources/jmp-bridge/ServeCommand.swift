@@ -110,6 +110,15 @@ struct ServeCommand: AsyncParsableCommand {
     var allowUnauthenticated = false
 
     @Option(
+        name: .customLong("max-connections"),
+        help: ArgumentHelp(
+            "Connections served at once on each address given with --listen (1 to 65536, default 1024).",
+            valueName: "count"
+        )
+    )
+    var maxConnections: Int?
+
+    @Option(
         name: .customLong("jwt-key-file"),
         help: ArgumentHelp(
             "Require router JWTs signed with the shared secret in this file (unless the file has a jwt: section).",
@@ -296,6 +305,14 @@ struct ServeCommand: AsyncParsableCommand {
         currentListeners: [ListenerConfiguration] = []
     ) throws(ConfigurationError) -> BridgeConfiguration {
         var configuration = BridgeConfiguration()
+        if self.maxConnections != nil, self.listen.isEmpty {
+            // Not silently ignored: the file's listeners have their own key.
+            throw ConfigurationError(
+                file: "command line",
+                key: "--max-connections",
+                "applies to the addresses given with --listen; the file's listeners take 'max-connections:'"
+            )
+        }
         if let path = self.configurationFile {
             configuration = try ConfigurationLoader.load(path: path)
         }
@@ -308,6 +325,16 @@ struct ServeCommand: AsyncParsableCommand {
             }
             var listener = ListenerConfiguration(address: address)
             listener.allowUnauthenticated = self.allowUnauthenticated
+            if let count = self.maxConnections {
+                guard (1...65536).contains(count) else {
+                    throw ConfigurationError(
+                        file: "command line",
+                        key: "--max-connections",
+                        "\(count) is not between 1 and 65536"
+                    )
+                }
+                listener.maxConnections = count
+            }
             if case .tcp = address {
                 if let cert = self.tlsCert, let key = self.tlsKey {
                     listener.tls = TLSFiles(certificate: cert, key: key)

@@ -20,6 +20,7 @@ import random
 import socket
 import ssl
 import struct
+import subprocess
 import termios
 import threading
 import time
@@ -32,7 +33,7 @@ from jumpstarter.streams.router import RouterStream
 from jumpstarter_protocol import router_pb2
 
 import rawh2
-from conftest import echo
+from conftest import BRIDGE_BINARY, echo
 from test_metrics import samples, scrape, value
 from test_router_stream import field, open_channel, receive_all, receive_exactly, start_call
 
@@ -417,19 +418,38 @@ async def test_a_connection_that_never_speaks_is_closed_after_10_seconds(faulty,
     assert any("bytes-received=10" in line for line in lines), lines
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--listen", "unix:{sockdir}/l.sock", "--max-connections", "0"], "--max-connections: 0 is not between 1 and 65536"),
+    (["--max-connections", "3", "--route", "echo=unix:{sockdir}/echo.sock"],
+     "--max-connections: applies to the addresses given with --listen"),
+])
+def test_max_connections_on_the_command_line_is_checked(sockdir, args, message):
+    """``--max-connections`` out of range, or without a ``--listen`` address for it to apply to,
+    stops the start with exit status 1 and says why (it is never silently ignored)."""
+    result = subprocess.run([str(BRIDGE_BINARY), "serve", *(arg.format(sockdir=sockdir) for arg in args)],
+                            capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1 and message in result.stderr, (result.returncode, result.stderr)
+
+
+@pytest.mark.parametrize("given_in", ["file", "command-line"])
 async def test_connections_over_max_connections_are_closed_and_the_others_carry_on(start_bridge, unix_server,
-                                                                                   tls, sockdir):
-    """A listener with ``max-connections: 3``: with three connections open (two raw HTTP/2, one
-    carrying a live echo stream) a fourth is closed at once, before TLS, and logged; the live
-    stream goes on; once one of the three has closed, a new connection is served again."""
+                                                                                   tls, sockdir, given_in):
+    """A listener with ``max-connections: 3`` (in the file, or ``--max-connections 3`` for a
+    ``--listen`` address): with three connections open (two raw HTTP/2, one carrying a live echo
+    stream) a fourth is closed at once, before TLS, and logged; the live stream goes on; once one
+    of the three has closed, a new connection is served again."""
     target = unix_server("echo.sock", echo)
-    config = (
-        "listen:\n"
-        f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, max-connections: 3,\n"
-        f"     tls: {{cert: {tls.cert}, key: {tls.key}}}}}\n"
-    )
-    bridge = start_bridge({"echo": target.path}, default_route="echo", config=config,
-                          extra_args=["--metrics", "tcp:127.0.0.1:0"])
+    if given_in == "file":
+        config = (
+            "listen:\n"
+            f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, max-connections: 3,\n"
+            f"     tls: {{cert: {tls.cert}, key: {tls.key}}}}}\n"
+        )
+        bridge = start_bridge({"echo": target.path}, default_route="echo", config=config,
+                              extra_args=["--metrics", "tcp:127.0.0.1:0"])
+    else:
+        bridge = start_bridge({"echo": target.path}, default_route="echo",
+                              extra_args=["--metrics", "tcp:127.0.0.1:0", "--max-connections", "3"])
 
     def served(connection: rawh2.Connection) -> bool:
         """Whether the bridge answered the connection's preface with its SETTINGS."""
