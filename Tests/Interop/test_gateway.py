@@ -220,13 +220,9 @@ def test_a_router_stream_with_two_authorization_headers_is_refused_and_never_for
     async def scenario():
         async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
                 channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
-            listen = jumpstarter_pb2_grpc.ControllerServiceStub(exporter_ch).Listen(
-                jumpstarter_pb2.ListenRequest(lease_name=RAW_LEASE), metadata=RAW_EXPORTER_MD)
             with fail_after(TIMEOUT):
-                await controller.controller.wait_until(lambda c: c.listening(NAMESPACE, RAW_LEASE), TIMEOUT,
-                                                       "Listen")
-                dial = await jumpstarter_pb2_grpc.ControllerServiceStub(client_ch).Dial(
-                    jumpstarter_pb2.DialRequest(lease_name=RAW_LEASE), metadata=CLIENT_MD)
+                listen = await listen_as_raw_exporter(controller, exporter_ch)
+                dial = await dial_as_client(client_ch)
                 handed_out = (await listen.read()).router_token
                 auth = (("authorization", f"Bearer {handed_out}"),)
 
@@ -584,6 +580,21 @@ def lease_a_raw_exporter(controller, router_endpoint: str) -> None:
     controller.read(lease)
 
 
+async def listen_as_raw_exporter(controller, exporter_ch) -> grpc.aio.StreamStreamCall:
+    """A ``ControllerService/Listen`` call on ``exporter_ch`` as ``RAW_EXPORTER`` for
+    ``RAW_LEASE`` (see :func:`lease_a_raw_exporter`), once the controller has it."""
+    listen = jumpstarter_pb2_grpc.ControllerServiceStub(exporter_ch).Listen(
+        jumpstarter_pb2.ListenRequest(lease_name=RAW_LEASE), metadata=RAW_EXPORTER_MD)
+    await controller.controller.wait_until(lambda c: c.listening(NAMESPACE, RAW_LEASE), TIMEOUT, "Listen")
+    return listen
+
+
+async def dial_as_client(client_ch) -> jumpstarter_pb2.DialResponse:
+    """A ``ControllerService/Dial`` for ``RAW_LEASE`` as the client, on ``client_ch``."""
+    return await jumpstarter_pb2_grpc.ControllerServiceStub(client_ch).Dial(
+        jumpstarter_pb2.DialRequest(lease_name=RAW_LEASE), metadata=CLIENT_MD)
+
+
 @pytest.fixture
 def one_call_server(request, tls) -> Process:
     """``deployment/one_call_server.py``: a server that takes one call per connection and leaves
@@ -616,14 +627,10 @@ def test_calls_a_server_leaves_unprocessed_are_sent_again(controller, one_call_s
         """The router tokens of ``count`` Dials, as the gateway handed them to the exporter."""
         async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
                 channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
-            listen = jumpstarter_pb2_grpc.ControllerServiceStub(exporter_ch).Listen(
-                jumpstarter_pb2.ListenRequest(lease_name=RAW_LEASE), metadata=RAW_EXPORTER_MD)
             with fail_after(TIMEOUT):
-                await controller.controller.wait_until(lambda c: c.listening(NAMESPACE, RAW_LEASE), TIMEOUT,
-                                                       "Listen")
+                listen = await listen_as_raw_exporter(controller, exporter_ch)
                 for _ in range(count):
-                    await jumpstarter_pb2_grpc.ControllerServiceStub(client_ch).Dial(
-                        jumpstarter_pb2.DialRequest(lease_name=RAW_LEASE), metadata=CLIENT_MD)
+                    await dial_as_client(client_ch)
                 responses = [await listen.read() for _ in range(count)]
             listen.cancel()
         assert {response.router_endpoint for response in responses} == {gateway.gateway_endpoint}
@@ -706,9 +713,7 @@ def test_relays_under_goaway_churn_deliver_every_byte(controller, router_process
         handed_out: dict[str, asyncio.Future] = {}
         async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as listen_ch, \
                 channel(controller.endpoint, tls, CLIENT_TOKEN) as controller_ch:
-            listen = jumpstarter_pb2_grpc.ControllerServiceStub(listen_ch).Listen(
-                jumpstarter_pb2.ListenRequest(lease_name=RAW_LEASE), metadata=RAW_EXPORTER_MD)
-            await controller.controller.wait_until(lambda c: c.listening(NAMESPACE, RAW_LEASE), TIMEOUT, "Listen")
+            listen = await listen_as_raw_exporter(controller, listen_ch)
 
             async def dispatch():
                 async for response in listen:
@@ -723,8 +728,7 @@ def test_relays_under_goaway_churn_deliver_every_byte(controller, router_process
                     return await client_and_exporter(rng, exporter_ch, router_ch, may_cancel)
 
             async def client_and_exporter(rng: random.Random, exporter_ch, router_ch, may_cancel: bool) -> str:
-                dial = await jumpstarter_pb2_grpc.ControllerServiceStub(controller_ch).Dial(
-                    jumpstarter_pb2.DialRequest(lease_name=RAW_LEASE), metadata=CLIENT_MD)
+                dial = await dial_as_client(controller_ch)
                 await handed_out.setdefault(dial.router_token, loop.create_future())
                 auth = (("authorization", f"Bearer {dial.router_token}"),)
                 exporter = router_pb2_grpc.RouterServiceStub(exporter_ch).Stream(metadata=auth)
