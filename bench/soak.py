@@ -1021,8 +1021,7 @@ def machine(args) -> list[str]:
     with open("/proc/meminfo") as f:
         mem_kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
     version = subprocess.run([args.bridge, "--version"], capture_output=True, text=True).stdout.strip()
-    commit = subprocess.run(["git", "-C", args.repo, "describe", "--always", "--dirty"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = args.commit
     import grpc
 
     origin = args.bridge_origin or f"release build of this checkout (make static-release), git {commit}"
@@ -1214,6 +1213,9 @@ def main() -> int:
     args = p.parse_args()
 
     started = datetime.datetime.now().astimezone()
+    # The checkout the binary was built from: taken now, as a commit during the soak changes nothing.
+    args.commit = subprocess.run(["git", "-C", args.repo, "describe", "--always", "--dirty"], capture_output=True,
+                                 text=True).stdout.strip()
     os.makedirs(args.results, exist_ok=True)
     base = os.path.join(args.results, "soak-" + started.strftime("%Y-%m-%d-%H%M"))
     args.out = base + ".md"
