@@ -25,14 +25,20 @@ public final class BridgeMetrics: Sendable {
     /// The series each ``setSeries(_:_:)`` gauge has, by metric name and series key.
     private let series = Mutex<[String: [String: [(String, String)]]]>([:])
     private let process: ProcessMetrics
+    private let endpointRefusals: Counter
 
-    /// An empty registry with `jmp_bridge_build_info{version}` and the process metrics.
+    /// An empty registry with `jmp_bridge_build_info{version}`, the process metrics and the
+    /// endpoint's own refusals (at zero).
     public init(version: String) {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
         registry.makeGauge(MetricName.buildInfo, labels: [("version", version)]).set(Int64(1))
         self.process = ProcessMetrics(registry: registry)
+        self.endpointRefusals = registry.makeCounter(MetricName.metricsRefused)
     }
+
+    /// The metrics endpoint turned a connection away: it served its connection limit.
+    public func endpointRefused() { self.endpointRefusals.increment() }
 
     /// The metrics of route `name` (created at first use).
     public func route(_ name: String) -> RouteMetrics {

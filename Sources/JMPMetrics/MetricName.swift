@@ -155,6 +155,10 @@ extension MetricName {
         "process_start_time_seconds",
         "Start time of the process since unix epoch in seconds."
     )
+    static let metricsRefused = MetricName(
+        "jmp_bridge_metrics_connections_refused_total",
+        "Connections to this metrics endpoint answered 503 and closed because it served its limit."
+    )
     static let buildInfo = MetricName(
         "jmp_bridge_build_info",
         "Always 1; the version label says which jmp-bridge runs."

@@ -225,7 +225,10 @@ def test_endpoint_serves_16_connections_and_answers_the_next_503(start_bridge, u
 
         for connection in scrapers:
             connection.request("GET", "/metrics")
-            assert connection.getresponse().read().count(b"jmp_bridge_streams_active") > 0
+            text = connection.getresponse().read().decode()
+            assert "jmp_bridge_streams_active" in text
+            # The refusal is counted, not only logged.
+            assert value(samples(text), "jmp_bridge_metrics_connections_refused_total") == 1
 
         # One scraper leaves; once the bridge has seen it go, a new one is served.
         scrapers.pop().close()

@@ -87,6 +87,7 @@ SPEC_METRICS = {
     "process_open_fds": "gauge",
     "process_max_fds": "gauge",
     "process_start_time_seconds": "gauge",
+    "jmp_bridge_metrics_connections_refused_total": "counter",
     "jmp_bridge_build_info": "gauge",
 }
 

@@ -191,6 +191,7 @@ final class BridgeListeners: Sendable {
             group: self.group,
             limits: limits,
             refused: {
+                collector.metrics.endpointRefused()
                 logger.warning(
                     "metrics connection refused: too many connections",
                     metadata: ["max-connections": "\(limits.maxConnections)"]
