@@ -201,10 +201,12 @@ final class UpstreamConnection {
             connection.publish()
             logger.info("gateway: upstream connected", metadata: ["upstream": "\(endpoint)"])
             channel.closeFuture.whenComplete { _ in loopBound.value.closed(channel) }
-            // A GOAWAY read with the end of the TLS handshake came before the connection was
-            // ready: it drains from the start and new calls get a new one. Calls already waiting
-            // for it still open their streams on it; NIOHTTP2 refuses their HEADERS and they are
-            // sent again (GatewayStreamHandler), unless the connection has closed by then.
+            // A guard: a GOAWAY read before the connection was marked ready drains it from the
+            // start and new calls get a new one. Ready is marked inside the TLS handshake-completed
+            // event (h2c: at connect), and the calls waiting for it open their streams in this same
+            // callback chain, before any frame after the handshake is read, so a GOAWAY in that
+            // flight normally arrives after their streams exist; NIOHTTP2 refuses their HEADERS
+            // and they are sent again (GatewayStreamHandler).
             if (try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self))?.sawGoAway == true {
                 connection.goAwayReceived(on: channel)
             }
