@@ -107,9 +107,6 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         context.fireChannelRead(data)
     }
 
-    /// A connection error closes the connection (NIOHTTP2 has sent GOAWAY, or TLS or the socket
-    /// failed); one stream's error is that stream's business: the other calls on the connection
-    /// go on.
     /// Whether the server has sent GOAWAY: no new stream may be opened on the connection.
     var sawGoAway: Bool { self.goAwayLastStreamID != nil }
 
@@ -119,6 +116,9 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         return streamID > last
     }
 
+    /// A connection error closes the connection (NIOHTTP2 has sent GOAWAY, or TLS or the socket
+    /// failed); one stream's error is that stream's business: the other calls on the connection
+    /// go on.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard HTTP2ErrorScope(error) == .connection else { return }
         self.ready(error)
