@@ -667,7 +667,11 @@ def test_calls_a_server_leaves_unprocessed_are_sent_again(controller, one_call_s
     finally:
         conn.close()
 
-    served = [line.split("token=", 1)[1] for line in one_call_server.lines() if line.startswith("call ")]
+    # The echoes may reach the test before the server's last lines come through its stdout pipe.
+    # Each retry goes on a connection opened after the previous one's refusal, so once the
+    # fourth call's line is there, every refusal's line is too.
+    served = [line.split("token=", 1)[1] for line in one_call_server.wait_for_line(r"^call ", count=count,
+                                                                                   timeout=TIMEOUT)]
     unprocessed = [line for line in one_call_server.lines() if line.startswith("unprocessed ")]
     assert sorted(served) == sorted(tokens_handed_out) and len(unprocessed) == 6, one_call_server.log()
     line = gateway_line(gateway)
