@@ -255,7 +255,8 @@ def test_pyserial_driver_on_a_serial_link(start_bridge, fake_serial, sockdir, tl
     jsonschema.validate(document, json.loads((REPO / "docs" / "status.schema.json").read_text()))
     [uart] = [route for route in document["routes"] if route["name"] == "uart"]
     assert uart["link"] == str(link) and uart["attachments"] == 1, uart
-    assert uart["link-flushes"] == 0 and uart["link-flushed-bytes"] == 0, uart  # nobody opened the link yet
+    # Nobody opened the link yet: nothing flushed, nothing typed.
+    assert uart["link-flushes"] == 0 and uart["link-flushed-bytes"] == 0 and uart["link-input-waiting"] == 0, uart
 
     board = Board(master)
     board.say(b"U-Boot 2024.01\r\n")

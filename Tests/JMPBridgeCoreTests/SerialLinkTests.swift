@@ -189,7 +189,10 @@ struct SerialLinkTests {
             #expect(status.cuts == 0 && status.attachments == 1)
             let report = try await ControlConnection.status(bridge.controlSocket)
             let line = report.first { $0.hasPrefix("route=uart ") } ?? ""
-            #expect(line.contains(" link-flushes=1 link-flushed-bytes=\(flushed.flushedBytes)"), "\(line)")
+            #expect(
+                line.contains(" link-flushes=1 link-flushed-bytes=\(flushed.flushedBytes) link-input-waiting=0"),
+                "\(line)"
+            )
         }
     }
 
@@ -218,6 +221,12 @@ struct SerialLinkTests {
             _ = try await Self.flushAfterPileUp(bridge, device, program)
             let link = try await Self.linkStatus(bridge, "the link's status") { _ in true }
             #expect(link.flushes == 1 && link.inputInFlight >= SerialLink.inputHighWatermark, "\(link)")
+            // status shows the operator the input that waits for the device.
+            let report = try await ControlConnection.status(bridge.controlSocket)
+            let line = report.first { $0.hasPrefix("route=uart ") } ?? ""
+            let waiting = line.split(separator: " ").first { $0.hasPrefix("link-input-waiting=") }
+                .flatMap { Int($0.dropFirst("link-input-waiting=".count)) }
+            #expect((waiting ?? 0) >= SerialLink.inputHighWatermark, "\(line)")
         }
     }
 

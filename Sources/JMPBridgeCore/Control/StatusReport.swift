@@ -74,7 +74,11 @@ enum StatusReport {
                     ("cuts", "\(status.cuts)"),
                 ]
                 if let link {
-                    items += [("link-flushes", "\(link.flushes)"), ("link-flushed-bytes", "\(link.flushedBytes)")]
+                    items += [
+                        ("link-flushes", "\(link.flushes)"),
+                        ("link-flushed-bytes", "\(link.flushedBytes)"),
+                        ("link-input-waiting", "\(link.inputInFlight)"),
+                    ]
                 }
                 return Self.line(items)
             }
