@@ -5,6 +5,13 @@ interop suite's mirrors of Jumpstarter's Go services), while the rest of the soa
 * the controller runs in the soak's own event loop; the router is a process that sends GOAWAY on
   every connection older than ``--gateway-router-age`` seconds, so the gateway keeps draining
   router connections and opening new ones;
+* ``restarter``: every ``--gateway-controller-restart`` seconds the controller stops (its calls
+  cut, as when its pod is replaced), stays down ``--gateway-controller-down`` seconds and starts
+  again on the same port with its state kept; the soak's Listen call is opened again at once.
+  Controller calls that overlap such a restart may end UNAVAILABLE or CANCELLED, and a Dialled
+  token the broken Listen call did not deliver may never come: those are counted, not failures
+  (anything else is, restart or not); the gateway's ``unavailable`` count must not exceed the
+  UNAVAILABLE the soak saw in them;
 * ``listener``: the soak plays the exporter, with a ``ControllerService/Listen`` call on the
   gateway for its lease, replaced by a new one every ``--gateway-listen-seconds`` (the controller
   ends the older call, as Jumpstarter's does); every ``ListenResponse`` must name the gateway;
@@ -27,6 +34,7 @@ controller's connection is always kept).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime
 import hashlib
@@ -42,6 +50,21 @@ CLIENT_MD = (("jumpstarter-kind", "Client"), ("jumpstarter-namespace", NAMESPACE
 CHUNK = 64 * 1024
 #: How long the exporter side waits for the Listen call to deliver a token the client Dialled.
 TOKEN_TIMEOUT = 30.0
+#: A controller restart's window lasts until this long after the Listen call is back: calls that
+#: overlap it may fail as the restart makes them.
+RESTART_GRACE = 5.0
+
+
+class TokenNotDelivered(Exception):
+    """The Listen call did not deliver a token the client Dialled."""
+
+
+class CallCut(Exception):
+    """A call ended with ``code`` (UNAVAILABLE or CANCELLED) where another status was expected."""
+
+    def __init__(self, code, what: str):
+        super().__init__(what)
+        self.code = code
 
 
 def log(msg: str) -> None:
@@ -61,6 +84,15 @@ class GatewayLoad:
         self.listens: list = []
         self.relays_opened = 0
         self.refused = 0
+        #: Controller restarts: (start, end) in monotonic seconds; end None while one goes on.
+        self.restart_windows: list[list[float | None]] = []
+        #: Outcomes of operations that overlapped a restart, by what ended them.
+        self.restart_outcomes: collections.Counter[str] = collections.Counter()
+        #: Set by a restart: the listener opens a new Listen call at once.
+        self.relisten = asyncio.Event()
+        #: Set once the first Listen call is open: relays wait for it, or their Dial would find
+        #: the exporter not listening.
+        self.listened = asyncio.Event()
 
     # -- set-up
 
@@ -111,7 +143,8 @@ class GatewayLoad:
         self.controller.leases[(NAMESPACE, LEASE)] = LeaseState(
             NAMESPACE, LEASE, CLIENT, "", EXPORTER, datetime.timedelta(days=1), {}, exporter=EXPORTER)
         with open(self.soak.path("tls.crt"), "rb") as f, open(self.soak.path("tls.key"), "rb") as k:
-            await self.controller.start(f.read(), k.read())
+            self.tls_pem = (f.read(), k.read())
+        await self.controller.start(*self.tls_pem)
         log(f"test router on {self.router_endpoint} (GOAWAY after {self.args.gateway_router_age:g} s), "
                       f"test controller on {self.controller.endpoint}")
 
@@ -158,7 +191,10 @@ class GatewayLoad:
 
     def parameters(self) -> str:
         """The report's line on this load."""
-        return (f"- gateway: Listen on the gateway replaced every {self.args.gateway_listen_seconds:g} s; 2 relay "
+        every = self.args.gateway_controller_restart
+        restarts = (f"the controller restarted every {every:g} s (down {self.args.gateway_controller_down:g} s, "
+                    "same port, state kept); " if every > 0 else "the controller not restarted; ")
+        return (f"- gateway: {restarts}Listen on the gateway replaced every {self.args.gateway_listen_seconds:g} s; 2 relay "
                 "workers (Dial at the controller, exporter side through the gateway, client side at the router, "
                 "256 KiB-4 MiB each way SHA-256 checked, one in five cancelled by the exporter); controller calls "
                 "(ReportStatus, a probe method with metadata, trailers and random status codes, now and then an "
@@ -171,7 +207,96 @@ class GatewayLoad:
                 f"{self.relays_opened}), controller-calls-total={final.get('gw_calls_total')}, refused-tokens="
                 f"{final.get('gw_refused_tokens')} (the soak sent {self.refused}), unavailable="
                 f"{final.get('gw_unavailable')}, retried={final.get('gw_retried')}; router connections at most "
-                f"{max((s.get('gw_router_connections', 0) for s in self.soak.samples), default=0)} at once.")
+                f"{max((s.get('gw_router_connections', 0) for s in self.soak.samples), default=0)} at once. "
+                f"Controller restarts: {self.restarts()}; operations that overlapped one and ended as a restart "
+                f"ends them: {self.restart_summary()}.")
+
+    def restarts(self) -> int:
+        return sum(1 for _, end in self.restart_windows if end is not None)
+
+    def restart_summary(self) -> str:
+        return ", ".join(f"{what} {n}" for what, n in sorted(self.restart_outcomes.items())) or "none"
+
+    def checks(self, final: dict) -> list[tuple[bool, str]]:
+        """The pass rules on the gateway's counters at the end (bench/README.md, "Soak")."""
+        unavailable = final.get("gw_unavailable")
+        seen = sum(n for what, n in self.restart_outcomes.items() if what.endswith("UNAVAILABLE"))
+        rules = [
+            (final.get("gw_relays") == 0 and final.get("gw_router_connections") == 0,
+             f"no gateway relay or router connection left after the load (relays={final.get('gw_relays')}, "
+             f"router connections={final.get('gw_router_connections')}, idle-timeout 2 s)"),
+            (final.get("gw_relays_total") == self.relays_opened and final.get("gw_refused_tokens") == self.refused,
+             f"the gateway counted every relay and refused token: relays-total={final.get('gw_relays_total')} "
+             f"(the soak opened {self.relays_opened}), refused-tokens={final.get('gw_refused_tokens')} "
+             f"(the soak sent {self.refused})"),
+            (unavailable is not None and unavailable <= seen,
+             f"calls through the gateway found the controller unavailable only during its restarts (unavailable="
+             f"{unavailable}, UNAVAILABLE seen by calls overlapping a restart: {seen}, "
+             f"retried={final.get('gw_retried')})"),
+        ]
+        if self.args.gateway_controller_restart > 0:
+            rules.append((self.restarts() > 0 and self.restart_windows[-1][1] is not None,
+                          f"the controller was restarted and the Listen call came back each time "
+                          f"({self.restarts()} restarts)"))
+        return rules
+
+    # -- controller restarts
+
+    def overlapped_restart(self, started: float) -> bool:
+        """Whether an operation that started at ``started`` and ends now overlapped a restart."""
+        now = time.monotonic()
+        return any(start <= now and (end is None or started <= end) for start, end in self.restart_windows)
+
+    @contextlib.asynccontextmanager
+    async def restart_tolerant(self, what: str):
+        """Runs the block; a controller call it makes that fails as a restart makes calls fail
+        (UNAVAILABLE, CANCELLED, a token never delivered) while the block overlapped a restart is
+        counted in ``outcome["tolerated"]``, not raised. Anything else is raised."""
+        import grpc
+
+        outcome = {"tolerated": False}
+        started = time.monotonic()
+        try:
+            yield outcome
+        except (grpc.aio.AioRpcError, CallCut) as error:
+            code = error.code if isinstance(error, CallCut) else error.code()
+            if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) \
+                    or not self.overlapped_restart(started):
+                raise
+            self.restart_outcomes[f"{what} {code.name}"] += 1
+            outcome["tolerated"] = True
+        except TokenNotDelivered:
+            if not self.overlapped_restart(started):
+                raise
+            self.restart_outcomes[f"{what} token not delivered"] += 1
+            outcome["tolerated"] = True
+
+    async def restarter(self) -> None:
+        """Restarts the controller every so often, as a replaced pod: its calls cut, down for a
+        while, back on the same port with its state kept; then waits for the Listen call."""
+        every, down = self.args.gateway_controller_restart, self.args.gateway_controller_down
+        if every <= 0:
+            return
+        port = self.controller.port
+        while True:
+            try:
+                await asyncio.wait_for(self.soak.stop.wait(), every)
+                return
+            except asyncio.TimeoutError:
+                pass
+            window: list[float | None] = [time.monotonic(), None]
+            self.restart_windows.append(window)
+            await self.controller.stop(0)
+            # The controller stays down this long, as a replaced pod does: not waiting for anything.
+            await asyncio.sleep(down)
+            await self.controller.start(*self.tls_pem, f"127.0.0.1:{port}")
+            try:
+                await self.controller.wait_until(lambda c: c.listening(NAMESPACE, LEASE), 30, "Listen again")
+            except Exception as error:  # noqa: BLE001 - reported, the soak goes on
+                self.soak.fail(f"gateway: the Listen call did not come back after a controller restart: {error}")
+            window[1] = time.monotonic() + RESTART_GRACE
+            self.soak.count("gateway-controller-restarts")
+
 
     # -- status
 
@@ -192,7 +317,7 @@ class GatewayLoad:
 
     def tasks(self) -> list[asyncio.Future]:
         soak = self.soak
-        return [asyncio.ensure_future(self.listener()),
+        return [asyncio.ensure_future(self.listener()), asyncio.ensure_future(self.restarter()),
                 *(asyncio.ensure_future(soak.worker(f"gateway-relay-{i}", self.relay, pause=0.05)) for i in range(2)),
                 asyncio.ensure_future(soak.worker("gateway-calls", self.calls, pause=0.2))]
 
@@ -201,26 +326,42 @@ class GatewayLoad:
         from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc
 
         while True:
+            self.relisten.clear()
             call = jumpstarter_pb2_grpc.ControllerServiceStub(self.exporter_ch).Listen(
                 jumpstarter_pb2.ListenRequest(lease_name=LEASE), metadata=EXPORTER_MD)
             self.listens.append(call)
-            self.soak.spawn(self.dispatch(call))
-            try:
-                await self.controller.wait_until(lambda c: c.listening(NAMESPACE, LEASE), 30, "Listen")
-            except Exception as error:  # noqa: BLE001 - reported, the soak goes on
-                self.soak.fail(f"gateway Listen: not listening within 30 s: {error}")
+            ended = self.soak.spawn(self.dispatch(call))
+            listening = asyncio.ensure_future(
+                self.controller.wait_until(lambda c: c.listening(NAMESPACE, LEASE), 30, "Listen"))
+            await asyncio.wait([listening, ended], return_when=asyncio.FIRST_COMPLETED)
+            if not listening.done():
+                # The call ended before the controller had it (a restart cut it, dispatch says
+                # whether that may be): open another shortly, as the stock exporter retries.
+                listening.cancel()
+                if self.soak.stop.is_set():
+                    return
+                await asyncio.sleep(0.5)
+                continue
+            if listening.exception() is not None:
+                self.soak.fail(f"gateway Listen: not listening within 30 s: {listening.exception()}")
+            else:
+                self.listened.set()
             self.soak.count("gateway-listens")
-            try:
-                await asyncio.wait_for(self.soak.stop.wait(), self.args.gateway_listen_seconds)
+            stop = asyncio.ensure_future(self.soak.stop.wait())
+            relisten = asyncio.ensure_future(self.relisten.wait())
+            await asyncio.wait([stop, relisten], timeout=self.args.gateway_listen_seconds,
+                               return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            relisten.cancel()
+            if self.soak.stop.is_set():
                 return  # the last call stays open until the channels close: the relays' last tokens
-            except asyncio.TimeoutError:
-                pass
 
     async def dispatch(self, call) -> None:
         """Hands each token the Listen call delivers to the relay waiting for it; a call the
         controller ends (a newer one replaced it) must end OK."""
         import grpc
 
+        started = time.monotonic()
         try:
             async for response in call:
                 if response.router_endpoint != self.endpoint:
@@ -235,7 +376,11 @@ class GatewayLoad:
         except asyncio.CancelledError:
             pass
         except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.CANCELLED or not self.soak.stop.is_set():
+            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) \
+                    and self.overlapped_restart(started):
+                self.restart_outcomes[f"Listen {error.code().name}"] += 1
+                self.relisten.set()
+            elif error.code() != grpc.StatusCode.CANCELLED or not self.soak.stop.is_set():
                 self.soak.fail(f"gateway Listen failed: {error.code().name} {error.details()}")
         finally:
             if call in self.listens:
@@ -245,17 +390,22 @@ class GatewayLoad:
         import grpc
         from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
 
-        dial = await jumpstarter_pb2_grpc.ControllerServiceStub(self.client_ch).Dial(
-            jumpstarter_pb2.DialRequest(lease_name=LEASE), metadata=CLIENT_MD, timeout=30)
-        token = dial.router_token
-        try:
-            await asyncio.wait_for(
-                asyncio.shield(self.handed_out.setdefault(token, asyncio.get_running_loop().create_future())),
-                TOKEN_TIMEOUT)
-        except asyncio.TimeoutError:
-            raise RuntimeError(f"the Listen call did not deliver a Dialled token within {TOKEN_TIMEOUT:g} s") from None
-        finally:
-            self.handed_out.pop(token, None)
+        await self.listened.wait()
+        async with self.restart_tolerant("Dial") as outcome:
+            dial = await jumpstarter_pb2_grpc.ControllerServiceStub(self.client_ch).Dial(
+                jumpstarter_pb2.DialRequest(lease_name=LEASE), metadata=CLIENT_MD, timeout=30)
+            token = dial.router_token
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(self.handed_out.setdefault(token, asyncio.get_running_loop().create_future())),
+                    TOKEN_TIMEOUT)
+            except asyncio.TimeoutError:
+                raise TokenNotDelivered(f"the Listen call did not deliver a Dialled token within "
+                                        f"{TOKEN_TIMEOUT:g} s") from None
+            finally:
+                self.handed_out.pop(token, None)
+        if outcome["tolerated"]:
+            return
         auth = (("authorization", f"Bearer {token}"),)
         if random.random() < 1 / 3:
             exporter_ch = self.channel(self.endpoint)  # a connection of its own, as the stock exporter
@@ -327,14 +477,27 @@ class GatewayLoad:
             metadata=EXPORTER_MD, timeout=30)
 
     async def calls(self) -> None:
+        async with self.restart_tolerant("ReportStatus") as outcome:
+            await self.report_status()
+        if outcome["tolerated"]:
+            return
+        self.soak.count("gateway-controller-calls")
+        async with self.restart_tolerant("probe") as outcome:
+            await self.probe()
+        if outcome["tolerated"]:
+            return
+        await self.unknown_token()
+        # The test controller records every call; the soak does not need them.
+        self.controller.calls.clear()
+        self.controller.dials.clear()
+        self.controller.delivered.clear()
+
+    async def probe(self) -> None:
+        """A method no Jumpstarter release has, through the gateway: messages, metadata, trailers
+        and status come back unchanged."""
         import grpc
         from deployment import probe
-        from jumpstarter_protocol import router_pb2, router_pb2_grpc
 
-        await self.report_status()
-        self.soak.count("gateway-controller-calls")
-
-        # A method no Jumpstarter release has: messages, metadata, trailers and status unchanged.
         tag = os.urandom(8).hex()
         code = random.choice(list(grpc.StatusCode)[1:]) if random.random() < 0.2 else grpc.StatusCode.OK
         details = f"soak détails {tag}" if code != grpc.StatusCode.OK else ""
@@ -348,18 +511,28 @@ class GatewayLoad:
             await echo.write(message)
             got.append(await echo.read())
         await echo.done_writing()
-        with contextlib.suppress(grpc.aio.AioRpcError):  # a status other than OK raises here
+        try:
             if await echo.read() != grpc.aio.EOF:
                 raise RuntimeError("probe call through the gateway: a message more came back")
+        except grpc.aio.AioRpcError as error:  # a status other than OK raises here
+            if error.code() != code:
+                raise  # not the status asked for: a controller restart may have cut the call
         if got != messages:
             raise RuntimeError("probe call through the gateway: the messages came back changed")
         if (await echo.code(), await echo.details()) != (code, details):
+            if await echo.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                raise CallCut(await echo.code(), f"probe call: {await echo.details()}")
             raise RuntimeError(f"probe call: status {(await echo.code()).name} {await echo.details()!r}, "
                                f"expected {code.name} {details!r}")
         initial, trailing = await echo.initial_metadata(), await echo.trailing_metadata()
         if dict(initial).get("x-soak") != tag or dict(trailing).get("x-trailer-bin") != messages[0][:64]:
             raise RuntimeError(f"probe call: metadata changed on the way ({initial}, {trailing})")
         self.soak.count("gateway-controller-calls", sum(map(len, messages)) * 2)
+
+    async def unknown_token(self) -> None:
+        """Now and then a router stream with a token the gateway never handed out."""
+        import grpc
+        from jumpstarter_protocol import router_pb2, router_pb2_grpc
 
         if random.random() < 0.1:
             # A token the gateway never handed out: refused, never forwarded.
@@ -373,7 +546,3 @@ class GatewayLoad:
                                    "expected UNAUTHENTICATED")
             self.refused += 1
             self.soak.count("gateway-unknown-tokens")
-        # The test controller records every call; the soak does not need them.
-        self.controller.calls.clear()
-        self.controller.dials.clear()
-        self.controller.delivered.clear()
