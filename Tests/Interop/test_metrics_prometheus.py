@@ -7,6 +7,7 @@
 * The counters Prometheus stored after a known workload equal exactly what the workload did
   (streams by route and status, bytes both ways, histogram counts), read back through its HTTP
   query API, and every expression of the Grafana dashboard is valid PromQL to that Prometheus.
+* Every metric of the specification is on a panel of ``packaging/grafana/jmp-bridge.json``.
 * Every metric name that ``packaging/grafana/jmp-bridge.json`` uses, and every name of the
   metrics specification (issue 20), is in a real scrape of a bridge that has an echo route with a
   local door, a pty console, a token listener and the exporter gateway, with the specified type
@@ -481,6 +482,13 @@ def test_dashboard_uses_only_specified_metric_names():
     assert not unknown, f"{DASHBOARD.name} uses metric names that are not in the specification: {sorted(unknown)}"
     assert dashboard_metric_names() >= {"jmp_bridge_streams_total", "jmp_bridge_stream_bytes_total",
                                         "jmp_bridge_target_connect_seconds", "process_cpu_seconds_total"}
+
+
+def test_every_specified_metric_is_on_the_dashboard():
+    """What the bridge exports, an operator finds on some panel: a metric added without one
+    (the door's bytes, the metrics endpoint's refusals were) fails here."""
+    missing = set(SPEC_METRICS) - dashboard_metric_names()
+    assert not missing, f"{DASHBOARD.name} shows no panel with: {sorted(missing)}"
 
 
 def test_every_dashboard_metric_is_in_a_real_scrape(full_scrape):
