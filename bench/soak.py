@@ -47,6 +47,8 @@ OP_TIMEOUT = 120.0
 
 #: The calls the current worker's operation opened, cancelled when it ends (a no-op for finished ones).
 _open_calls: contextvars.ContextVar[list] = contextvars.ContextVar("open_calls")  # and its own channels
+#: Where the current operation is (Soak.step): named when it takes too long.
+_op_step: contextvars.ContextVar[dict] = contextvars.ContextVar("op_step")
 
 
 def log(msg: str) -> None:
@@ -417,6 +419,12 @@ class Soak:
         _open_calls.get([]).append(item)
 
     @staticmethod
+    def step(what: str, detail=None) -> None:
+        """Notes where the current operation is: a worker's timeout names the last step, and
+        what ``detail()`` says then (e.g. a channel's connectivity state)."""
+        _op_step.get({})["step"] = (what, time.monotonic(), detail)
+
+    @staticmethod
     def data(payload: bytes):
         from jumpstarter_protocol import router_pb2
 
@@ -466,10 +474,20 @@ class Soak:
         while not self.stop.is_set():
             calls: list = []
             _open_calls.set(calls)
+            step: dict = {}
+            _op_step.set(step)
+            started = time.monotonic()
             try:
                 await asyncio.wait_for(body(), OP_TIMEOUT)
             except asyncio.TimeoutError:
-                self.fail(f"{name}: no result within {OP_TIMEOUT:.0f} s")
+                where = ""
+                if "step" in step:
+                    what, since, detail = step["step"]
+                    where = f" (started at {started - self.t0:.1f} s; last step: {what}, {since - started:.1f} s in"
+                    with contextlib.suppress(Exception):
+                        where += f"; {detail()}" if detail else ""
+                    where += ")"
+                self.fail(f"{name}: no result within {OP_TIMEOUT:.0f} s{where}")
             except grpc.aio.AioRpcError as error:
                 self.fail(f"{name}: RPC failed: {error.code().name} {error.details()}")
             except Exception as error:  # noqa: BLE001 - every failure is reported, none ends the soak

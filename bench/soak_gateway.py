@@ -90,8 +90,8 @@ class GatewayLoad:
         self.restart_outcomes: collections.Counter[str] = collections.Counter()
         #: Set by a restart: the listener opens a new Listen call at once.
         self.relisten = asyncio.Event()
-        #: Set once the first Listen call is open: relays wait for it, or their Dial would find
-        #: the exporter not listening.
+        #: Set while a Listen call is open (cleared when a restart cuts it): relays wait for it,
+        #: or their Dial would find the exporter not listening.
         self.listened = asyncio.Event()
 
     # -- set-up
@@ -381,6 +381,7 @@ class GatewayLoad:
             if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) \
                     and self.overlapped_restart(started):
                 self.restart_outcomes[f"Listen {error.code().name}"] += 1
+                self.listened.clear()  # relays wait for the next Listen call instead of Dialling in vain
                 self.relisten.set()
             elif error.code() != grpc.StatusCode.CANCELLED or not self.soak.stop.is_set():
                 self.soak.fail(f"gateway Listen failed: {error.code().name} {error.details()}")
@@ -392,11 +393,14 @@ class GatewayLoad:
         import grpc
         from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
 
+        self.soak.step("waiting for a Listen call")
         await self.listened.wait()
         async with self.restart_tolerant("Dial") as outcome:
+            self.soak.step("Dial")
             dial = await jumpstarter_pb2_grpc.ControllerServiceStub(self.client_ch).Dial(
                 jumpstarter_pb2.DialRequest(lease_name=LEASE), metadata=CLIENT_MD, timeout=30)
             token = dial.router_token
+            self.soak.step("waiting for the Listen call to deliver the token")
             try:
                 await asyncio.wait_for(
                     asyncio.shield(self.handed_out.setdefault(token, asyncio.get_running_loop().create_future())),
@@ -441,23 +445,29 @@ class GatewayLoad:
             else:
                 await call.done_writing()
 
+        self.soak.step(f"exporter's first write through the gateway ({'own' if exporter_ch is not self.relay_ch else 'shared'} "
+                       "connection)", lambda: f"its channel is {exporter_ch.get_state().name}")
         await exporter.write(router_pb2.StreamRequest(payload=up[:CHUNK]))
         self.relays_opened += 1
         if random.random() < 0.2:
             # The exporter gives up part way, once the router paired the two calls: both end.
+            self.soak.step("cancel: client side's first read")
             first = await client.read()
             if first == grpc.aio.EOF or first.payload != up[:CHUNK]:
                 raise RuntimeError("relay: the client side did not get the exporter's first message")
+            self.soak.step("cancel: both sides writing and reading")
             results = await asyncio.gather(write_all(exporter, up[CHUNK:], random.randint(0, len(up) - CHUNK)),
                                            write_all(client, down), read_all(exporter), read_all(client),
                                            return_exceptions=True)
             # The router ends the client's call (OK or CANCELLED, as the Go router): it must end.
+            self.soak.step("cancel: the client side's status")
             client_code = await asyncio.wait_for(client.code(), 30)
             if not exporter.cancelled() or client_code is None:
                 raise RuntimeError("relay cancelled by the exporter: the client side did not end "
                                    f"({[type(r).__name__ for r in results]})")
             self.soak.count("gateway-relays-cancelled")
             return
+        self.soak.step("both sides writing and reading")
         _, _, to_exporter, to_client = await asyncio.gather(
             write_all(exporter, up[CHUNK:]), write_all(client, down), read_all(exporter), read_all(client))
         if (len(to_exporter), len(to_client)) != (len(down), len(up)) or \
@@ -465,6 +475,7 @@ class GatewayLoad:
                 hashlib.sha256(to_client).digest() != hashlib.sha256(up).digest():
             raise RuntimeError(f"relay of {len(up)} + {len(down)} bytes: {len(to_client)} + {len(to_exporter)} "
                                "arrived, or with a different SHA-256")
+        self.soak.step("both sides' statuses")
         codes = (await exporter.code(), await client.code())
         if codes != (grpc.StatusCode.OK, grpc.StatusCode.OK):
             raise RuntimeError(f"relay ended with {codes[0].name} (exporter) and {codes[1].name} (client)")
