@@ -489,7 +489,8 @@ class Soak:
                     where += ")"
                 self.fail(f"{name}: no result within {OP_TIMEOUT:.0f} s{where}")
             except grpc.aio.AioRpcError as error:
-                self.fail(f"{name}: RPC failed: {error.code().name} {error.details()}")
+                where = f" (step: {step['step'][0]}, at {time.monotonic() - self.t0:.1f} s)" if "step" in step else ""
+                self.fail(f"{name}: RPC failed: {error.code().name} {error.details()}{where}")
             except Exception as error:  # noqa: BLE001 - every failure is reported, none ends the soak
                 self.fail(f"{name}: {type(error).__name__}: {error}")
             finally:
