@@ -8,10 +8,11 @@ interop suite's mirrors of Jumpstarter's Go services), while the rest of the soa
 * ``restarter``: every ``--gateway-controller-restart`` seconds the controller stops (its calls
   cut, as when its pod is replaced), stays down ``--gateway-controller-down`` seconds and starts
   again on the same port with its state kept; the soak's Listen call is opened again at once.
-  Controller calls that overlap such a restart may end UNAVAILABLE or CANCELLED, and a Dialled
-  token the broken Listen call did not deliver may never come: those are counted, not failures
+  Controller calls that overlap such a restart may end UNAVAILABLE or CANCELLED (a streaming
+  call that was writing: INTERNAL "Internal error from Core", see ``restart_tolerant``), and a
+  Dialled token the broken Listen call did not deliver may never come: those are counted, not failures
   (anything else is, restart or not); the gateway's ``unavailable`` count must not exceed the
-  UNAVAILABLE the soak saw in them;
+  UNAVAILABLE the soak's calls through the gateway saw in them;
 * ``listener``: the soak plays the exporter, with a ``ControllerService/Listen`` call on the
   gateway for its lease, replaced by a new one every ``--gateway-listen-seconds`` (the controller
   ends the older call, as Jumpstarter's does); every ``ListenResponse`` must name the gateway;
