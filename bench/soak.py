@@ -960,14 +960,18 @@ class Soak:
 
 
 def evaluate(soak: Soak, args) -> tuple[bool, list[str]]:
-    """The pass rule; returns (passed, one line per check)."""
-    checks = []
-    ok = True
+    """The pass rule; returns (passed, one line per check). Passed is computed from the checks as
+    data, once, at the end: no accumulator a later name could shadow."""
+    rules = pass_rules(soak, args)
+    return all(held for held, _ in rules), [f"- {'PASS' if held else 'FAIL'}: {text}" for held, text in rules]
 
-    def check(passed: bool, text: str):
-        nonlocal ok
-        ok = ok and passed
-        checks.append(f"- {'PASS' if passed else 'FAIL'}: {text}")
+
+def pass_rules(soak: Soak, args) -> list[tuple[bool, str]]:
+    """Each check of the pass rule as (held, what it checks with the measured values)."""
+    rules: list[tuple[bool, str]] = []
+
+    def check(held: bool, text: str):
+        rules.append((bool(held), text))
 
     load = [s for s in soak.samples if s["phase"] == "load"]
     check(soak.failure_count == 0, f"no lost or corrupted byte, no failed operation ({soak.failure_count} failures)")
@@ -1013,11 +1017,10 @@ def evaluate(soak: Soak, args) -> tuple[bool, list[str]]:
               f"no stream or console attachment left open after the load (streams-active={final['streams_active']}, "
               f"console attachments={final['console_attachments']})")
         if soak.gateway:
-            for held, what in soak.gateway.checks(final):
-                check(held, what)
+            rules.extend(soak.gateway.checks(final))
     else:
         check(False, "no samples after the load")
-    return ok, checks
+    return rules
 
 
 def machine(args) -> list[str]:
