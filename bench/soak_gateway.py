@@ -401,6 +401,8 @@ class GatewayLoad:
         import grpc
         from jumpstarter_protocol import jumpstarter_pb2, jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
 
+        from deployment.router_calls import read_payloads, write_payloads
+
         self.soak.step("waiting for a Listen call")
         await self.listened.wait()
         async with self.restart_tolerant("Dial") as outcome:
@@ -435,24 +437,6 @@ class GatewayLoad:
         self.soak.track(client)
         up, down = random.randbytes(random.randint(256 << 10, 4 << 20)), random.randbytes(random.randint(256 << 10, 4 << 20))
 
-        async def read_all(call) -> bytes:
-            received = bytearray()
-            while (message := await call.read()) != grpc.aio.EOF:
-                received += message.payload
-            return bytes(received)
-
-        async def write_all(call, data: bytes, cancel_at: int | None = None) -> None:
-            """Writes ``data`` and half-closes; or, with ``cancel_at``, cancels the call there."""
-            view = memoryview(data)
-            for offset in range(0, len(data), CHUNK):
-                if cancel_at is not None and offset >= cancel_at:
-                    break
-                await call.write(router_pb2.StreamRequest(payload=bytes(view[offset:offset + CHUNK])))
-            if cancel_at is not None:
-                call.cancel()
-            else:
-                await call.done_writing()
-
         self.soak.step(f"exporter's first write through the gateway ({'own' if exporter_ch is not self.relay_ch else 'shared'} "
                        "connection)", lambda: f"its channel is {exporter_ch.get_state().name}")
         await exporter.write(router_pb2.StreamRequest(payload=up[:CHUNK]))
@@ -464,8 +448,8 @@ class GatewayLoad:
             if first == grpc.aio.EOF or first.payload != up[:CHUNK]:
                 raise RuntimeError("relay: the client side did not get the exporter's first message")
             self.soak.step("cancel: both sides writing and reading")
-            results = await asyncio.gather(write_all(exporter, up[CHUNK:], random.randint(0, len(up) - CHUNK)),
-                                           write_all(client, down), read_all(exporter), read_all(client),
+            results = await asyncio.gather(write_payloads(exporter, up[CHUNK:], random.randint(0, len(up) - CHUNK)),
+                                           write_payloads(client, down), read_payloads(exporter), read_payloads(client),
                                            return_exceptions=True)
             # The router ends the client's call (OK or CANCELLED, as the Go router): it must end.
             self.soak.step("cancel: the client side's status")
@@ -477,7 +461,7 @@ class GatewayLoad:
             return
         self.soak.step("both sides writing and reading")
         _, _, to_exporter, to_client = await asyncio.gather(
-            write_all(exporter, up[CHUNK:]), write_all(client, down), read_all(exporter), read_all(client))
+            write_payloads(exporter, up[CHUNK:]), write_payloads(client, down), read_payloads(exporter), read_payloads(client))
         if (len(to_exporter), len(to_client)) != (len(down), len(up)) or \
                 hashlib.sha256(to_exporter).digest() != hashlib.sha256(down).digest() or \
                 hashlib.sha256(to_client).digest() != hashlib.sha256(up).digest():

@@ -32,6 +32,7 @@ from conftest import attach_log
 from deployment import probe, tokens
 from deployment.controller import LeaseState, Status
 from deployment.process import Process
+from deployment.router_calls import read_payloads, write_payloads
 from test_faults import fd_count
 from test_metrics import samples, scrape, value
 from deployment.fixtures import *  # noqa: F403 - the deployment fixtures
@@ -695,23 +696,6 @@ def test_relays_under_goaway_churn_deliver_every_byte(controller, router_process
     duration, workers, cancels_per_worker = 15.0, 4, 40
     outcomes: list[tuple[str, int]] = []  # (how it ended, worker)
 
-    async def read_all(call) -> bytes:
-        received = bytearray()
-        while (message := await call.read()) != grpc.aio.EOF:
-            received += message.payload
-        return bytes(received)
-
-    async def write_all(call, data: bytes, cancel_at: int | None = None) -> None:
-        """Writes ``data`` and half-closes; or, with ``cancel_at``, cancels the call there."""
-        for offset in range(0, len(data), CHUNK):
-            if cancel_at is not None and offset >= cancel_at:
-                break
-            await call.write(router_pb2.StreamRequest(payload=data[offset:offset + CHUNK]))
-        if cancel_at is not None:
-            call.cancel()
-        else:
-            await call.done_writing()
-
     async def churn():
         loop = asyncio.get_running_loop()
         handed_out: dict[str, asyncio.Future] = {}
@@ -743,15 +727,15 @@ def test_relays_under_goaway_churn_deliver_every_byte(controller, router_process
                     # arrives after its peer left waits for a new one): both calls end.
                     await exporter.write(router_pb2.StreamRequest(payload=up[:CHUNK]))
                     assert (await client.read()).payload == up[:CHUNK]
-                    results = await asyncio.gather(write_all(exporter, up[CHUNK:], rng.randint(0, len(up) - CHUNK)),
-                                                   write_all(client, down), read_all(exporter), read_all(client),
+                    results = await asyncio.gather(write_payloads(exporter, up[CHUNK:], rng.randint(0, len(up) - CHUNK)),
+                                                   write_payloads(client, down), read_payloads(exporter), read_payloads(client),
                                                    return_exceptions=True)
                     # The router ends the client's call (as the Go router does, with OK for a call
                     # that was waiting, else CANCELLED): it ends, whatever its status.
                     assert exporter.cancelled() and await client.code() is not None, results
                     return "cancelled"
                 _, _, to_exporter, to_client = await asyncio.gather(
-                    write_all(exporter, up), write_all(client, down), read_all(exporter), read_all(client))
+                    write_payloads(exporter, up), write_payloads(client, down), read_payloads(exporter), read_payloads(client))
                 assert (len(to_exporter), len(to_client)) == (len(down), len(up))
                 assert hashlib.sha256(to_exporter).digest() == hashlib.sha256(down).digest()
                 assert hashlib.sha256(to_client).digest() == hashlib.sha256(up).digest()
