@@ -39,6 +39,11 @@ public enum HTTP2ErrorScope: Equatable, Sendable {
             // A client opened a stream after the server's GOAWAY: that stream was never sent,
             // and the connection drains its other streams on.
             self = .stream
+        case is NIOHTTP2Errors.FlowControlViolation:
+            // DATA beyond a stream's window (NIOHTTP2 resets the stream) and beyond the
+            // connection's (it sends GOAWAY) arrive as this same bare error: the connection's
+            // scope covers both.
+            self = .connection
         case let transition as NIOHTTP2Errors.BadStreamStateTransition:
             guard let state = transition.fromState else {
                 self = .connection

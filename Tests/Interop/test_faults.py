@@ -324,6 +324,64 @@ async def test_a_stream_that_breaks_http2_rules_fails_alone(faulty, tls):
     assert not [line for line in bridge.lines() if "all its streams end" in line], bridge.log()
 
 
+async def test_data_beyond_a_streams_window_ends_that_connection_and_says_why(faulty, unix_server, tls):
+    """A client that sends more DATA on a stream than the stream's flow-control window allows (a
+    broken HTTP/2 implementation) gets that stream reset with FLOW_CONTROL_ERROR and then loses its
+    connection, with a log line naming the cause: NIOHTTP2 reports a stream's overrun and the
+    connection's with the same error (docs/WIRE.md, "HTTP/2"). Other connections go on.
+
+    The overrun is certain: the stream goes to a target that never reads, so the bridge hands
+    back no more than a socket buffer or two of credit beyond the window, while the client
+    sends 4 MiB beyond it (and less in all than the connection's window, so that it is the
+    stream's window that is overrun)."""
+    release = threading.Event()
+    stuck = unix_server("stuck.sock", lambda conn: release.wait(TIMEOUT))  # never reads
+    bridge, baseline = await faulty(stuck=stuck.path)
+
+    def overrun() -> list[rawh2.Frame]:
+        conn = rawh2.Connection(bridge.port, tls.cert_pem)
+        try:
+            conn.start()
+            settings: dict[int, int] = {}
+            connection_window = 65535
+
+            def opened(f: rawh2.Frame) -> bool:
+                nonlocal connection_window
+                if f.kind == rawh2.SETTINGS and not f.flags & rawh2.ACK:
+                    for at in range(0, len(f.payload), 6):
+                        key, value = struct.unpack(">HI", f.payload[at:at + 6])
+                        settings[key] = value
+                elif f.kind == rawh2.WINDOW_UPDATE and f.stream_id == 0:
+                    connection_window += struct.unpack(">I", f.payload)[0] & 0x7FFFFFFF
+                return bool(settings) and connection_window > 65535
+
+            # The connection's window opens beyond 64 KiB once DATA arrives: a first frame. Each
+            # frame is one whole StreamRequest, under the 16 KiB frame size every peer takes.
+            chunk = rawh2.grpc_message(stream_request(b"o" * 16000))
+            conn.send(rawh2.headers(1, rawh2.grpc_request_headers([("jmp-route", "stuck")])) + rawh2.data(1, chunk))
+            conn.frames_until(opened)
+            stream_window = settings.get(4, 65535)  # SETTINGS_INITIAL_WINDOW_SIZE
+            total = stream_window + 4 * 1024 * 1024
+            assert total < connection_window, (stream_window, connection_window)
+            conn.send(b"".join(rawh2.data(1, chunk) for _ in range(total // len(chunk) - 1)))
+            # Every frame up to the end of the connection (frames_until returns none at its end).
+            frames = []
+            while received := conn.frames_until(lambda f: True):
+                frames += received
+            return frames
+        finally:
+            conn.close()
+
+    with fail_after(TIMEOUT):
+        frames = await with_neighbour(bridge, tls, lambda: to_thread.run_sync(overrun))
+        release.set()
+        await finish(bridge, tls, baseline)
+    resets = [f for f in frames if f.kind == rawh2.RST_STREAM]
+    assert [(f.stream_id, f.payload) for f in resets] == [(1, struct.pack(">I", 3))], frames  # FLOW_CONTROL_ERROR
+    [line] = bridge.wait_for_line(r"connection closed: the client sent more DATA than its flow-control window")
+    assert "all its streams end" in line and "peer=" in line, line
+
+
 # --------------------------------------------------------------------------------------------
 # connections that are not HTTP/2, or never get there
 

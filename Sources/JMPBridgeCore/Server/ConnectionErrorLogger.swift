@@ -16,7 +16,8 @@ import NIOSSL
 /// After a connection error NIO has sent GOAWAY but leaves the connection open, so this closes
 /// it. The errors of a single stream (a frame for a stream the bridge has already reset, say)
 /// also pass through here: they are that stream's business and leave the connection and its
-/// other streams alone (``HTTP2ErrorScope``).
+/// other streams alone (``HTTP2ErrorScope``). The one exception is DATA beyond a stream's
+/// flow-control window, which NIOHTTP2 reports just as it reports DATA beyond the connection's.
 final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = Any
 
@@ -41,6 +42,15 @@ final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandle
                 self.logger.debug("connection reset by the client", metadata: ["peer": "\(peer)"])
             case is ChannelError:
                 self.logger.debug("connection closed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            case is NIOHTTP2Errors.FlowControlViolation:
+                // Over a stream's window NIOHTTP2 resets that stream, over the connection's it
+                // sends GOAWAY; both reach here as this one error, so the connection ends either
+                // way (RFC 9113, 5.4.1 allows it; grpc-swift does the same). Only a broken HTTP/2
+                // client overruns a window.
+                self.logger.warning(
+                    "connection closed: the client sent more DATA than its flow-control window allowed; all its streams end",
+                    metadata: ["peer": "\(peer)"]
+                )
             case _ where Self.protection(error) != nil:
                 self.logger.warning(
                     "connection closed by HTTP/2 protection: \(Self.protection(error) ?? "")",
