@@ -12,7 +12,7 @@ import types
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "bench"))
+sys.path.append(os.path.join(REPO, "bench"))  # after the suites' own modules: no name of theirs is shadowed
 
 import soak  # noqa: E402
 from soak_gateway import GatewayLoad  # noqa: E402
