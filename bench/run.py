@@ -1288,8 +1288,8 @@ def setup_latency(args, work: str, tag: str, cert: str, key: str, far: str, pref
     to the router. Gateway: Listen and streams go to the gateway (TLS on loopback), which relays on
     its pooled connection. Gateway-cold: a second gateway with `idle-timeout: 1s`, each stream sent
     once it has closed its router connections, so that every stream connects to the router first
-    (the first stream after a quiet spell). `far` is the cluster's address, `prefix` runs the cluster's process (in
-    the netem namespace); `delay_rtt_ms` puts bench/delay_relay.py in front of the controller and
+    (the first stream after a quiet spell; its new-connection count shows it did). `far` is the
+    cluster's address, `prefix` runs the cluster's process (in the netem namespace); `delay_rtt_ms` puts bench/delay_relay.py in front of the controller and
     the router instead (the same round trip added in user space, for kernels without netem)."""
     py = os.path.join(args.repo, "bench")
     cluster = Peer(prefix + [args.python, f"{py}/gateway_controller.py", "--listen", f"{far}:0",
