@@ -65,6 +65,7 @@ from conftest import attach_log
 
 from .controller import Controller, Status
 from .process import Process
+from .router_calls import CHUNK  # the size of each message sent (gRPC's default limit is 4 MiB)
 
 __all__ = [
     "CLIENT_NAME", "CLIENT_TOKEN", "EXPORTER_LABELS", "EXPORTER_NAME", "EXPORTER_TOKEN", "NAMESPACE", "TIMEOUT",
@@ -308,8 +309,6 @@ def client_config(controller, tls) -> ClientConfigV1Alpha1:
     )
 
 
-#: The size of each ``send`` of :func:`echo_transfer` (gRPC's default limit is 4 MiB a message).
-CHUNK = 64 * 1024
 
 
 async def echo_transfer(echo, data: bytes) -> tuple[int, str]:
