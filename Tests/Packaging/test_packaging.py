@@ -6,7 +6,8 @@
 * The man pages: ``mandoc -Tlint`` clean; every subcommand, option and argument that
   ``jmp-bridge --help`` (and each subcommand's ``--help``) shows is in jmp-bridge(8), in the
   subcommand's own subsection; every key the configuration parser accepts (its key tables in
-  Sources/JMPBridgeCore/Configuration) is an ``.It Ic KEY`` item of jmp-bridge.yaml(5).
+  Sources/JMPBridgeCore/Configuration) is an ``.It Ic KEY`` item of jmp-bridge.yaml(5) and stands
+  in the shipped example (packaging/examples/bridge.yaml), which passes ``check``.
 * ``make deb`` and ``make rpm`` with BINARY set to the binary under test (``$JMP_BRIDGE``),
   inspected with dpkg-deb, lintian and rpm; the extracted binary runs, checks the configuration the
   package installs, and keeps its function names for backtraces (MiniDebugInfo).
@@ -455,6 +456,15 @@ def test_every_configuration_key_is_in_jmp_bridge_yaml_5():
 def test_shipped_configuration_passes_check():
     result = run(BINARY, "check", "--config", REPO / "packaging/examples/bridge.yaml")
     assert ": OK:" in result.stdout
+
+
+def test_shipped_configuration_shows_every_key():
+    """The commented example is where an operator looks first: every key the parser accepts
+    stands in it as a YAML key, set or commented out (`# key:`, or `key:` quoted in a comment)."""
+    keys = {key for table in parser_keys().values() for key in table}
+    text = (REPO / "packaging/examples/bridge.yaml").read_text()
+    missing = sorted(key for key in keys if not re.search(r"(^|[\s{,#`])" + re.escape(key) + r":", text, re.M))
+    assert not missing, f"packaging/examples/bridge.yaml does not show: {missing}"
 
 
 # --------------------------------------------------------------------------------------------
