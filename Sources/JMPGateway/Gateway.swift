@@ -47,8 +47,8 @@ public final class Gateway: Sendable {
         self.settings = settings
         self.advertised = NIOLockedValueBox(settings.advertise)
         self.logger = logger
-        self.controllerTLS = try Self.context(for: settings.controllerTrust)
-        self.routerTLS = try Self.context(for: settings.effectiveRouterTrust)
+        self.controllerTLS = try settings.controllerTrust.clientContext()
+        self.routerTLS = try settings.effectiveRouterTrust.clientContext()
         self.requestDrainBytes = streamWindow + 2 * maxPayloadSize
         self.connectionSettings = UpstreamConnectionSettings(
             streamWindow: streamWindow,
@@ -64,28 +64,6 @@ public final class Gateway: Sendable {
     public var advertise: String {
         get { self.advertised.withLockedValue { $0 } }
         set { self.advertised.withLockedValue { $0 = newValue } }
-    }
-
-    private static func context(for trust: UpstreamTrust) throws(GatewayError) -> NIOSSLContext? {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.applicationProtocols = ["h2"]
-        switch trust {
-        case .insecure:
-            return nil
-        case .systemRoots:
-            configuration.trustRoots = .default
-        case .caFile(let path):
-            do {
-                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
-            } catch {
-                throw GatewayError("cannot read the CA certificates in \(path): \(error)")
-            }
-        }
-        do {
-            return try NIOSSLContext(configuration: configuration)
-        } catch {
-            throw GatewayError("cannot set up TLS for \(trust): \(error)")
-        }
     }
 
     /// The handler for one stream of a gateway listener; add it on the stream channel's loop.

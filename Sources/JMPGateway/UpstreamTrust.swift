@@ -1,3 +1,5 @@
+import NIOSSL
+
 /// How the gateway checks the certificate of an upstream server.
 public enum UpstreamTrust: Sendable, Hashable, CustomStringConvertible {
     /// TLS, the server's certificate checked against the system's CA certificates.
@@ -12,6 +14,37 @@ public enum UpstreamTrust: Sendable, Hashable, CustomStringConvertible {
         case .systemRoots: return "tls(system roots)"
         case .caFile(let path): return "tls(ca=\(path))"
         case .insecure: return "insecure"
+        }
+    }
+
+    /// The TLS client context for servers checked this way (nil: plain HTTP/2), its CA file
+    /// loaded; what the gateway connects upstream with, and what `jmp-bridge check --files`
+    /// loads.
+    public func clientContext() throws(GatewayError) -> NIOSSLContext? {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.applicationProtocols = ["h2"]
+        switch self {
+        case .insecure:
+            return nil
+        case .systemRoots:
+            configuration.trustRoots = .default
+        case .caFile(let path):
+            let authorities: [NIOSSLCertificate]
+            do {
+                authorities = try NIOSSLCertificate.fromPEMFile(path)
+            } catch {
+                let reason = PEMFileProblem.describe(error, path: path, expected: "PEM certificate")
+                throw GatewayError("cannot read the CA certificates in \(path): \(reason)")
+            }
+            guard !authorities.isEmpty else {
+                throw GatewayError("\(path) holds no PEM certificate")
+            }
+            configuration.trustRoots = .certificates(authorities)
+        }
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw GatewayError("cannot set up TLS for \(self): \(error)")
         }
     }
 }

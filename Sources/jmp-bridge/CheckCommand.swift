@@ -2,7 +2,7 @@ import ArgumentParser
 import JMPBridgeCore
 
 /// `jmp-bridge check`: validates a configuration file without starting anything.
-struct CheckCommand: ParsableCommand {
+struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Validate a configuration file.",
@@ -12,10 +12,19 @@ struct CheckCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("The configuration file.", valueName: "file"))
     var config: String = ConfigurationLoader.defaultPath
 
-    func run() throws {
+    @Flag(
+        help: ArgumentHelp(
+            "Also load the TLS certificates, keys and CA files and the jwt key file, as serve does at start.",
+            discussion: "Run it as the user the bridge runs as, so that the files' permissions are checked too."
+        )
+    )
+    var files = false
+
+    func run() async throws {
         do {
             var configuration = try ConfigurationLoader.load(path: self.config)
             try configuration.finalize()
+            let loaded = self.files ? try await configuration.loadFiles() : nil
             let routes = configuration.routes.keys.sorted().joined(separator: ", ")
             print(
                 "\(self.config): OK: \(configuration.listeners.count) listener(s), "
@@ -25,6 +34,7 @@ struct CheckCommand: ParsableCommand {
                         ", gateway on \($0.listener.address) for controller \($0.controller) (\($0.controllerTrust))"
                     } ?? "")
                     + (configuration.metrics.map { ", metrics on \($0)" } ?? "")
+                    + (loaded.map { ", \($0) file(s) loaded" } ?? "")
             )
         } catch {
             printError("\(error)")

@@ -489,6 +489,66 @@ def test_max_connections_on_the_command_line_is_checked(sockdir, args, message):
     assert result.returncode == 1 and message in result.stderr, (result.returncode, result.stderr)
 
 
+def files_config(sockdir, tls, **files) -> str:
+    """A bridge with a TLS listener, a ``jwt:`` key file and a gateway trusting a CA file; any
+    of ``cert``, ``key``, ``key_file`` and ``router_ca`` given replaces that file."""
+    key_file = sockdir / "router.key"
+    key_file.write_text("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n")
+    return "\n".join([
+        "listen:",
+        "  - address: tcp:127.0.0.1:0",
+        f"    tls: {{cert: {files.get('cert', tls.cert)}, key: {files.get('key', tls.key)}}}",
+        "routes:",
+        f"  echo: {{unix: {sockdir}/echo.sock}}",
+        "jwt:",
+        f"  key-file: {files.get('key_file', key_file)}",
+        "gateway:",
+        "  listen: {address: 'tcp:127.0.0.1:0', insecure: true}",
+        f"  controller: {{endpoint: '127.0.0.1:1', ca: {tls.cert}}}",
+        f"  router: {{ca: {files.get('router_ca', tls.cert)}}}",
+        "",
+    ])
+
+
+@pytest.mark.parametrize("broken, line, message", [
+    ("cert", 2, "listen.tls: tcp:127.0.0.1:0: cannot load TLS certificate {path}: No such file or directory"),
+    ("key", 2, "listen.tls: tcp:127.0.0.1:0: cannot load TLS key {path}: not a PEM private key file"),
+    ("key_file", 7, "jwt.key-file {path}: no such file"),
+    ("router_ca", 11, "gateway.router.ca: cannot read the CA certificates in {path}: not a PEM certificate file"),
+])
+def test_check_files_finds_the_file_that_would_stop_the_start(sockdir, tls, broken, line, message):
+    """``check`` reads the configuration only, so a missing or malformed TLS or key file passes
+    it and stops ``serve``. ``check --files`` loads those files as ``serve`` does and fails with
+    FILE:LINE: KEY and the reason ``serve`` gives (the file's path, the system's reason or what
+    the file is not), exit status 1."""
+    path = sockdir / ("missing" if broken in ("cert", "key_file") else "garbage.pem")
+    (sockdir / "garbage.pem").write_text("not a PEM file\n")
+    config = sockdir / "bridge.yaml"
+    config.write_text(files_config(sockdir, tls, **{broken: path}))
+
+    def run(*args):
+        return subprocess.run([str(BRIDGE_BINARY), *args, "--config", str(config)],
+                              capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+
+    assert run("check").returncode == 0
+    result = run("check", "--files")
+    expected = f"{config}:{line}: " + message.format(path=path)
+    assert result.returncode == 1 and expected in result.stderr and not result.stdout, result
+    served = run("serve")
+    reason = message.format(path=path).split(": ", 1)[1] if broken != "key_file" else message.format(path=path)
+    assert served.returncode == 1 and reason in served.stderr, served
+
+
+def test_check_files_counts_what_it_loaded(sockdir, tls):
+    """With every file in place ``check --files`` exits 0 and says how many it loaded: the
+    listener's certificate and key, the jwt key file and the gateway's two CA files."""
+    config = sockdir / "bridge.yaml"
+    config.write_text(files_config(sockdir, tls))
+    result = subprocess.run([str(BRIDGE_BINARY), "check", "--files", "--config", str(config)],
+                            capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0 and result.stdout.rstrip().endswith(", 5 file(s) loaded"), result
+
+
 @pytest.mark.parametrize("given_in", ["file", "command-line"])
 async def test_connections_over_max_connections_are_closed_and_the_others_carry_on(start_bridge, unix_server,
                                                                                    tls, sockdir, given_in):

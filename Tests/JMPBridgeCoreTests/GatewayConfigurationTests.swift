@@ -34,6 +34,7 @@ import Testing
         #expect(gateway.idleTimeout == .minutes(5))
         #expect(gateway.settings().idleTimeout == .minutes(5))
         #expect(gateway.line == 2)  // the section's first key, as for every mapping
+        #expect(gateway.controllerLine == 5 && gateway.routerLine == 7)  // for check --files's messages
         // A gateway alone is a complete configuration.
         var finalized = configuration
         try finalized.finalize()

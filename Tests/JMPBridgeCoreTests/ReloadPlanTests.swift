@@ -88,6 +88,8 @@ struct ReloadPlanTests {
             controller: UpstreamEndpoint(host: "controller.example.com", port: 443),
             line: 8
         )
+        old.gateway?.controllerLine = 12
+        old.gateway?.routerLine = 14
         // A route and a comment added near the top: every later section moves down.
         var new = Self.configuration([Self.unix("a", "/a.sock"), Self.unix("b", "/b.sock")])
         new.listeners[0].line = 3
@@ -97,6 +99,8 @@ struct ReloadPlanTests {
             controller: UpstreamEndpoint(host: "controller.example.com", port: 443),
             line: 10
         )
+        new.gateway?.controllerLine = 14
+        new.gateway?.routerLine = 16
         let plan = ReloadPlan(from: old, to: new)
         #expect(plan.needRestart.isEmpty)
         #expect(plan.added == ["b"])

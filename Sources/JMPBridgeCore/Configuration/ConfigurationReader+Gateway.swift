@@ -38,6 +38,7 @@ extension ConfigurationReader {
         }
         var gateway = GatewayConfiguration(listener: listener, controller: controller, line: node.mark?.line)
         gateway.controllerTrust = try self.trust(controllerFields, node: controllerNode, key: "gateway.controller")
+        gateway.controllerLine = controllerNode.mark?.line
         for (name, value) in fields {
             switch name {
             case "advertise":
@@ -53,6 +54,7 @@ extension ConfigurationReader {
                     allowed: ConfigurationLoader.gatewayRouterKeys
                 )
                 gateway.routerTrust = try self.trust(routerFields, node: value, key: "gateway.router")
+                gateway.routerLine = value.mark?.line
             case "keepalive":
                 gateway.keepalive = try self.secondOrMoreOrOff(
                     value,

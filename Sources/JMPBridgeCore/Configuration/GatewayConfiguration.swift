@@ -21,6 +21,10 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var idleTimeout: TimeAmount? = .minutes(30)
     /// Line of the section, for messages.
     public var line: Int?
+    /// Line of `controller:`, for messages about its CA file.
+    public var controllerLine: Int?
+    /// Line of `router:`, for messages about its CA file.
+    public var routerLine: Int?
 
     /// Creates a gateway configuration.
     public init(listener: ListenerConfiguration, controller: UpstreamEndpoint, line: Int? = nil) {

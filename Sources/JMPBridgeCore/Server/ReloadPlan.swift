@@ -68,6 +68,8 @@ extension GatewayConfiguration {
     var withoutLine: Self {
         var copy = self
         copy.line = nil
+        copy.controllerLine = nil
+        copy.routerLine = nil
         copy.listener = copy.listener.withoutLine
         return copy
     }

@@ -1,3 +1,4 @@
+import JMPGateway
 import NIOSSL
 
 /// Builds the TLS server context of a `tcp:` listener from PEM files, with errors that name the
@@ -9,7 +10,8 @@ enum TLSContextFactory {
             chain = try NIOSSLCertificate.fromPEMFile(files.certificate)
         } catch {
             throw BridgeError(
-                "\(listener): cannot load TLS certificate \(files.certificate): \(Self.describe(error))"
+                "\(listener): cannot load TLS certificate \(files.certificate): "
+                    + PEMFileProblem.describe(error, path: files.certificate, expected: "PEM certificate")
             )
         }
         guard !chain.isEmpty else {
@@ -19,7 +21,8 @@ enum TLSContextFactory {
         do {
             key = try NIOSSLPrivateKey(file: files.key, format: .pem)
         } catch {
-            throw BridgeError("\(listener): cannot load TLS key \(files.key): \(Self.describe(error))")
+            let reason = PEMFileProblem.describe(error, path: files.key, expected: "PEM private key")
+            throw BridgeError("\(listener): cannot load TLS key \(files.key): \(reason)")
         }
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) },
@@ -32,9 +35,11 @@ enum TLSContextFactory {
         }
         do {
             return try NIOSSLContext(configuration: configuration)
+        } catch NIOSSLError.failedToLoadPrivateKey {
+            throw BridgeError("\(listener): TLS key \(files.key) does not fit certificate \(files.certificate)")
         } catch {
             throw BridgeError(
-                "\(listener): TLS key \(files.key) does not fit certificate \(files.certificate): \(Self.describe(error))"
+                "\(listener): cannot use TLS key \(files.key) with certificate \(files.certificate): \(error)"
             )
         }
     }
@@ -49,7 +54,8 @@ enum TLSContextFactory {
         do {
             authorities = try NIOSSLCertificate.fromPEMFile(path)
         } catch {
-            throw BridgeError("\(listener): cannot load TLS client CA \(path): \(Self.describe(error))")
+            let reason = PEMFileProblem.describe(error, path: path, expected: "PEM certificate")
+            throw BridgeError("\(listener): cannot load TLS client CA \(path): \(reason)")
         }
         guard !authorities.isEmpty else {
             throw BridgeError("\(listener): \(path) holds no PEM certificate")
@@ -57,16 +63,5 @@ enum TLSContextFactory {
         configuration.trustRoots = .certificates(authorities)
         // For a server, any verification also makes a client certificate mandatory.
         configuration.certificateVerification = .noHostnameVerification
-    }
-
-    static func describe(_ error: any Error) -> String {
-        if let error = error as? NIOSSLError {
-            switch error {
-            case .failedToLoadCertificate: return "not a readable PEM certificate"
-            case .failedToLoadPrivateKey: return "not a readable PEM private key"
-            default: return "\(error)"
-            }
-        }
-        return "\(error)"
     }
 }

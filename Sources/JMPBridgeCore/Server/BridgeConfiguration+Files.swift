@@ -1,0 +1,55 @@
+import JMPGateway
+
+extension BridgeConfiguration {
+    /// Loads every file `serve` loads when it starts, as it loads them, without binding or
+    /// connecting anything: each listener's TLS certificate, key and client CA, the `jwt:` key
+    /// file and the gateway's CA files. `jmp-bridge check --files` runs this, so that a file
+    /// that would stop the start is found before a restart.
+    ///
+    /// - Returns: how many files were loaded.
+    /// - Throws: the first file that cannot be loaded, located at its key
+    ///   (`FILE:LINE: KEY: PROBLEM`), worded as `serve` words it.
+    public func loadFiles() async throws(ConfigurationError) -> Int {
+        let origin = self.source ?? "command line"
+        var loaded = 0
+        var listeners = self.listeners.map { ($0, "listen") }
+        if let gateway = self.gateway { listeners.append((gateway.listener, "gateway.listen")) }
+        for (listener, key) in listeners {
+            guard let files = listener.tls else { continue }
+            do {
+                _ = try TLSContextFactory.makeContext(files, listener: "\(listener.address)")
+            } catch {
+                throw ConfigurationError(file: origin, line: listener.line, key: "\(key).tls", error.description)
+            }
+            loaded += files.clientCA == nil ? 2 : 3
+        }
+        if let jwt = self.jwt {
+            do {
+                _ = try await TokenVerifier.load(jwt)
+            } catch {
+                throw ConfigurationError(file: origin, line: jwt.line, error.description)
+            }
+            loaded += 1
+        }
+        if let gateway = self.gateway {
+            let trusts = [
+                ("gateway.controller", gateway.controllerTrust, gateway.controllerLine),
+                ("gateway.router", gateway.routerTrust, gateway.routerLine),
+            ]
+            for case (let key, let trust?, let line) in trusts {
+                do {
+                    _ = try trust.clientContext()
+                } catch {
+                    throw ConfigurationError(
+                        file: origin,
+                        line: line ?? gateway.line,
+                        key: "\(key).ca",
+                        error.description
+                    )
+                }
+                if case .caFile = trust { loaded += 1 }
+            }
+        }
+        return loaded
+    }
+}
