@@ -513,7 +513,7 @@ def files_config(sockdir, tls, **files) -> str:
 @pytest.mark.parametrize("broken, line, message", [
     ("cert", 2, "listen.tls: tcp:127.0.0.1:0: cannot load TLS certificate {path}: No such file or directory"),
     ("key", 2, "listen.tls: tcp:127.0.0.1:0: cannot load TLS key {path}: not a PEM private key file"),
-    ("key_file", 7, "jwt.key-file {path}: no such file"),
+    ("key_file", 7, "jwt.key-file {path}: No such file or directory"),
     ("router_ca", 11, "gateway.router.ca: cannot read the CA certificates in {path}: not a PEM certificate file"),
 ])
 def test_check_files_finds_the_file_that_would_stop_the_start(sockdir, tls, broken, line, message):

@@ -68,7 +68,8 @@ public final class TokenVerifier: Sendable {
     /// ignored. At least 32 bytes (what HS256 needs).
     static func readKey(_ path: String) throws(BridgeError) -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read it" : "no such file"
+            // The system's reason (No such file or directory, Permission denied, Is a directory).
+            let reason = access(path, R_OK) != 0 ? String(cString: strerror(errno)) : "cannot read it"
             throw BridgeError("jwt.key-file \(path): \(reason)")
         }
         var key = [UInt8](data)
