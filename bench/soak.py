@@ -1132,13 +1132,13 @@ def report(soak: Soak, args, started: datetime.datetime, passed: bool, checks: l
             if not m:
                 continue
             levels[m.group(1)] = levels.get(m.group(1), 0) + 1
-            if m.group(1) in ("warning", "error", "critical") or "connection closed after an error" in line:
+            if m.group(1) in ("warning", "error", "critical") or re.search(r"connection closed(:| after)", line):
                 key = re.sub(r"\d+", "N", line.split(" ", 1)[1].strip())[:200]
                 count, first = distinct.get(key, (0, line.strip()[:400]))
                 distinct[key] = (count + 1, first)
     lines += ["## Bridge log", "", "Lines per level: " + ", ".join(f"{k} {v:,}" for k, v in sorted(levels.items())), ""]
     if distinct:
-        lines += ["Warnings, errors and connections closed after an error: how often each kind (the line with "
+        lines += ["Warnings, errors and connections closed after an error (`connection closed: ...` or `... after an error`): how often each kind (the line with "
                   "its numbers taken out) was logged, and its first occurrence, most frequent first:", "", "```"]
         lines += [f"{n:6}x {first}" for n, first in sorted(distinct.values(), key=lambda v: -v[0])[:20]]
         lines += ["```", ""]

@@ -21,6 +21,8 @@ import NIOSSL
 final class UpstreamConnection {
     let endpoint: UpstreamEndpoint
     private let eventLoop: any EventLoop
+    /// How the server's certificate is checked (`tls` is made from it), for messages.
+    private let trust: UpstreamTrust
     private let tls: NIOSSLContext?
     private let settings: UpstreamConnectionSettings
     private let logger: Logger
@@ -59,6 +61,7 @@ final class UpstreamConnection {
     init(
         endpoint: UpstreamEndpoint,
         eventLoop: any EventLoop,
+        trust: UpstreamTrust,
         tls: NIOSSLContext?,
         settings: UpstreamConnectionSettings,
         logger: Logger,
@@ -66,6 +69,7 @@ final class UpstreamConnection {
     ) {
         self.endpoint = endpoint
         self.eventLoop = eventLoop
+        self.trust = trust
         self.tls = tls
         self.settings = settings
         self.logger = logger
@@ -103,6 +107,7 @@ final class UpstreamConnection {
             link = self.connect()
         }
         let endpoint = self.endpoint
+        let trust = self.trust
         let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
         return link.flatMap { boundLink in
             let connection = loopBound.value
@@ -123,7 +128,10 @@ final class UpstreamConnection {
             return promise.futureResult
         }.flatMapErrorThrowing { error in
             if error is UpstreamUnavailable { throw error }
-            throw UpstreamUnavailable(endpoint: endpoint, reason: Self.describe(error))
+            throw UpstreamUnavailable(
+                endpoint: endpoint,
+                reason: Self.describe(error, endpoint: endpoint, trust: trust)
+            )
         }
     }
 
@@ -226,7 +234,7 @@ final class UpstreamConnection {
         self.failures += 1
         var backoff = 1.0
         for _ in 1..<self.failures { backoff = min(backoff * 1.6, 30) }
-        let reason = Self.describe(error)
+        let reason = Self.describe(error, endpoint: self.endpoint, trust: self.trust)
         self.state = .failed(retryAt: .now() + .milliseconds(Int64(backoff * 1000)), reason: reason)
         self.status.state = .failed
         self.status.failures += 1
@@ -300,12 +308,15 @@ final class UpstreamConnection {
         self.report(self.status)
     }
 
-    /// The system's reason for an I/O error, else the error's description.
-    static func describe(_ error: any Error) -> String {
+    /// The system's reason for an I/O error, what a failed TLS handshake means
+    /// (``TLSHandshakeFailure``), else the error's description.
+    static func describe(_ error: any Error, endpoint: UpstreamEndpoint, trust: UpstreamTrust) -> String {
         if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
         if let error = error as? NIOConnectionError {
-            return error.connectionErrors.last.map { Self.describe($0.error) } ?? "\(error)"
+            return error.connectionErrors.last.map { Self.describe($0.error, endpoint: endpoint, trust: trust) }
+                ?? "\(error)"
         }
+        if let failure = TLSHandshakeFailure(error) { return failure.asClient(endpoint, trust: trust) }
         if error is ChannelError, case .connectTimeout = error as? ChannelError { return "connect timeout" }
         return "\(error)"
     }

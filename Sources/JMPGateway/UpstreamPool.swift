@@ -83,6 +83,7 @@ final class UpstreamPool {
             connection = UpstreamConnection(
                 endpoint: endpoint,
                 eventLoop: self.eventLoop,
+                trust: trust,
                 tls: tls,
                 settings: self.settings,
                 logger: self.logger,

@@ -17,6 +17,7 @@ import fcntl
 import functools
 import os
 import random
+import re
 import socket
 import ssl
 import struct
@@ -432,9 +433,41 @@ async def test_garbage_http1_and_oversized_headers_close_only_their_connection(f
         await with_neighbour(bridge, tls, fault)
         await finish(bridge, tls, baseline)
     log = "\n".join(bridge.lines())
-    assert "TLS failed" in log
+    assert re.search(r"tls-error=WRONG_VERSION_NUMBER .*TLS failed: the client does not speak TLS", log), log
+    assert "connection closed: the client does not speak HTTP/2 (no connection preface" in log  # HTTP/1.1
+    assert "connection closed: the client sent bytes that are not an HTTP/2 frame; all its streams end" in log
     assert "connection closed by HTTP/2 protection: a header block larger than 16 KiB" in log
-    assert log.count("connection closed after an error: all its streams end") >= 2  # HTTP/1.1, garbage
+
+
+def other_certificate(directory) -> bytes:
+    """A self-signed certificate that signs nothing the bridge presents."""
+    cert, key = directory / "other.crt", directory / "other.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert.read_bytes()
+
+
+async def test_a_client_that_does_not_trust_the_bridge_is_named_in_the_log(faulty, tls, tmp_path):
+    """A grpcio client (a Jumpstarter exporter's library) trusting another CA, the commonest TLS
+    mistake: it drops the connection mid-handshake without an alert. The bridge's log says what
+    that usually means and where to look (`tls-error=EOF`, not BoringSSL's error string with
+    its build path); its neighbour notices nothing."""
+    bridge, baseline = await faulty()
+    credentials = grpc.ssl_channel_credentials(other_certificate(tmp_path))
+
+    async def fault():
+        async with grpc.aio.secure_channel(f"127.0.0.1:{bridge.port}", credentials) as channel:
+            call = start_call(channel)
+            assert await call.code() == grpc.StatusCode.UNAVAILABLE
+
+    with fail_after(TIMEOUT):
+        await with_neighbour(bridge, tls, fault)
+        await finish(bridge, tls, baseline)
+    line = bridge.wait_for_line(r"TLS failed", count=1)[0]  # grpcio may have tried more than once
+    assert "tls-error=EOF" in line and "TLS failed: the client closed the connection before the handshake ended, " \
+        "as a client does that does not trust the bridge's certificate (check the CA it trusts" in line, line
+    assert "OPENSSL_internal" not in bridge.log()
 
 
 async def test_a_connection_that_never_speaks_is_closed_after_10_seconds(faulty, tls):

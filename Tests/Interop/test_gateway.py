@@ -852,3 +852,35 @@ def test_a_server_that_never_finishes_tls_is_unavailable(start_bridge, tls, even
         code, details = event_loop_portal.call(call)
     assert code == grpc.StatusCode.UNAVAILABLE, details
     assert details == f"jmp-bridge gateway: {endpoint} unreachable: TLS handshake timed out"
+
+
+def test_a_controller_certificate_the_gateway_does_not_trust_is_unavailable_and_says_why(
+        start_bridge, controller, tls, tmp_path, event_loop_portal):
+    """The real controller's certificate does not chain to `gateway.controller.ca` (the commonest
+    upstream mistake): the exporter's call fails with UNAVAILABLE, as it would directly, and
+    its message, the log and `status` say which CA file the certificate was checked against,
+    instead of BoringSSL's error string with the build path in it."""
+    from test_faults import other_certificate
+
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(other_certificate(tmp_path))
+    config = gateway_config(controller.endpoint, tls).replace(f"ca: '{tls.cert}'", f"ca: '{other}'")
+    bridge = start_bridge(config=config)
+
+    async def call():
+        async with channel(bridge.gateway_endpoint, tls) as ch:
+            with fail_after(TIMEOUT):
+                try:
+                    await ch.unary_unary(probe.UNARY)(b"ping")
+                except grpc.aio.AioRpcError as error:
+                    return error.code(), error.details()
+                return "answered", None
+
+    code, details = event_loop_portal.call(call)
+    reason = f"TLS: the server's certificate does not chain to the CA certificates in {other}"
+    assert code == grpc.StatusCode.UNAVAILABLE, details
+    assert details == f"jmp-bridge gateway: {controller.endpoint} unreachable: {reason}"
+    bridge.wait_for_line(re.escape(f"error={reason} ") + r".*gateway: cannot connect upstream")
+    upstream = next(item for item in bridge.status() if item.get("upstream") == controller.endpoint)
+    assert upstream["state"] == "failed" and upstream["error"] == reason, upstream
+    assert "OPENSSL_internal" not in bridge.log()

@@ -1,3 +1,4 @@
+import JMPGateway
 import JMPProtocol
 import Logging
 import NIOCore
@@ -36,8 +37,26 @@ final class ConnectionErrorLogger: ChannelInboundHandler, RemovableChannelHandle
             switch error {
             case NIOSSLError.uncleanShutdown:
                 self.logger.debug("connection closed without TLS close_notify", metadata: ["peer": "\(peer)"])
+            case _ where TLSHandshakeFailure(error) != nil:
+                // What the failure means (the client does not trust the bridge's certificate,
+                // does not speak TLS, ...), BoringSSL's reason as tls-error.
+                let failure = TLSHandshakeFailure(error)
+                self.logger.info(
+                    "TLS failed: \(failure?.asServer ?? "")",
+                    metadata: ["peer": "\(peer)", "tls-error": "\(failure?.code ?? "")"]
+                )
             case let error as NIOSSLError:
                 self.logger.info("TLS failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            case is NIOHTTP2Errors.BadClientMagic:
+                self.logger.notice(
+                    "connection closed: the client does not speak HTTP/2 (no connection preface: HTTP/1.1, or not HTTP)",
+                    metadata: ["peer": "\(peer)"]
+                )
+            case is NIOHTTP2Errors.UnableToParseFrame:
+                self.logger.notice(
+                    "connection closed: the client sent bytes that are not an HTTP/2 frame; all its streams end",
+                    metadata: ["peer": "\(peer)"]
+                )
             case let error as IOError where error.errnoCode == ECONNRESET || error.errnoCode == EPIPE:
                 self.logger.debug("connection reset by the client", metadata: ["peer": "\(peer)"])
             case is ChannelError:
