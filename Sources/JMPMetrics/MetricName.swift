@@ -48,6 +48,11 @@ extension MetricName {
         "jmp_bridge_connections_refused_total",
         "Client connections closed at once because the listener served its max-connections, by listener."
     )
+    /// When a TLS listener's certificate expires.
+    public static let certificateExpiry = MetricName(
+        "jmp_bridge_tls_certificate_expiry_timestamp_seconds",
+        "When the certificate a TLS listener serves expires (its notAfter, Unix time), by listener."
+    )
 
     // Consoles (pty: and serial: routes).
     /// The device is open (1) or not (0).

@@ -15,7 +15,8 @@ struct CheckCommand: AsyncParsableCommand {
     @Flag(
         help: ArgumentHelp(
             "Also load the TLS certificates, keys and CA files and the jwt key file, as serve does at start.",
-            discussion: "Run it as the user the bridge runs as, so that the files' permissions are checked too."
+            discussion: "Run it as the user the bridge runs as, so that the files' permissions are checked too. "
+                + "A listener certificate that expires within 14 days, or has expired, is warned of on stderr."
         )
     )
     var files = false
@@ -34,8 +35,10 @@ struct CheckCommand: AsyncParsableCommand {
                         ", gateway on \($0.listener.address) for controller \($0.controller) (\($0.controllerTrust))"
                     } ?? "")
                     + (configuration.metrics.map { ", metrics on \($0)" } ?? "")
-                    + (loaded.map { ", \($0) file(s) loaded" } ?? "")
+                    + (loaded.map { ", \($0.count) file(s) loaded" } ?? "")
             )
+            // Not a failure: serve starts with such a certificate, but its clients refuse it soon.
+            for warning in loaded?.warnings() ?? [] { printMessage("warning: \(warning)") }
         } catch {
             printError("\(error)")
             throw ExitCode(1)

@@ -27,13 +27,20 @@ enum StatusReport {
             headerItems.append(("metrics", "\(metrics)"))
         }
         let header = Self.line(headerItems)
+        // The served certificate's notAfter, by configured listener address.
+        var certificates: [String: CertificateValidity] = [:]
+        for tls in environment.tlsContexts.withLockedValue({ $0 }) { certificates[tls.listener] = tls.validity }
         let listeners = environment.listeners.withLockedValue { $0 }.map { listener in
-            Self.line([
+            var items = [
                 ("listener", "\(listener.address)"),
                 ("configured", "\(listener.configured)"),
                 ("tls", listener.tls ? "on" : "off"),
                 ("auth", listener.auth.rawValue),
-            ])
+            ]
+            if listener.tls, let validity = certificates["\(listener.configured)"] {
+                items.append(("certificate-expires", validity.expires))
+            }
+            return Self.line(items)
         }
         let routes = table.routes.values.sorted { $0.name < $1.name }
         let doors = environment.doorStatistics()
@@ -84,7 +91,11 @@ enum StatusReport {
             }
         }
         let gateway = environment.gateway.withLockedValue { $0 }.map { bound in
-            bound.gateway.statusItems(listener: "\(bound.address)").map(Self.line).joined()
+            var lines = bound.gateway.statusItems(listener: "\(bound.address)")
+            if case .tcp = bound.address, let validity = certificates["\(bound.configured)"], !lines.isEmpty {
+                lines[0].append(("certificate-expires", validity.expires))
+            }
+            return lines.map(Self.line).joined()
         }
         return EventLoopFuture.whenAllSucceed(lines, on: eventLoop).map { lines in
             header + listeners.joined() + lines.joined() + (gateway ?? "")

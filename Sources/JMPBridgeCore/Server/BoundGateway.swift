@@ -6,4 +6,6 @@ public struct BoundGateway: Sendable {
     public let gateway: Gateway
     /// Its listener's bound address.
     public let address: ListenAddress
+    /// Its listener's configured address (`systemd:NAME`, `tcp:HOST:0`, …).
+    public let configured: ListenAddress
 }

@@ -6,22 +6,24 @@ extension BridgeConfiguration {
     /// file and the gateway's CA files. `jmp-bridge check --files` runs this, so that a file
     /// that would stop the start is found before a restart.
     ///
-    /// - Returns: how many files were loaded.
+    /// - Returns: how many files were loaded, and when each listener's certificate expires.
     /// - Throws: the first file that cannot be loaded, located at its key
     ///   (`FILE:LINE: KEY: PROBLEM`), worded as `serve` words it.
-    public func loadFiles() async throws(ConfigurationError) -> Int {
+    public func loadFiles() async throws(ConfigurationError) -> LoadedFiles {
         let origin = self.source ?? "command line"
-        var loaded = 0
+        var loaded = LoadedFiles()
         var listeners = self.listeners.map { ($0, "listen") }
         if let gateway = self.gateway { listeners.append((gateway.listener, "gateway.listen")) }
         for (listener, key) in listeners {
             guard let files = listener.tls else { continue }
+            let location = ConfigurationError(file: origin, line: listener.line, key: "\(key).tls", "")
             do {
-                _ = try TLSContextFactory.makeContext(files, listener: "\(listener.address)")
+                let context = try TLSContextFactory.makeContext(files, listener: "\(listener.address)")
+                loaded.certificates.append((location, context.validity))
             } catch {
                 throw ConfigurationError(file: origin, line: listener.line, key: "\(key).tls", error.description)
             }
-            loaded += files.clientCA == nil ? 2 : 3
+            loaded.count += files.clientCA == nil ? 2 : 3
         }
         if let jwt = self.jwt {
             do {
@@ -29,7 +31,7 @@ extension BridgeConfiguration {
             } catch {
                 throw ConfigurationError(file: origin, line: jwt.line, error.description)
             }
-            loaded += 1
+            loaded.count += 1
         }
         if let gateway = self.gateway {
             let trusts = [
@@ -47,7 +49,7 @@ extension BridgeConfiguration {
                         error.description
                     )
                 }
-                if case .caFile = trust { loaded += 1 }
+                if case .caFile = trust { loaded.count += 1 }
             }
         }
         return loaded

@@ -6,8 +6,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// What the parts of one running bridge share: the routes in force, the limits and counters,
-/// the open consoles and their attachment counts, the life-cycle state, the bound listeners and
-/// the doors' counters. Stream handlers, the control socket and `status` read it.
+/// the open consoles and their attachment counts, the life-cycle state, the bound listeners with
+/// their TLS contexts and the doors' counters. Stream handlers, the control socket and `status` read it.
 public struct BridgeContext: Sendable {
     /// The routes in force; replaced as a whole on reload.
     public let routes: NIOLockedValueBox<RouteTable>
@@ -35,6 +35,9 @@ public struct BridgeContext: Sendable {
     public let listeners: NIOLockedValueBox<[BoundListener]>
     /// The exporter gateway, once its listener is bound; nil: none configured.
     public let gateway = NIOLockedValueBox<BoundGateway?>(nil)
+    /// The TLS context of every listener with TLS (the gateway's too), for reloads, `status`,
+    /// the certificate metric and ``CertificateWatch``.
+    let tlsContexts = NIOLockedValueBox<[TLSContextBox]>([])
     /// Attachments (streams and local attaches) to each console route now, for `max-attachments`.
     let consoleAttachments = NIOLockedValueBox<[String: Int]>([:])
 

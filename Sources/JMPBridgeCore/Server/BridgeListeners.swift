@@ -28,8 +28,6 @@ final class BridgeListeners: Sendable {
     private let channels = NIOLockedValueBox<[any Channel]>([])
     private let controlChannel = NIOLockedValueBox<(any Channel)?>(nil)
     private let metricsChannels = NIOLockedValueBox<[any Channel]>([])
-    /// The TLS context of every listener with TLS, for ``reloadTLS()``.
-    private let tlsContexts = NIOLockedValueBox<[TLSContextBox]>([])
 
     /// Creates the listeners; nothing is bound until ``bind(_:verifier:)``.
     init(
@@ -112,7 +110,9 @@ final class BridgeListeners: Sendable {
             for channel in channels { try? await channel.close() }
             throw error
         }
-        self.environment.gateway.withLockedValue { $0 = BoundGateway(gateway: gateway, address: address) }
+        self.environment.gateway.withLockedValue {
+            $0 = BoundGateway(gateway: gateway, address: address, configured: configuration.listener.address)
+        }
         self.logger.info(
             "gateway listening",
             metadata: [
@@ -131,8 +131,8 @@ final class BridgeListeners: Sendable {
     /// Re-reads the certificate, key and client CA of every TLS listener, all or nothing (see
     /// ``BridgeServer/reloadTLS()``). Returns how many listeners were reloaded.
     func reloadTLS() throws(BridgeError) -> Int {
-        let boxes = self.tlsContexts.withLockedValue { $0 }
-        var loaded: [(TLSContextBox, NIOSSLContext)] = []
+        let boxes = self.environment.tlsContexts.withLockedValue { $0 }
+        var loaded: [(TLSContextBox, ServerTLSContext)] = []
         for box in boxes {
             loaded.append((box, try box.load()))
         }
@@ -273,7 +273,7 @@ final class BridgeListeners: Sendable {
         let tls = try listener.tls.map { files throws(BridgeError) in
             try TLSContextBox(files: files, listener: "\(listener.address)")
         }
-        if let tls { self.tlsContexts.withLockedValue { $0.append(tls) } }
+        if let tls { self.environment.tlsContexts.withLockedValue { $0.append(tls) } }
         let security = self.security(of: listener, verifier: verifier, jwtConfigured: jwtConfigured)
         let bootstrap = self.bootstrap(tls: tls, security: security, gateway: gateway)
         do {

@@ -42,6 +42,10 @@ public final class BridgeServer: Service, Sendable {
     private let listeners: BridgeListeners
     private let consoles: ConsoleRegistry
     private let doors: LocalDoors
+    /// Warns of TLS certificates about to expire; checks at start, on reload and daily.
+    var certificateWatch: CertificateWatch {
+        CertificateWatch(environment: self.environment, interval: .seconds(86_400), logger: self.logger)
+    }
 
     /// Creates a server; nothing is bound until ``start()`` or ``run()``.
     ///
@@ -148,6 +152,7 @@ public final class BridgeServer: Service, Sendable {
                 )
             }
         }
+        self.certificateWatch.check()
         return bound.map(\.address)
     }
 
@@ -187,9 +192,11 @@ public final class BridgeServer: Service, Sendable {
             status: { [self] in self.statusLine() }
         )
         let trimmer = HeapTrimmer(interval: .seconds(10), logger: self.logger)
+        let watch = self.certificateWatch
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await reporter.run() }
             tasks.addTask { await trimmer.run() }
+            tasks.addTask { await watch.run() }
             try await withGracefulShutdownHandler {
                 // Whatever begins the drain (a signal, idleness, a failure, shutdown()), run()
                 // waits for that one drain to end; a cancelled run() begins it.
@@ -376,11 +383,13 @@ public final class BridgeServer: Service, Sendable {
     /// Connections accepted afterwards use the new files; established connections and their
     /// streams are not touched. All or nothing: if any listener's files cannot be loaded (missing,
     /// unreadable, or a key that does not fit its certificate), no listener changes and the
-    /// error says which file is wrong. Returns how many listeners were reloaded.
+    /// error says which file is wrong. Returns how many listeners were reloaded. A certificate
+    /// that expires within two weeks, or has expired, is logged (``CertificateWatch``).
     @discardableResult
     public func reloadTLS() throws(BridgeError) -> Int {
         let count = try self.listeners.reloadTLS()
         self.logger.info("TLS certificates reloaded", metadata: ["listeners": "\(count)"])
+        self.certificateWatch.check()
         return count
     }
 }

@@ -5,7 +5,7 @@ import JMPTargets
 import NIOCore
 
 /// Renders a scrape of the metrics endpoint: the data path's metrics are current already; the
-/// facts other parts keep (console hubs, doors, the gateway) are read now and applied first.
+/// facts other parts keep (console hubs, doors, TLS certificates, the gateway) are read now and applied first.
 struct MetricsCollector: Sendable {
     let environment: BridgeContext
     let metrics: BridgeMetrics
@@ -19,6 +19,14 @@ struct MetricsCollector: Sendable {
         return EventLoopFuture.whenAllSucceed(statuses, on: eventLoop).map { consoles in
             for (route, status) in consoles { self.apply(route: route, console: status) }
             for (route, door) in self.environment.doorStatistics() { self.apply(route: route, door: door) }
+            let certificates = self.environment.tlsContexts.withLockedValue { $0 }
+            for tls in certificates {
+                self.metrics.set(
+                    .certificateExpiry,
+                    labels: [("listener", tls.listener)],
+                    to: Int(tls.validity.notValidAfter)
+                )
+            }
             if let gateway = self.environment.gateway.withLockedValue({ $0 }) {
                 self.apply(gateway.gateway.metricsSnapshot())
             }

@@ -7,9 +7,9 @@ import NIOSSL
 final class TLSContextBox: Sendable {
     /// The files the context is made from.
     let files: TLSFiles
-    /// The listener, for messages.
+    /// The listener's configured address, for messages, `status` and metrics.
     let listener: String
-    private let current: NIOLockedValueBox<NIOSSLContext>
+    private let current: NIOLockedValueBox<ServerTLSContext>
 
     /// Loads the files; errors name the file and what is wrong with it.
     init(files: TLSFiles, listener: String) throws(BridgeError) {
@@ -19,15 +19,18 @@ final class TLSContextBox: Sendable {
     }
 
     /// The context for a new connection.
-    var context: NIOSSLContext { self.current.withLockedValue { $0 } }
+    var context: NIOSSLContext { self.current.withLockedValue { $0.context } }
+
+    /// When the certificate new connections get expires.
+    var validity: CertificateValidity { self.current.withLockedValue { $0.validity } }
 
     /// Reads the files again, without installing the result.
-    func load() throws(BridgeError) -> NIOSSLContext {
+    func load() throws(BridgeError) -> ServerTLSContext {
         try TLSContextFactory.makeContext(self.files, listener: self.listener)
     }
 
     /// Installs a context made by ``load()``.
-    func install(_ context: NIOSSLContext) {
+    func install(_ context: ServerTLSContext) {
         self.current.withLockedValue { $0 = context }
     }
 }

@@ -4,7 +4,7 @@ import NIOSSL
 /// Builds the TLS server context of a `tcp:` listener from PEM files, with errors that name the
 /// file and what is wrong with it.
 enum TLSContextFactory {
-    static func makeContext(_ files: TLSFiles, listener: String) throws(BridgeError) -> NIOSSLContext {
+    static func makeContext(_ files: TLSFiles, listener: String) throws(BridgeError) -> ServerTLSContext {
         let chain: [NIOSSLCertificate]
         do {
             chain = try NIOSSLCertificate.fromPEMFile(files.certificate)
@@ -14,9 +14,10 @@ enum TLSContextFactory {
                     + PEMFileProblem.describe(error, path: files.certificate, expected: "PEM certificate")
             )
         }
-        guard !chain.isEmpty else {
+        guard let leaf = chain.first else {
             throw BridgeError("\(listener): \(files.certificate) holds no PEM certificate")
         }
+        let validity = CertificateValidity(file: files.certificate, notValidAfter: Int64(leaf.notValidAfter))
         let key: NIOSSLPrivateKey
         do {
             key = try NIOSSLPrivateKey(file: files.key, format: .pem)
@@ -34,7 +35,7 @@ enum TLSContextFactory {
             try Self.requireClientCertificates(signedBy: clientCA, in: &configuration, listener: listener)
         }
         do {
-            return try NIOSSLContext(configuration: configuration)
+            return ServerTLSContext(context: try NIOSSLContext(configuration: configuration), validity: validity)
         } catch NIOSSLError.failedToLoadPrivateKey {
             throw BridgeError("\(listener): TLS key \(files.key) does not fit certificate \(files.certificate)")
         } catch {

@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// When the certificate a TLS listener serves stops being valid, and how that is said: in
+/// `status` (`certificate-expires=`), in the metric
+/// `jmp_bridge_tls_certificate_expiry_timestamp_seconds`, in the log (``CertificateWatch``) and by
+/// `check --files`. Clients refuse an expired certificate, so every connection to the listener
+/// fails its handshake from that moment on; the bridge warns ``warningPeriod`` before.
+public struct CertificateValidity: Sendable, Equatable {
+    /// From this long before expiry on, the log warns and `check --files` says so.
+    public static let warningPeriod: Int64 = 14 * 86_400
+
+    /// The certificate file.
+    public let file: String
+    /// Its leaf certificate's notAfter, in seconds since the epoch.
+    public let notValidAfter: Int64
+
+    /// Describes the leaf certificate of `file`.
+    public init(file: String, notValidAfter: Int64) {
+        self.file = file
+        self.notValidAfter = notValidAfter
+    }
+
+    /// Where the certificate stands at `now` (seconds since the epoch).
+    public enum Standing: Sendable, Equatable {
+        /// More than ``CertificateValidity/warningPeriod`` left.
+        case valid
+        /// Valid for less than ``CertificateValidity/warningPeriod``: this many whole days left.
+        case expiresSoon(days: Int64)
+        /// Past its notAfter: clients refuse it.
+        case expired
+    }
+
+    /// Where the certificate stands at `now`.
+    public func standing(now: Int64) -> Standing {
+        let left = self.notValidAfter - now
+        if left <= 0 { return .expired }
+        if left < Self.warningPeriod { return .expiresSoon(days: left / 86_400) }
+        return .valid
+    }
+
+    /// A sentence for the log and `check`, or nil while the certificate has more than
+    /// ``warningPeriod`` left.
+    public func problem(now: Int64) -> String? {
+        switch self.standing(now: now) {
+        case .valid:
+            return nil
+        case .expiresSoon(let days):
+            let left = days == 0 ? "in less than a day" : days == 1 ? "in 1 day" : "in \(days) days"
+            return "TLS certificate \(self.file) expires \(left), at \(self.expires); renew it, then reload (SIGHUP)"
+        case .expired:
+            return
+                "TLS certificate \(self.file) expired at \(self.expires): clients refuse it; renew it, then reload (SIGHUP)"
+        }
+    }
+
+    /// The notAfter as ISO 8601 in UTC: `2027-01-31T12:00:00Z`.
+    public var expires: String { Self.iso8601(self.notValidAfter) }
+
+    /// `seconds` since the epoch as ISO 8601 in UTC.
+    static func iso8601(_ seconds: Int64) -> String {
+        var time = time_t(seconds)
+        var parts = tm()
+        guard gmtime_r(&time, &parts) != nil else { return "\(seconds)" }
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
+            + "T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
+
+    /// This machine's wall clock, in seconds since the epoch.
+    public static func now() -> Int64 { Int64(time(nil)) }
+}

@@ -1,0 +1,40 @@
+import Logging
+
+/// Says in the log when a TLS listener's certificate is about to expire or has expired: at
+/// start, after each reload of the TLS files, and every ``interval`` (a day) while the bridge
+/// runs, so that a bridge that runs for months warns ``CertificateValidity/warningPeriod`` before
+/// its clients start failing their handshakes. A certificate with more time left is not logged.
+struct CertificateWatch: Sendable {
+    /// The TLS contexts to look at.
+    let environment: BridgeContext
+    /// How often ``run()`` looks.
+    let interval: Duration
+    let logger: Logger
+
+    /// Checks every ``interval`` until cancelled.
+    func run() async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: self.interval) } catch { return }
+            self.check()
+        }
+    }
+
+    /// Logs each listener whose certificate expires within the warning period (a warning) or
+    /// has expired (an error); returns what it logged.
+    @discardableResult
+    func check(now: Int64 = CertificateValidity.now()) -> [String] {
+        var logged: [String] = []
+        for tls in self.environment.tlsContexts.withLockedValue({ $0 }) {
+            let validity = tls.validity
+            guard let problem = validity.problem(now: now) else { continue }
+            let metadata: Logger.Metadata = ["listener": "\(tls.listener)", "expires": "\(validity.expires)"]
+            if validity.standing(now: now) == .expired {
+                self.logger.error("\(problem)", metadata: metadata)
+            } else {
+                self.logger.warning("\(problem)", metadata: metadata)
+            }
+            logged.append(problem)
+        }
+        return logged
+    }
+}

@@ -1,0 +1,19 @@
+/// What ``BridgeConfiguration/loadFiles()`` loaded: how many files, and the certificate each TLS
+/// listener would serve, located at its key.
+public struct LoadedFiles: Sendable {
+    /// How many files were loaded.
+    public var count = 0
+    /// Each TLS listener's certificate: its `tls:` key (file, line, key) and its validity.
+    public var certificates: [(at: ConfigurationError, validity: CertificateValidity)] = []
+
+    /// `FILE:LINE: KEY: PROBLEM` for each certificate that expires within
+    /// ``CertificateValidity/warningPeriod`` of `now`, or has expired.
+    public func warnings(now: Int64 = CertificateValidity.now()) -> [String] {
+        self.certificates.compactMap { certificate in
+            guard let problem = certificate.validity.problem(now: now) else { return nil }
+            var located = certificate.at
+            located.message = problem
+            return located.description
+        }
+    }
+}
