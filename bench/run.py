@@ -1123,7 +1123,7 @@ def make_cert(work: str) -> tuple[str, str]:
     """A throwaway P-256 certificate for 127.0.0.1 and the netem namespace's address."""
     cert, key = os.path.join(work, "gw.crt"), os.path.join(work, "gw.key")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-days", "2", "-subj", "/CN=localhost", "-addext",
+                    "-days", "30", "-subj", "/CN=localhost", "-addext",
                     f"subjectAltName=IP:127.0.0.1,IP:{NETEM_FAR},DNS:localhost", "-keyout", key, "-out", cert],
                    check=True, capture_output=True)
     return cert, key

@@ -319,7 +319,7 @@ class Soak:
         shutil.copy2(self.args.bridge, self.path("jmp-bridge"))
         self.binary = self.path("jmp-bridge")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                        "-nodes", "-days", "30", "-subj", "/CN=localhost",
                         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
                         "-keyout", self.path("tls.key"), "-out", self.path("tls.crt")],
                        check=True, capture_output=True)

@@ -489,7 +489,7 @@ def test_sighup_reloads_the_tls_certificate(start_bridge, unix_server, tls, sock
     before = served_certificate()
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "2", "-subj", "/CN=renewed", "-keyout", str(key), "-out", str(cert)],
+         "-days", "30", "-subj", "/CN=renewed", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )
     bridge.proc.send_signal(signal.SIGHUP)

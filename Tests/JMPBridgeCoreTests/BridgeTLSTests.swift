@@ -23,11 +23,11 @@ struct BridgeTLSTests {
                 key() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$2" -keyout "$1.key" -out "$1.csr" 2>/dev/null; }
                 printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext
                 for ca in ca1 ca2; do
-                  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=$ca" -keyout $ca.key -out $ca.crt 2>/dev/null
+                  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj "/CN=$ca" -keyout $ca.key -out $ca.crt 2>/dev/null
                 done
-                key server1 localhost; openssl x509 -req -in server1.csr -CA ca1.crt -CAkey ca1.key -CAcreateserial -days 2 -extfile san.ext -out server1.crt 2>/dev/null
-                key server2 localhost; openssl x509 -req -in server2.csr -CA ca2.crt -CAkey ca2.key -CAcreateserial -days 2 -extfile san.ext -out server2.crt 2>/dev/null
-                key client client; openssl x509 -req -in client.csr -CA ca1.crt -CAkey ca1.key -CAcreateserial -days 2 -out client.crt 2>/dev/null
+                key server1 localhost; openssl x509 -req -in server1.csr -CA ca1.crt -CAkey ca1.key -CAcreateserial -days 30 -extfile san.ext -out server1.crt 2>/dev/null
+                key server2 localhost; openssl x509 -req -in server2.csr -CA ca2.crt -CAkey ca2.key -CAcreateserial -days 30 -extfile san.ext -out server2.crt 2>/dev/null
+                key client client; openssl x509 -req -in client.csr -CA ca1.crt -CAkey ca1.key -CAcreateserial -days 30 -out client.crt 2>/dev/null
                 """
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/bin/bash")
