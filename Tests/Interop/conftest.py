@@ -165,6 +165,16 @@ def tls(tmp_path_factory) -> TLSFiles:
 # the bridge process
 
 
+def tls_listener_config(cert, key, echo_path) -> str:
+    """A configuration with one TLS listener on ``tcp:127.0.0.1:0`` serving ``cert`` and ``key``
+    (no authentication) and the route ``echo`` to ``echo_path``; more keys may follow."""
+    return (
+        "listen:\n"
+        f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, tls: {{cert: {cert}, key: {key}}}}}\n"
+        f"routes:\n  echo: {{unix: {echo_path}}}\n"
+    )
+
+
 def parse_status_line(line: str) -> dict[str, str]:
     """One line of the ``status`` reply: ``key=value key="value with spaces"`` (backslash escapes)."""
     items: dict[str, str] = {}

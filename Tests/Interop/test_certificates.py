@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import time
 
-from conftest import BRIDGE_BINARY, echo
+from conftest import BRIDGE_BINARY, echo, tls_listener_config
 from test_metrics import samples, scrape, value
 from test_status_json import status_json
 
@@ -47,10 +47,7 @@ def test_a_certificate_about_to_expire_is_shown_and_warned_of_until_it_is_renewe
     expires = make_certificate(cert, key, days=3)
     target = unix_server("echo.sock", echo)
     bridge = start_bridge(
-        config=(
-            "listen:\n"
-            f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, tls: {{cert: {cert}, key: {key}}}}}\n"
-            f"routes:\n  echo: {{unix: {target.path}}}\n"
+        config=tls_listener_config(cert, key, target.path) + (
             "metrics: tcp:127.0.0.1:0\n"
             "gateway:\n"
             f"  listen: {{address: 'tcp:127.0.0.2:0', tls: {{cert: {cert}, key: {key}}}}}\n"
@@ -92,11 +89,7 @@ def test_check_files_warns_of_a_certificate_about_to_expire(sockdir):
     cert, key = sockdir / "tls.crt", sockdir / "tls.key"
     expires = make_certificate(cert, key, days=3)
     config = sockdir / "bridge.yaml"
-    config.write_text(
-        "listen:\n"
-        f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, tls: {{cert: {cert}, key: {key}}}}}\n"
-        f"routes:\n  echo: {{unix: {sockdir}/echo.sock}}\n"
-    )
+    config.write_text(tls_listener_config(cert, key, sockdir / "echo.sock"))
     result = subprocess.run([str(BRIDGE_BINARY), "check", "--files", "--config", str(config)],
                             capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
     assert result.returncode == 0 and ": OK: " in result.stdout, result

@@ -831,6 +831,21 @@ def test_stopping_ends_controller_calls_at_once(controller, gateway, tls, event_
     assert time.monotonic() - started < 20, "the bridge waited for the call instead of ending it"
 
 
+def probe_outcome(event_loop_portal, bridge, tls) -> tuple:
+    """One unary probe call through the gateway: ``(code, details)`` of its error, or
+    ``("answered", None)``."""
+    async def call():
+        async with channel(bridge.gateway_endpoint, tls) as ch:
+            with fail_after(TIMEOUT):
+                try:
+                    await ch.unary_unary(probe.UNARY)(b"ping")
+                except grpc.aio.AioRpcError as error:
+                    return error.code(), error.details()
+                return "answered", None
+
+    return event_loop_portal.call(call)
+
+
 def test_a_server_that_never_finishes_tls_is_unavailable(start_bridge, tls, event_loop_portal):
     """A controller that accepts TCP but never answers the TLS handshake: the call fails with
     UNAVAILABLE naming the handshake once `connect-timeout` has passed, instead of hanging."""
@@ -839,17 +854,7 @@ def test_a_server_that_never_finishes_tls_is_unavailable(start_bridge, tls, even
         silent.listen(8)  # the kernel completes TCP handshakes; nothing ever reads or writes
         endpoint = f"127.0.0.1:{silent.getsockname()[1]}"
         bridge = start_bridge(config=gateway_config(endpoint, tls, **{"connect-timeout": "1s"}))
-
-        async def call():
-            async with channel(bridge.gateway_endpoint, tls) as ch:
-                with fail_after(TIMEOUT):
-                    try:
-                        await ch.unary_unary(probe.UNARY)(b"ping")
-                    except grpc.aio.AioRpcError as error:
-                        return error.code(), error.details()
-                    return "answered", None
-
-        code, details = event_loop_portal.call(call)
+        code, details = probe_outcome(event_loop_portal, bridge, tls)
     assert code == grpc.StatusCode.UNAVAILABLE, details
     assert details == f"jmp-bridge gateway: {endpoint} unreachable: TLS handshake timed out"
 
@@ -866,17 +871,7 @@ def test_a_controller_certificate_the_gateway_does_not_trust_is_unavailable_and_
     other.write_bytes(other_certificate(tmp_path))
     config = gateway_config(controller.endpoint, tls).replace(f"ca: '{tls.cert}'", f"ca: '{other}'")
     bridge = start_bridge(config=config)
-
-    async def call():
-        async with channel(bridge.gateway_endpoint, tls) as ch:
-            with fail_after(TIMEOUT):
-                try:
-                    await ch.unary_unary(probe.UNARY)(b"ping")
-                except grpc.aio.AioRpcError as error:
-                    return error.code(), error.details()
-                return "answered", None
-
-    code, details = event_loop_portal.call(call)
+    code, details = probe_outcome(event_loop_portal, bridge, tls)
     reason = f"TLS: the server's certificate does not chain to the CA certificates in {other}"
     assert code == grpc.StatusCode.UNAVAILABLE, details
     assert details == f"jmp-bridge gateway: {controller.endpoint} unreachable: {reason}"

@@ -26,7 +26,7 @@ from jumpstarter.config.tls import TLSConfigV1Alpha1
 from jumpstarter.streams.router import RouterStream
 from jumpstarter_protocol import router_pb2_grpc
 
-from conftest import Bridge, _bridges_key, echo, upper_echo
+from conftest import Bridge, _bridges_key, echo, tls_listener_config, upper_echo
 from service_manager import ServiceManager, listening_unix_socket
 from test_router_stream import connect_router_stream_echo, receive_all, receive_exactly
 
@@ -469,13 +469,7 @@ def test_sighup_reloads_the_tls_certificate(start_bridge, unix_server, tls, sock
     cert.write_bytes(tls.cert.read_bytes())
     key.write_bytes(tls.key.read_bytes())
     target = unix_server("echo.sock", echo)
-    bridge = start_bridge(
-        config=(
-            "listen:\n"
-            f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, tls: {{cert: {cert}, key: {key}}}}}\n"
-            f"routes:\n  echo: {{unix: {target.path}}}\n"
-        )
-    )
+    bridge = start_bridge(config=tls_listener_config(cert, key, target.path))
 
     def served_certificate() -> bytes:
         context = ssl.create_default_context()
