@@ -163,6 +163,19 @@ async def test_systemd_socket_activate_unix_and_tcp(sockdir, unix_server, tls, r
         assert await to_thread.run_sync(bridge.stop) == 0
 
 
+def test_the_status_line_names_a_certificate_about_to_expire(launch, manager, sockdir):
+    """`systemctl status` shows STATUS=: with a listener certificate that expires in 3 days, it
+    ends by saying so (the log's warning: test_certificates.py)."""
+    from test_certificates import make_certificate
+
+    cert, key = sockdir / "tls.crt", sockdir / "tls.key"
+    make_certificate(cert, key, days=3)
+    launch(tls_listener_config(cert, key, sockdir / "echo.sock"), [])
+    _, ready = manager.wait_for("READY", "1")
+    assert re.search(r"routes: echo; TLS certificate of tcp:127\.0\.0\.1:0 expires in [23] days$",
+                     ready["STATUS"]), ready["STATUS"]
+
+
 def test_passed_socket_without_listener_is_a_startup_error(launch, manager, sockdir):
     """A socket the unit passes but the configuration does not name fails the start, naming it."""
     unused = listening_unix_socket(sockdir / "unused.sock")

@@ -308,6 +308,23 @@ public final class BridgeServer: Service, Sendable {
         let routes = configuration.routes.keys.sorted().joined(separator: ", ")
         return "\(Self.count(streams, "stream")) open on \(Self.count(connections, "connection")) "
             + "(\(total) since start, \(failed) failed); routes: \(routes.isEmpty ? "none" : routes)"
+            + self.certificateNotes().map { "; \($0)" }.joined()
+    }
+
+    /// For the status line: each TLS listener whose certificate expires within the warning
+    /// period, or has expired (``CertificateValidity``), so that `systemctl status` shows it.
+    private func certificateNotes(now: Int64 = CertificateValidity.now()) -> [String] {
+        self.environment.tlsContexts.withLockedValue { $0 }.compactMap { tls in
+            switch tls.validity.standing(now: now) {
+            case .valid:
+                return nil
+            case .expiresSoon(let days):
+                let left = days == 0 ? "less than a day" : Self.count(Int(days), "day")
+                return "TLS certificate of \(tls.listener) expires in \(left)"
+            case .expired:
+                return "TLS certificate of \(tls.listener) EXPIRED at \(tls.validity.expires)"
+            }
+        }
     }
 
     /// "1 stream", "2 streams".
