@@ -25,10 +25,12 @@ import shutil
 import signal
 import socket
 import socketserver
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,21 +145,37 @@ class TLSFiles:
         return base64.b64encode(self.cert_pem).decode()
 
 
+def make_certificate(cert, key, days: int) -> int:
+    """A self-signed certificate for localhost valid for ``days`` from now; returns its notAfter
+    in seconds since the epoch, as openssl reads it back."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", str(days), "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return not_after(cert)
+
+
+def not_after(cert) -> int:
+    """The certificate's notAfter in seconds since the epoch, as openssl reads it."""
+    end = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-enddate"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    return int(ssl.cert_time_to_seconds(end.removeprefix("notAfter=")))
+
+
+def iso(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SSZ``, as ``status`` writes a certificate's expiry."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 @pytest.fixture(scope="session")
 def tls(tmp_path_factory) -> TLSFiles:
-    """A throwaway self-signed certificate valid for IP 127.0.0.1 and DNS localhost."""
+    """A throwaway self-signed certificate valid for IP 127.0.0.1 and DNS localhost, for 30 days
+    (outside the bridge's expiry warning)."""
     directory = tmp_path_factory.mktemp("tls")
     cert, key = directory / "tls.crt", directory / "tls.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "30", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    make_certificate(cert, key, days=30)
     return TLSFiles(cert=cert, key=key)
 
 

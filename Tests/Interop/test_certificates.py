@@ -7,33 +7,13 @@ The wording and the expired case: Tests/JMPBridgeCoreTests/CertificateExpiryTest
 from __future__ import annotations
 
 import signal
-import ssl
 import subprocess
-import time
 
-from conftest import BRIDGE_BINARY, echo, tls_listener_config
+from conftest import BRIDGE_BINARY, echo, iso, make_certificate, tls_listener_config
 from test_metrics import samples, scrape, value
 from test_status_json import status_json
 
 METRIC = "jmp_bridge_tls_certificate_expiry_timestamp_seconds"
-
-
-def make_certificate(cert, key, days: int) -> int:
-    """A self-signed certificate for localhost valid for ``days`` from now; returns its notAfter
-    in seconds since the epoch, as openssl reads it back."""
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", str(days), "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    end = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-enddate"],
-                         check=True, capture_output=True, text=True).stdout.strip()
-    return int(ssl.cert_time_to_seconds(end.removeprefix("notAfter=")))
-
-
-def iso(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def test_a_certificate_about_to_expire_is_shown_and_warned_of_until_it_is_renewed(start_bridge, unix_server,

@@ -34,7 +34,7 @@ from jumpstarter.streams.router import RouterStream
 from jumpstarter_protocol import router_pb2
 
 import rawh2
-from conftest import BRIDGE_BINARY, echo
+from conftest import BRIDGE_BINARY, echo, make_certificate
 from test_metrics import samples, scrape, value
 from test_router_stream import field, open_channel, receive_all, receive_exactly, start_call
 
@@ -442,9 +442,7 @@ async def test_garbage_http1_and_oversized_headers_close_only_their_connection(f
 def other_certificate(directory) -> bytes:
     """A self-signed certificate that signs nothing the bridge presents."""
     cert, key = directory / "other.crt", directory / "other.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-days", "30", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    make_certificate(cert, key, days=30)
     return cert.read_bytes()
 
 

@@ -30,7 +30,7 @@ from jumpstarter.streams.common import create_memory_stream
 from jumpstarter.streams.router import RouterStream
 from jumpstarter_protocol import router_pb2, router_pb2_grpc
 
-from conftest import Bridge, digest_after_eof, echo, sha256_hex, upper_echo
+from conftest import Bridge, digest_after_eof, echo, iso, not_after, sha256_hex, upper_echo
 
 TOKEN = "interop-test-token"
 TIMEOUT = 30
@@ -160,7 +160,7 @@ async def test_status_tells_programs_the_bound_port(start_bridge, unix_server, t
     header, listener, *routes = bridge.status()
     assert header["bridge"] == "jmp-bridge" and header["state"] == "ready", header
     assert listener == {"listener": f"tcp:127.0.0.1:{bridge.port}", "configured": "tcp:127.0.0.1:0",
-                        "tls": "on", "auth": "none"}
+                        "tls": "on", "auth": "none", "certificate-expires": iso(not_after(tls.cert))}
     assert bridge.port != 0
     assert routes == [{"route": "echo", "type": "unix", "target": str(target.path)}]
     with fail_after(TIMEOUT):

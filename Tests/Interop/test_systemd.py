@@ -26,7 +26,7 @@ from jumpstarter.config.tls import TLSConfigV1Alpha1
 from jumpstarter.streams.router import RouterStream
 from jumpstarter_protocol import router_pb2_grpc
 
-from conftest import Bridge, _bridges_key, echo, tls_listener_config, upper_echo
+from conftest import Bridge, _bridges_key, echo, make_certificate, tls_listener_config, upper_echo
 from service_manager import ServiceManager, listening_unix_socket
 from test_router_stream import connect_router_stream_echo, receive_all, receive_exactly
 
@@ -166,8 +166,6 @@ async def test_systemd_socket_activate_unix_and_tcp(sockdir, unix_server, tls, r
 def test_the_status_line_names_a_certificate_about_to_expire(launch, manager, sockdir):
     """`systemctl status` shows STATUS=: with a listener certificate that expires in 3 days, it
     ends by saying so (the log's warning: test_certificates.py)."""
-    from test_certificates import make_certificate
-
     cert, key = sockdir / "tls.crt", sockdir / "tls.key"
     make_certificate(cert, key, days=3)
     launch(tls_listener_config(cert, key, sockdir / "echo.sock"), [])
@@ -476,7 +474,6 @@ async def test_sighup_adds_and_removes_consoles(launch, manager, sockdir):
 def test_sighup_reloads_the_tls_certificate(start_bridge, unix_server, tls, sockdir):
     """Renewed certificate files: after SIGHUP new connections get the new certificate."""
     import ssl
-    import subprocess
 
     cert, key = sockdir / "tls.crt", sockdir / "tls.key"
     cert.write_bytes(tls.cert.read_bytes())
@@ -494,11 +491,7 @@ def test_sighup_reloads_the_tls_certificate(start_bridge, unix_server, tls, sock
                 return conn.getpeercert(binary_form=True)
 
     before = served_certificate()
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "30", "-subj", "/CN=renewed", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
+    make_certificate(cert, key, days=30)  # a new key: another certificate
     bridge.proc.send_signal(signal.SIGHUP)
     bridge.wait_for_line(r"TLS certificates reloaded")
     after = served_certificate()
