@@ -174,6 +174,24 @@ def test_the_status_line_names_a_certificate_about_to_expire(launch, manager, so
                      ready["STATUS"]), ready["STATUS"]
 
 
+def test_a_certificate_served_on_no_socket_is_not_warned_of(launch, manager, sockdir):
+    """A `systemd:` listener with `tls:` serves passed Unix sockets plain: with only such a socket
+    passed its certificate is served nowhere, so one that expires in 3 days is neither warned of
+    in the log nor named in STATUS=."""
+    cert, key = sockdir / "tls.crt", sockdir / "tls.key"
+    make_certificate(cert, key, days=3)
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    bridge = launch(
+        config([f"{{address: 'systemd:grpc', tls: {{cert: {cert}, key: {key}}}}}"],
+               {"echo": f"{{unix: {sockdir}/echo.sock}}"}),
+        [(grpc_socket, "grpc")],
+    )
+    _, ready = manager.wait_for("READY", "1")
+    assert ready["STATUS"].endswith("routes: echo"), ready["STATUS"]
+    bridge.wait_for_line(r"\] ready$")  # logged after the start's certificate check
+    assert "TLS certificate" not in bridge.log(), bridge.log()
+
+
 def test_passed_socket_without_listener_is_a_startup_error(launch, manager, sockdir):
     """A socket the unit passes but the configuration does not name fails the start, naming it."""
     unused = listening_unix_socket(sockdir / "unused.sock")

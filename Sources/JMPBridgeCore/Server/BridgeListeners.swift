@@ -273,9 +273,27 @@ final class BridgeListeners: Sendable {
         let tls = try listener.tls.map { files throws(BridgeError) in
             try TLSContextBox(files: files, listener: "\(listener.address)")
         }
-        if let tls { self.environment.tlsContexts.withLockedValue { $0.append(tls) } }
         let security = self.security(of: listener, verifier: verifier, jwtConfigured: jwtConfigured)
         let bootstrap = self.bootstrap(tls: tls, security: security, gateway: gateway)
+        let channels = try await self.bindSockets(listener, jwtConfigured: jwtConfigured, bootstrap: bootstrap) {
+            tls == nil ? bootstrap : self.bootstrap(tls: nil, security: security, gateway: gateway)
+        }
+        // Reloaded, shown and watched only where it is served: a `systemd:` listener's passed
+        // Unix sockets are served plain.
+        if let tls, channels.contains(where: { channel in Self.isTCP(channel) }) {
+            self.environment.tlsContexts.withLockedValue { $0.append(tls) }
+        }
+        return channels
+    }
+
+    /// Binds (or adopts) the sockets of `listener` with `bootstrap`; passed Unix sockets get
+    /// `plain()` instead.
+    private func bindSockets(
+        _ listener: ListenerConfiguration,
+        jwtConfigured: Bool,
+        bootstrap: ServerBootstrap,
+        plain: () -> ServerBootstrap
+    ) async throws -> [any Channel] {
         do {
             switch listener.address {
             case .tcp(let host, let port):
@@ -304,13 +322,21 @@ final class BridgeListeners: Sendable {
                     name: name,
                     jwtConfigured: jwtConfigured,
                     tls: bootstrap,
-                    plain: tls == nil ? bootstrap : self.bootstrap(tls: nil, security: security, gateway: gateway)
+                    plain: plain()
                 )
             }
         } catch let error as BridgeError {
             throw error
         } catch {
             throw BridgeError("cannot listen on \(listener.address): \(Self.describe(error))")
+        }
+    }
+
+    /// True for a TCP socket (IPv4 or IPv6), which a TLS listener serves with TLS.
+    private static func isTCP(_ channel: any Channel) -> Bool {
+        switch channel.localAddress {
+        case .v4, .v6: return true
+        default: return false
         }
     }
 
