@@ -92,7 +92,8 @@ enum StatusReport {
         }
         let gateway = environment.gateway.withLockedValue { $0 }.map { bound in
             var lines = bound.gateway.statusItems(listener: "\(bound.address)")
-            if case .tcp = bound.address, let validity = certificates["\(bound.configured)"], !lines.isEmpty {
+            // Known only where the gateway's listener serves TLS.
+            if let validity = certificates["\(bound.configured)"], !lines.isEmpty {
                 lines[0].append(("certificate-expires", validity.expires))
             }
             return lines.map(Self.line).joined()

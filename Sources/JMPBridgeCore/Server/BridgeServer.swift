@@ -319,8 +319,7 @@ public final class BridgeServer: Service, Sendable {
             case .valid:
                 return nil
             case .expiresSoon(let days):
-                let left = days == 0 ? "less than a day" : Self.count(Int(days), "day")
-                return "TLS certificate of \(tls.listener) expires in \(left)"
+                return "TLS certificate of \(tls.listener) expires in \(CertificateValidity.timeLeft(days))"
             case .expired:
                 return "TLS certificate of \(tls.listener) EXPIRED at \(tls.validity.expires)"
             }

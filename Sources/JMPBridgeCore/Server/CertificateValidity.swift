@@ -47,12 +47,17 @@ public struct CertificateValidity: Sendable, Equatable {
         case .valid:
             return nil
         case .expiresSoon(let days):
-            let left = days == 0 ? "in less than a day" : days == 1 ? "in 1 day" : "in \(days) days"
-            return "TLS certificate \(self.file) expires \(left), at \(self.expires); renew it, then reload (SIGHUP)"
+            return
+                "TLS certificate \(self.file) expires in \(Self.timeLeft(days)), at \(self.expires); renew it, then reload (SIGHUP)"
         case .expired:
             return
                 "TLS certificate \(self.file) expired at \(self.expires): clients refuse it; renew it, then reload (SIGHUP)"
         }
+    }
+
+    /// `less than a day`, `1 day`, `N days`.
+    static func timeLeft(_ days: Int64) -> String {
+        days == 0 ? "less than a day" : days == 1 ? "1 day" : "\(days) days"
     }
 
     /// The notAfter as ISO 8601 in UTC: `2027-01-31T12:00:00Z`.
