@@ -21,7 +21,9 @@ extension BridgeConfiguration {
                 let context = try TLSContextFactory.makeContext(files, listener: "\(listener.address)")
                 loaded.certificates.append((location, context.validity))
             } catch {
-                throw ConfigurationError(file: origin, line: listener.line, key: "\(key).tls", error.description)
+                var located = location
+                located.message = error.description
+                throw located
             }
             loaded.count += files.clientCA == nil ? 2 : 3
         }
