@@ -73,12 +73,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // TLS as the operator sees it: certificates' dates, failed handshakes, unreadable PEM files.
+        .target(
+            name: "JMPTLS",
+            dependencies: [
+                .product(name: "NIOSSL", package: "swift-nio-ssl")
+            ]
+        ),
         // The exporter gateway: the controller proxy, Listen rewriting and the router relay over
         // pooled upstream HTTP/2 connections.
         .target(
             name: "JMPGateway",
             dependencies: [
                 "JMPProtocol",
+                "JMPTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -105,6 +113,7 @@ let package = Package(
                 "CJMPSystem",
                 "JMPGateway",
                 "JMPProtocol",
+                "JMPTLS",
                 "JMPTargets",
                 "JMPSystemd",
                 "JMPDoors",
@@ -160,6 +169,7 @@ let package = Package(
                 "JMPGateway",
                 "JMPProtocol",
                 "JMPProtocolReference",
+                "JMPTLS",
                 "JMPTargets",
                 "JMPMetrics",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import JMPProtocol
+import JMPTLS
 import Logging
 import NIOCore
 import NIOHTTP2

@@ -1,3 +1,4 @@
+import JMPTLS
 import NIOSSL
 
 /// How the gateway checks the certificate of an upstream server.

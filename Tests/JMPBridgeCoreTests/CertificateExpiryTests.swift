@@ -1,4 +1,5 @@
 import Foundation
+import JMPTLS
 import NIOCore
 import Testing
 

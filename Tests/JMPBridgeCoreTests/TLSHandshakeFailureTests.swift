@@ -1,3 +1,4 @@
+import JMPTLS
 import NIOCore
 import NIOSSL
 import Testing

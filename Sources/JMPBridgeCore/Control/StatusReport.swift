@@ -1,4 +1,5 @@
 import JMPDoors
+import JMPTLS
 import JMPTargets
 import NIOCore
 

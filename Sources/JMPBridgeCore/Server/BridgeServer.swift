@@ -1,5 +1,6 @@
 import JMPMetrics
 import JMPSystemd
+import JMPTLS
 import JMPTargets
 import Logging
 import NIOConcurrencyHelpers

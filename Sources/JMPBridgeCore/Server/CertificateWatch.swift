@@ -1,3 +1,4 @@
+import JMPTLS
 import Logging
 
 /// Says in the log when a TLS listener's certificate is about to expire or has expired: at

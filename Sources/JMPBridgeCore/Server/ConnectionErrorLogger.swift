@@ -1,5 +1,5 @@
-import JMPGateway
 import JMPProtocol
+import JMPTLS
 import Logging
 import NIOCore
 import NIOHTTP2

@@ -1,3 +1,4 @@
+import JMPTLS
 /// What ``BridgeConfiguration/loadFiles()`` loaded: how many files, and the certificate each TLS
 /// listener would serve, located at its key.
 public struct LoadedFiles: Sendable {

@@ -1,3 +1,4 @@
+import JMPTLS
 import NIOSSL
 
 /// A listener's TLS server context, with the validity of the certificate it serves.

@@ -1,3 +1,4 @@
+import JMPTLS
 import NIOConcurrencyHelpers
 import NIOSSL
 

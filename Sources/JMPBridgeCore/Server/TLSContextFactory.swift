@@ -1,4 +1,4 @@
-import JMPGateway
+import JMPTLS
 import NIOSSL
 
 /// Builds the TLS server context of a `tcp:` listener from PEM files, with errors that name the

@@ -2,7 +2,7 @@ import NIOSSL
 
 /// A TLS handshake that failed, told in the words an operator can act on, for both sides the
 /// bridge plays: the server of its listeners (``asServer``) and the gateway's client side towards
-/// the controller and the routers (``asClient``).
+/// the controller and the routers (JMPGateway's `asClient`).
 ///
 /// NIOSSL reports these as BoringSSL's error strings, with the path of the source file inside
 /// the build tree; what matters is BoringSSL's reason (`CERTIFICATE_VERIFY_FAILED`,
@@ -30,19 +30,19 @@ public struct TLSHandshakeFailure: Sendable, Equatable {
     }
 
     /// Builds a failure from a known code (for tests and messages).
-    init(code: String) {
+    package init(code: String) {
         self.code = code
     }
 
     /// The first BoringSSL reason in `text`: the upper-case word after `OPENSSL_internal:`.
-    static func reason(in text: String) -> String? {
+    package static func reason(in text: String) -> String? {
         guard let marker = text.firstRange(of: "OPENSSL_internal:") else { return nil }
         let reason = text[marker.upperBound...].prefix { $0.isUppercase || $0.isNumber || $0 == "_" }
         return reason.isEmpty ? nil : String(reason)
     }
 
     /// The alert the peer sent, in its RFC name (`unknown ca`), if the code is one.
-    var alert: String? {
+    package var alert: String? {
         guard let range = self.code.firstRange(of: "_ALERT_") else { return nil }
         return self.code[range.upperBound...].lowercased().replacing("_", with: " ")
     }
@@ -76,33 +76,6 @@ public struct TLSHandshakeFailure: Sendable, Equatable {
             }
             if let alert = self.alert { return "the client ended the handshake (alert: \(alert))" }
             return "the handshake failed (\(self.code))"
-        }
-    }
-
-    /// What went wrong when the gateway connected to the upstream server `endpoint`, whose
-    /// certificate it checks as `trust` says.
-    public func asClient(_ endpoint: UpstreamEndpoint, trust: UpstreamTrust) -> String {
-        let authorities: String
-        switch trust {
-        case .caFile(let path): authorities = "the CA certificates in \(path)"
-        default: authorities = "the system's CA certificates"
-        }
-        switch self.code {
-        case "CERTIFICATE_VERIFY_FAILED":
-            return "TLS: the server's certificate does not chain to \(authorities)"
-        case "HOSTNAME_MISMATCH":
-            return "TLS: the server's certificate is not for \(endpoint.host) (not among its subject alternative names)"
-        case "EOF":
-            return "TLS: the server closed the connection during the handshake (does it speak TLS on this port?)"
-        case "WRONG_VERSION_NUMBER":
-            return "TLS: the server does not speak TLS on this port (plain HTTP/2 needs 'insecure: true')"
-        case "UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION":
-            return "TLS: no TLS version in common with the server"
-        case "TLSV13_ALERT_CERTIFICATE_REQUIRED":
-            return "TLS: the server requires a client certificate, which the gateway does not present"
-        default:
-            if let alert = self.alert { return "TLS: the server ended the handshake (alert: \(alert))" }
-            return "TLS handshake failed (\(self.code))"
         }
     }
 }

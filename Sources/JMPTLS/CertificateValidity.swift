@@ -6,7 +6,9 @@
 /// `status` (`certificate-expires=`), in the metric
 /// `jmp_bridge_tls_certificate_expiry_timestamp_seconds`, in the log (``CertificateWatch``) and by
 /// `check --files`. Clients refuse an expired certificate, so every connection to the listener
-/// fails its handshake from that moment on; the bridge warns ``warningPeriod`` before.
+/// fails its handshake from that moment on; the bridge warns ``warningPeriod`` before. Its
+/// ``Standing``, dates and wording of time left are also how the gateway tells of the
+/// certificates its upstream servers present (JMPGateway's `UpstreamCertificate`).
 public struct CertificateValidity: Sendable, Equatable {
     /// From this long before expiry on, the log warns and `check --files` says so.
     public static let warningPeriod: Int64 = 14 * 86_400
@@ -34,7 +36,12 @@ public struct CertificateValidity: Sendable, Equatable {
 
     /// Where the certificate stands at `now`.
     public func standing(now: Int64) -> Standing {
-        let left = self.notValidAfter - now
+        Self.standing(of: self.notValidAfter, now: now)
+    }
+
+    /// Where a certificate valid until `notValidAfter` stands at `now`.
+    public static func standing(of notValidAfter: Int64, now: Int64) -> Standing {
+        let left = notValidAfter - now
         if left <= 0 { return .expired }
         if left < Self.warningPeriod { return .expiresSoon(days: left / 86_400) }
         return .valid
@@ -56,7 +63,7 @@ public struct CertificateValidity: Sendable, Equatable {
     }
 
     /// `less than a day`, `1 day`, `N days`.
-    static func timeLeft(_ days: Int64) -> String {
+    public static func timeLeft(_ days: Int64) -> String {
         days == 0 ? "less than a day" : days == 1 ? "1 day" : "\(days) days"
     }
 
@@ -64,7 +71,7 @@ public struct CertificateValidity: Sendable, Equatable {
     public var expires: String { Self.iso8601(self.notValidAfter) }
 
     /// `seconds` since the epoch as ISO 8601 in UTC.
-    static func iso8601(_ seconds: Int64) -> String {
+    public static func iso8601(_ seconds: Int64) -> String {
         var time = time_t(seconds)
         var parts = tm()
         guard gmtime_r(&time, &parts) != nil else { return "\(seconds)" }
