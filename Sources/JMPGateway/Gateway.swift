@@ -1,3 +1,4 @@
+import JMPTLS
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -28,7 +29,7 @@ public final class Gateway: Sendable {
     /// ``RequestDrain`` discards at most before the status goes out anyway.
     let requestDrainBytes: Int
     private let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<UpstreamPool>]>([:])
-    private let connectionStatus = NIOLockedValueBox<[String: UpstreamConnectionStatus]>([:])
+    private let upstreams: UpstreamStatusBook
     private let relays = NIOLockedValueBox<[Int: RelayRecord]>([:])
     private let listens = NIOLockedValueBox<[Int: ListenRecord]>([:])
     private let nextID = Atomic<Int>(1)
@@ -47,6 +48,7 @@ public final class Gateway: Sendable {
         self.settings = settings
         self.advertised = NIOLockedValueBox(settings.advertise)
         self.logger = logger
+        self.upstreams = UpstreamStatusBook(controller: settings.controller, logger: logger)
         self.controllerTLS = try settings.controllerTrust.clientContext()
         self.routerTLS = try settings.effectiveRouterTrust.clientContext()
         self.requestDrainBytes = streamWindow + 2 * maxPayloadSize
@@ -106,16 +108,29 @@ public final class Gateway: Sendable {
     private func pool(on eventLoop: any EventLoop) -> UpstreamPool {
         let key = ObjectIdentifier(eventLoop)
         if let pool = self.pools.withLockedValue({ $0[key] }) { return pool.value }
-        let status = self.connectionStatus
+        let upstreams = self.upstreams
         let pool = UpstreamPool(
             eventLoop: eventLoop,
             settings: self.connectionSettings,
             controller: self.settings.controller,
             logger: self.logger,
-            report: { id, state in status.withLockedValue { $0[id] = state } }
+            report: { id, status in upstreams.report(id, status) }
         )
         self.pools.withLockedValue { $0[key] = NIOLoopBound(pool, eventLoop: eventLoop) }
         return pool
+    }
+
+    // MARK: - Certificates
+
+    /// The certificate each upstream server presented at the gateway's latest handshake with
+    /// it, sorted by server.
+    public func upstreamCertificates() -> [UpstreamCertificate] { self.upstreams.certificates() }
+
+    /// Logs each upstream certificate that expires within the warning period, or has expired
+    /// (the daily check; a connection that sees one logs it at once); returns what it logged.
+    @discardableResult
+    public func checkUpstreamCertificates(now: Int64 = CertificateValidity.now()) -> [String] {
+        self.upstreams.checkCertificates(now: now)
     }
 
     // MARK: - Draining
@@ -209,21 +224,24 @@ public final class Gateway: Sendable {
             ]
         ]
         var byEndpoint: [UpstreamEndpoint: [UpstreamConnectionStatus]] = [:]
-        for status in self.connectionStatus.withLockedValue({ Array($0.values) }) {
+        for status in self.upstreams.all {
             byEndpoint[status.endpoint, default: []].append(status)
         }
         let order: [UpstreamConnectionStatus.State] = [.ready, .draining, .connecting, .failed, .idle]
+        var certificates: [UpstreamEndpoint: UpstreamCertificate] = [:]
+        for certificate in self.upstreams.certificates() { certificates[certificate.endpoint] = certificate }
         for (endpoint, connections) in byEndpoint.sorted(by: { $0.key.authority < $1.key.authority }) {
             let state = order.first { state in connections.contains { $0.state == state } } ?? .idle
             var items: [(String, String)] = [
                 ("upstream", "\(endpoint)"),
-                ("role", endpoint == self.settings.controller ? "controller" : "router"),
+                ("role", self.upstreams.role(of: endpoint)),
                 ("state", state.rawValue),
                 ("connections", "\(connections.filter { $0.state == .ready || $0.state == .draining }.count)"),
                 ("streams", "\(connections.map(\.streams).reduce(0, +))"),
                 ("connects", "\(connections.map(\.connects).reduce(0, +))"),
                 ("failures", "\(connections.map(\.failures).reduce(0, +))"),
             ]
+            if let certificate = certificates[endpoint] { items.append(("certificate-expires", certificate.expires)) }
             if state == .failed, let error = connections.compactMap(\.lastError).last {
                 items.append(("error", error))
             }

@@ -17,6 +17,8 @@ public struct GatewayMetricsSnapshot: Sendable {
     public var bytesFromRouter = 0
     /// Each upstream server: its address, role (`controller` or `router`) and state.
     public var upstreams: [(upstream: String, role: String, state: String)] = []
+    /// The certificate each upstream server presented at the latest handshake.
+    public var certificates: [UpstreamCertificate] = []
 
     /// Every state an upstream can be in, for a gauge per state.
     public static let states = ["connecting", "ready", "draining", "idle", "failed"]
@@ -35,6 +37,7 @@ extension Gateway {
             let value = { (key: String) in line.first { $0.0 == key }?.1 ?? "" }
             snapshot.upstreams.append((first.1, value("role"), value("state")))
         }
+        snapshot.certificates = self.upstreamCertificates()
         self.withRelays { relays in
             snapshot.relaysActive = relays.count
             snapshot.bytesToRouter = self.statistics.endedBytesToRouter.load(ordering: .relaxed)

@@ -81,7 +81,8 @@ final class UpstreamConnection {
             streams: 0,
             connects: 0,
             failures: 0,
-            lastError: nil
+            lastError: nil,
+            certificate: nil
         )
     }
 
@@ -207,8 +208,14 @@ final class UpstreamConnection {
             connection.status.state = .ready
             connection.status.connects += 1
             connection.failures = 0
+            let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
+            var metadata: Logger.Metadata = ["upstream": "\(endpoint)"]
+            if let notValidAfter = handler?.serverCertificateNotValidAfter {
+                connection.status.certificate = .init(notValidAfter: notValidAfter, seen: .now())
+                metadata["certificate-expires"] = "\(CertificateValidity.iso8601(notValidAfter))"
+            }
+            logger.info("gateway: upstream connected", metadata: metadata)
             connection.publish()
-            logger.info("gateway: upstream connected", metadata: ["upstream": "\(endpoint)"])
             channel.closeFuture.whenComplete { _ in loopBound.value.closed(channel) }
             // A guard: a GOAWAY read before the connection was marked ready drains it from the
             // start and new calls get a new one. Ready is marked inside the TLS handshake-completed
@@ -216,7 +223,7 @@ final class UpstreamConnection {
             // callback chain, before any frame after the handshake is read, so a GOAWAY in that
             // flight normally arrives after their streams exist; NIOHTTP2 refuses their HEADERS
             // and they are sent again (GatewayStreamHandler).
-            if (try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self))?.sawGoAway == true {
+            if handler?.sawGoAway == true {
                 connection.goAwayReceived(on: channel)
             }
             return NIOLoopBound(link, eventLoop: channel.eventLoop)
@@ -310,8 +317,17 @@ final class UpstreamConnection {
     }
 
     /// The system's reason for an I/O error, what a failed TLS handshake means
-    /// (``TLSHandshakeFailure``), else the error's description.
-    static func describe(_ error: any Error, endpoint: UpstreamEndpoint, trust: UpstreamTrust) -> String {
+    /// (``TLSHandshakeFailure``, or the dates of a certificate refused for them), else the
+    /// error's description.
+    static func describe(
+        _ error: any Error,
+        endpoint: UpstreamEndpoint,
+        trust: UpstreamTrust,
+        now: Int64 = CertificateValidity.now()
+    ) -> String {
+        if let refused = error as? RefusedServerCertificate {
+            return refused.reason(now: now) ?? Self.describe(refused.error, endpoint: endpoint, trust: trust)
+        }
         if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
         if let error = error as? NIOConnectionError {
             return error.connectionErrors.last.map { Self.describe($0.error, endpoint: endpoint, trust: trust) }

@@ -1,4 +1,5 @@
 import JMPProtocol
+import JMPTLS
 import Logging
 import NIOCore
 import NIOHTTP2
@@ -6,9 +7,11 @@ import NIOSSL
 import NIOTLS
 
 /// Sits after `NIOHTTP2Handler` on an upstream connection: reports when the connection is ready
-/// (TLS handshake done), when the server sends GOAWAY, and sends keepalive PINGs, closing a
-/// connection whose PING goes unanswered for a whole interval. It closes the connection on a
-/// connection error, never on one stream's (``HTTP2ErrorScope``).
+/// (TLS handshake done, with the notAfter of the certificate the server presented), when the
+/// server sends GOAWAY, and sends keepalive PINGs, closing a connection whose PING goes
+/// unanswered for a whole interval. It closes the connection on a connection error, never on
+/// one stream's (``HTTP2ErrorScope``); a certificate refused in the handshake is reported with
+/// its dates (``RefusedServerCertificate``).
 final class UpstreamConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame
     typealias OutboundIn = HTTP2Frame
@@ -31,6 +34,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     /// processed (RFC 9113, 6.8). NIOHTTP2 closes them as if reset with CANCEL, so their
     /// handlers ask here (``refused(_:)``).
     private var goAwayLastStreamID: HTTP2StreamID?
+    /// The notAfter of the certificate the server presented, once the TLS handshake is done.
+    private(set) var serverCertificateNotValidAfter: Int64?
 
     init(
         endpoint: UpstreamEndpoint,
@@ -89,7 +94,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .handshakeCompleted = event as? TLSUserEvent { self.ready(nil) }
+        if case .handshakeCompleted = event as? TLSUserEvent {
+            self.serverCertificateNotValidAfter = Self.serverCertificate(context).map { Int64($0.notValidAfter) }
+            self.ready(nil)
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -121,8 +129,26 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     /// go on.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard HTTP2ErrorScope(error) == .connection else { return }
-        self.ready(error)
+        // The certificate is still there while NIOSSL reports its failed verification.
+        if TLSHandshakeFailure(error)?.code == "CERTIFICATE_VERIFY_FAILED",
+            let certificate = Self.serverCertificate(context)
+        {
+            self.ready(
+                RefusedServerCertificate(
+                    error: error,
+                    notValidBefore: Int64(certificate.notValidBefore),
+                    notValidAfter: Int64(certificate.notValidAfter)
+                )
+            )
+        } else {
+            self.ready(error)
+        }
         context.close(promise: nil)
+    }
+
+    /// The leaf certificate the server presented, if the connection uses TLS and it has.
+    private static func serverCertificate(_ context: ChannelHandlerContext) -> NIOSSLCertificate? {
+        (try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self))?.peerCertificate
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -28,4 +28,14 @@ public struct UpstreamConnectionStatus: Sendable, Equatable {
     public var failures: Int
     /// The last failure's reason, if any.
     public var lastError: String?
+    /// The certificate the server presented at the last TLS handshake (nil: none yet, or h2c).
+    public var certificate: PresentedCertificate?
+
+    /// A server certificate's notAfter (seconds since the epoch) and when the gateway saw it.
+    public struct PresentedCertificate: Sendable, Equatable {
+        /// Its notAfter.
+        public var notValidAfter: Int64
+        /// The handshake it was presented at.
+        public var seen: NIODeadline
+    }
 }

@@ -149,6 +149,12 @@ extension MetricName {
         "jmp_bridge_gateway_upstream_connections",
         "The gateway's upstream servers by state (1 for the state each is in), by upstream and role."
     )
+    /// When the certificate an upstream server presented to the gateway expires.
+    public static let gatewayUpstreamCertificateExpiry = MetricName(
+        "jmp_bridge_gateway_upstream_certificate_expiry_timestamp_seconds",
+        "When the certificate an upstream server presented at the gateway's latest handshake expires "
+            + "(its notAfter, Unix time), by upstream and role."
+    )
 
     // The process (the standard names of Prometheus' client libraries).
     static let processCPU = MetricName("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.")

@@ -2,18 +2,30 @@
 ``status --json``, the metric ``jmp_bridge_tls_certificate_expiry_timestamp_seconds``), warns in
 its log two weeks ahead, at start and after each reload, and ``check --files`` warns too; a
 renewed certificate loaded with SIGHUP replaces what all of them say (jmp-bridge(8), Listeners).
-The wording and the expired case: Tests/JMPBridgeCoreTests/CertificateExpiryTests."""
+The same for the certificate the gateway's upstream server presents (its ``upstream`` line, the
+metric ``jmp_bridge_gateway_upstream_certificate_expiry_timestamp_seconds``, a warning when first
+seen), and a certificate the gateway refuses for its dates is named as such (jmp-bridge(8),
+Gateway). The wording, the daily checks and the expired case:
+Tests/JMPBridgeCoreTests/CertificateExpiryTests."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
+import time
 
-from conftest import BRIDGE_BINARY, echo, iso, make_certificate, tls_listener_config
+import grpc
+import pytest
+
+from conftest import BRIDGE_BINARY, DAY, echo, iso, make_certificate, tls_listener_config
+from deployment.fixtures import gateway_config
+from test_gateway import probe_outcome
 from test_metrics import samples, scrape, value
 from test_status_json import status_json
 
 METRIC = "jmp_bridge_tls_certificate_expiry_timestamp_seconds"
+UPSTREAM_METRIC = "jmp_bridge_gateway_upstream_certificate_expiry_timestamp_seconds"
 
 
 def test_a_certificate_about_to_expire_is_shown_and_warned_of_until_it_is_renewed(start_bridge, unix_server,
@@ -76,3 +88,66 @@ def test_check_files_warns_of_a_certificate_about_to_expire(sockdir):
     assert result.stderr.startswith(
         f"jmp-bridge: warning: {config}:2: listen.tls: TLS certificate {cert} expires in "), result
     assert f"at {iso(expires)}; renew it, then reload (SIGHUP)\n" in result.stderr, result
+
+
+# ----------------------------------------------------------------------------------------------
+# the certificates the gateway's upstream servers present
+
+
+def test_an_upstream_certificate_about_to_expire_is_shown_and_warned_of_once(start_bridge, dated_controller, tls,
+                                                                            event_loop_portal):
+    """The controller presents a certificate that expires in 3 days: calls pass, the log warns
+    once (a warning naming the controller and its notAfter) however many connections see it, and
+    the gateway's ``upstream`` line, the JSON document and the metric show the notAfter."""
+    now = int(time.time())
+    expires = now + 3 * DAY + 3600
+    endpoint, cert = dated_controller(now - DAY, expires)
+    bridge = start_bridge(config=gateway_config(endpoint, tls, ca=cert), extra_args=["--metrics", "tcp:127.0.0.1:0"])
+    # One connection per call, spread over the gateway's event loops: each loop connects upstream.
+    for _ in range(4):
+        assert probe_outcome(event_loop_portal, bridge, tls) == ("answered", None)
+    [warning] = bridge.wait_for_line(
+        re.escape(f"gateway: the controller's TLS certificate ({endpoint}) expires in 3 days, at {iso(expires)}: ")
+        + "from then on the gateway refuses it")
+    assert "warning" in warning.lower().split("gateway:")[0], warning
+
+    reply = bridge.status()
+    upstream = next(item for item in reply if item.get("upstream") == endpoint)
+    assert upstream["certificate-expires"] == iso(expires), upstream
+    assert int(upstream["connects"]) >= 2, f"one upstream connection only, the warning's once-only is untested: {upstream}"
+    assert bridge.log().count("TLS certificate (") == 1, bridge.log()
+    connected = [line for line in bridge.log().splitlines() if "gateway: upstream connected" in line]
+    assert all(f"certificate-expires={iso(expires)}" in line for line in connected), connected
+    document = status_json(bridge)
+    assert document["gateway"]["upstreams"][0]["certificate-expires"] == iso(expires)
+    metrics = next(item["metrics"] for item in reply if "metrics" in item)
+    status, _, body = scrape(metrics)
+    assert status == 200
+    assert value(samples(body.decode()), UPSTREAM_METRIC, upstream=endpoint, role="controller") == expires
+
+
+@pytest.mark.parametrize("dates", ["expired", "not-yet-valid"])
+def test_an_upstream_certificate_refused_for_its_dates_says_so(start_bridge, dated_controller, tls,
+                                                               event_loop_portal, dates):
+    """BoringSSL refuses an expired certificate and one not valid yet as it refuses one from an
+    unknown CA (CERTIFICATE_VERIFY_FAILED): the exporter's UNAVAILABLE message, the log and
+    ``status`` say which it is, with the date, instead of blaming the CA file."""
+    now = int(time.time())
+    if dates == "expired":
+        not_before, not_after = now - 30 * DAY, now - 2 * DAY
+        reason = (f"TLS: the server's certificate expired at {iso(not_after)}; "
+                  "the cluster's administrators must renew it")
+    else:
+        not_before, not_after = now + 2 * DAY, now + 30 * DAY
+        reason = f"TLS: the server's certificate is valid only from {iso(not_before)}, and this host's clock says "
+    endpoint, cert = dated_controller(not_before, not_after)
+    bridge = start_bridge(config=gateway_config(endpoint, tls, ca=cert))
+    code, details = probe_outcome(event_loop_portal, bridge, tls)
+    assert code == grpc.StatusCode.UNAVAILABLE, details
+    assert details.startswith(f"jmp-bridge gateway: {endpoint} unreachable: {reason}"), details
+    if dates == "not-yet-valid":
+        assert re.search(r"says \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: check the clock \(timedatectl\)$", details), details
+    upstream = next(item for item in bridge.status() if item.get("upstream") == endpoint)
+    assert upstream["state"] == "failed" and upstream["error"].startswith(reason), upstream
+    assert "certificate-expires" not in upstream, upstream
+    assert "does not chain" not in bridge.log()

@@ -869,8 +869,7 @@ def test_a_controller_certificate_the_gateway_does_not_trust_is_unavailable_and_
 
     other = tmp_path / "other-ca.pem"
     other.write_bytes(other_certificate(tmp_path))
-    config = gateway_config(controller.endpoint, tls).replace(f"ca: '{tls.cert}'", f"ca: '{other}'")
-    bridge = start_bridge(config=config)
+    bridge = start_bridge(config=gateway_config(controller.endpoint, tls, ca=other))
     code, details = probe_outcome(event_loop_portal, bridge, tls)
     reason = f"TLS: the server's certificate does not chain to the CA certificates in {other}"
     assert code == grpc.StatusCode.UNAVAILABLE, details

@@ -82,6 +82,7 @@ SPEC_METRICS = {
     "jmp_bridge_gateway_controller_calls_total": "counter",
     "jmp_bridge_gateway_refused_tokens_total": "counter",
     "jmp_bridge_gateway_upstream_connections": "gauge",
+    "jmp_bridge_gateway_upstream_certificate_expiry_timestamp_seconds": "gauge",
     # the process (standard names)
     "process_cpu_seconds_total": "counter",
     "process_resident_memory_bytes": "gauge",
@@ -110,6 +111,7 @@ SPEC_LABELS = {
     "jmp_bridge_door_bytes_total": {"route", "direction"},
     "jmp_bridge_gateway_relay_bytes_total": {"direction"},
     "jmp_bridge_gateway_upstream_connections": {"upstream", "role", "state"},
+    "jmp_bridge_gateway_upstream_certificate_expiry_timestamp_seconds": {"upstream", "role"},
     "jmp_bridge_build_info": {"version"},
 }
 
@@ -416,8 +418,8 @@ async def test_prometheus_stores_exactly_what_the_workload_did(start_bridge, uni
 
 def full_config(tls, sockdir: Path, echo_path: Path, controller_port: int) -> str:
     """A bridge with every kind of metric: an echo route with a local door, a pty console, a
-    second listener that requires router tokens, the exporter gateway (its controller a loopback
-    port nothing listens on), and `metrics:`."""
+    second listener that requires router tokens, the exporter gateway (its controller a TLS gRPC
+    server on ``controller_port`` that serves no method), and `metrics:`."""
     key_file = sockdir / "router.key"
     key_file.write_text("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n")
     return "\n".join([
@@ -442,13 +444,28 @@ def full_config(tls, sockdir: Path, echo_path: Path, controller_port: int) -> st
 
 
 @pytest.fixture
-def full_scrape(start_bridge, unix_server, tls, sockdir, event_loop_portal) -> tuple[dict[str, str], list]:
+def full_scrape(start_bridge, unix_server, tls, sockdir, event_loop_portal):
     """A real scrape of the bridge of :func:`full_config` after what makes each family appear (a
     labelled family has no lines before its first child): an echo stream, a console stream with
     output, a door connection, a stream without a token on the token listener and a controller
     call through the gateway. ``({family: type}, [(sample name, labels, value)])``."""
+    async def start_controller():
+        # Serves no method: the gateway's call is UNIMPLEMENTED, its certificate is seen.
+        server = grpc.aio.server()
+        port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(tls.key.read_bytes(), tls.cert_pem)]))
+        await server.start()
+        return server, port
+
+    controller, controller_port = event_loop_portal.call(start_controller)
+    try:
+        yield full_scrape_of(start_bridge, unix_server, tls, sockdir, event_loop_portal, controller_port)
+    finally:
+        event_loop_portal.call(controller.stop, None)
+
+
+def full_scrape_of(start_bridge, unix_server, tls, sockdir, event_loop_portal, controller_port: int):
     target = unix_server("echo.sock", echo)
-    bridge = start_bridge(config=full_config(tls, sockdir, target.path, free_port()))
+    bridge = start_bridge(config=full_config(tls, sockdir, target.path, controller_port))
     address = metrics_address(bridge)
     gateway = next(item["gateway"] for item in bridge.status() if "gateway" in item).removeprefix("tcp:")
 
@@ -465,11 +482,11 @@ def full_scrape(start_bridge, unix_server, tls, sockdir, event_loop_portal) -> t
             async with grpc.aio.insecure_channel(f"unix:{sockdir / 'jwt.sock'}") as channel:
                 call = start_call(channel, "echo")
                 assert await call.code() == grpc.StatusCode.UNAUTHENTICATED
-            # The gateway passes every call but Stream to the controller, which is not there.
+            # The gateway passes every call but Stream to the controller, which serves none.
             options = [("grpc.ssl_target_name_override", "localhost")]
             async with grpc.aio.secure_channel(gateway, grpc.ssl_channel_credentials(tls.cert_pem), options) as channel:
                 call = channel.unary_unary("/jumpstarter.v1.ControllerService/GetStatus")(b"")
-                assert await call.code() == grpc.StatusCode.UNAVAILABLE
+                assert await call.code() == grpc.StatusCode.UNIMPLEMENTED
 
     call_in_portal(event_loop_portal, workload)
     with connect(sockdir / "echo.door") as door:
@@ -511,7 +528,8 @@ def test_every_specified_metric_is_exposed_with_its_type(full_scrape):
                  "jmp_bridge_streams_total", "jmp_bridge_stream_bytes_total", "jmp_bridge_console_up",
                  "jmp_bridge_console_output_bytes_total", "jmp_bridge_door_connections_total",
                  "jmp_bridge_auth_failures_total", "jmp_bridge_gateway_relays_active",
-                 "jmp_bridge_gateway_upstream_connections", "jmp_bridge_tls_certificate_expiry_timestamp_seconds"):
+                 "jmp_bridge_gateway_upstream_connections", "jmp_bridge_tls_certificate_expiry_timestamp_seconds",
+                 "jmp_bridge_gateway_upstream_certificate_expiry_timestamp_seconds"):
         assert name in with_samples, f"{name}: no sample"
 
 

@@ -26,8 +26,10 @@ from jumpstarter.config.tls import TLSConfigV1Alpha1
 from jumpstarter.streams.router import RouterStream
 from jumpstarter_protocol import router_pb2_grpc
 
-from conftest import Bridge, _bridges_key, echo, make_certificate, tls_listener_config, upper_echo
+from conftest import DAY, Bridge, _bridges_key, echo, make_certificate, tls_listener_config, upper_echo
+from deployment.fixtures import gateway_config
 from service_manager import ServiceManager, listening_unix_socket
+from test_gateway import free_port, probe_outcome
 from test_router_stream import connect_router_stream_echo, receive_all, receive_exactly
 
 TIMEOUT = 30
@@ -172,6 +174,22 @@ def test_the_status_line_names_a_certificate_about_to_expire(launch, manager, so
     _, ready = manager.wait_for("READY", "1")
     assert re.search(r"routes: echo; TLS certificate of tcp:127\.0\.0\.1:0 expires in [23] days$",
                      ready["STATUS"]), ready["STATUS"]
+
+
+def test_the_status_line_names_an_upstream_certificate_about_to_expire(launch, manager, dated_controller, tls,
+                                                                      event_loop_portal):
+    """The gateway's controller presents a certificate that expires in 3 days: once a call has
+    seen it, STATUS= ends by naming the controller (its log and status: test_certificates.py)."""
+    now = int(time.time())
+    endpoint, cert = dated_controller(now - DAY, now + 3 * DAY + 3600)
+    port = free_port()
+    bridge = launch(gateway_config(endpoint, tls, ca=cert, listen=f"tcp:127.0.0.1:{port}"), [])
+    _, ready = manager.wait_for("READY", "1")
+    assert "TLS certificate" not in ready["STATUS"], ready["STATUS"]
+    bridge.gateway_endpoint = f"127.0.0.1:{port}"
+    assert probe_outcome(event_loop_portal, bridge, tls) == ("answered", None)
+    manager.wait_for("STATUS", predicate=lambda note: note["STATUS"].endswith(
+        f"routes: none; TLS certificate of controller {endpoint} expires in 3 days"))
 
 
 def test_a_certificate_served_on_no_socket_is_not_warned_of(launch, manager, sockdir):

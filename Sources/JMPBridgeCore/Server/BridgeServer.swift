@@ -313,9 +313,10 @@ public final class BridgeServer: Service, Sendable {
     }
 
     /// For the status line: each TLS listener whose certificate expires within the warning
-    /// period, or has expired (``CertificateValidity``), so that `systemctl status` shows it.
+    /// period, or has expired (``CertificateValidity``), then each upstream server of the
+    /// gateway whose certificate does, so that `systemctl status` shows it.
     private func certificateNotes(now: Int64 = CertificateValidity.now()) -> [String] {
-        self.environment.tlsContexts.withLockedValue { $0 }.compactMap { tls in
+        let listeners = self.environment.tlsContexts.withLockedValue { $0 }.compactMap { tls -> String? in
             switch tls.validity.standing(now: now) {
             case .valid:
                 return nil
@@ -325,6 +326,8 @@ public final class BridgeServer: Service, Sendable {
                 return "TLS certificate of \(tls.listener) EXPIRED at \(tls.validity.expires)"
             }
         }
+        let gateway = self.environment.gateway.withLockedValue { $0 }?.gateway
+        return listeners + (gateway?.upstreamCertificates() ?? []).compactMap { $0.note(now: now) }
     }
 
     /// "1 stream", "2 streams".

@@ -5,6 +5,8 @@ import Logging
 /// start, after each reload of the TLS files, and every ``interval`` (a day) while the bridge
 /// runs, so that a bridge that runs for months warns ``CertificateValidity/warningPeriod`` before
 /// its clients start failing their handshakes. A certificate with more time left is not logged.
+/// Every ``interval`` it also has the gateway (if any) check the certificates its upstream
+/// servers presented (`Gateway.checkUpstreamCertificates`), which it logs when first seen too.
 struct CertificateWatch: Sendable {
     /// The TLS contexts to look at.
     let environment: BridgeContext
@@ -17,6 +19,7 @@ struct CertificateWatch: Sendable {
         while !Task.isCancelled {
             do { try await Task.sleep(for: self.interval) } catch { return }
             self.check()
+            self.environment.gateway.withLockedValue { $0 }?.gateway.checkUpstreamCertificates()
         }
     }
 

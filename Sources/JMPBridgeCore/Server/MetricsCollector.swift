@@ -74,5 +74,14 @@ struct MetricsCollector: Sendable {
                 }
             }
         )
+        self.metrics.setSeries(
+            .gatewayUpstreamCertificateExpiry,
+            gateway.certificates.map { certificate in
+                (
+                    labels: [("upstream", "\(certificate.endpoint)"), ("role", certificate.role)],
+                    value: Int(certificate.notValidAfter)
+                )
+            }
+        )
     }
 }

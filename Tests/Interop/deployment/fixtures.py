@@ -207,14 +207,15 @@ def controller(event_loop_portal, tls, router_process):
         event_loop_portal.call(controller.stop)
 
 
-def gateway_config(controller_endpoint: str, tls, **extra: str) -> str:
-    """A jmp-bridge configuration with only the exporter gateway: TLS on 127.0.0.1:0 with the
+def gateway_config(controller_endpoint: str, tls, *, ca=None, listen: str = "tcp:127.0.0.1:0", **extra: str) -> str:
+    """A jmp-bridge configuration with only the exporter gateway: TLS on ``listen`` with the
     ``tls`` certificate, the real controller at ``controller_endpoint`` trusted with the same
-    certificate (which also signs the router's). ``extra`` adds ``gateway:`` keys verbatim."""
+    certificate (which also signs the router's), or with the CA file ``ca``. ``extra`` adds
+    ``gateway:`` keys verbatim."""
     lines = [
         "gateway:",
-        f"  listen: {{address: 'tcp:127.0.0.1:0', tls: {{cert: '{tls.cert}', key: '{tls.key}'}}}}",
-        f"  controller: {{endpoint: '{controller_endpoint}', ca: '{tls.cert}'}}",
+        f"  listen: {{address: '{listen}', tls: {{cert: '{tls.cert}', key: '{tls.key}'}}}}",
+        f"  controller: {{endpoint: '{controller_endpoint}', ca: '{ca or tls.cert}'}}",
         *(f"  {key}: {value}" for key, value in extra.items()),
     ]
     return "\n".join(lines) + "\n"
