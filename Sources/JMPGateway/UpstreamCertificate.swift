@@ -48,11 +48,6 @@ public struct UpstreamCertificate: Sendable, Equatable {
 
     /// For the `systemctl status` line: nil while it has more than the warning period left.
     public func note(now: Int64) -> String? {
-        switch self.standing(now: now) {
-        case .valid: return nil
-        case .expiresSoon(let days):
-            return "TLS certificate of \(self.role) \(self.endpoint) expires in \(CertificateValidity.timeLeft(days))"
-        case .expired: return "TLS certificate of \(self.role) \(self.endpoint) EXPIRED at \(self.expires)"
-        }
+        CertificateValidity.note(of: "\(self.role) \(self.endpoint)", notValidAfter: self.notValidAfter, now: now)
     }
 }

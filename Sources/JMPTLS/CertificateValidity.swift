@@ -62,6 +62,20 @@ public struct CertificateValidity: Sendable, Equatable {
         }
     }
 
+    /// For the `systemctl status` line: `TLS certificate of SUBJECT expires in N days`, or
+    /// `... EXPIRED at TIME`; nil while a certificate valid until `notValidAfter` has more than
+    /// ``warningPeriod`` left.
+    public static func note(of subject: String, notValidAfter: Int64, now: Int64) -> String? {
+        switch Self.standing(of: notValidAfter, now: now) {
+        case .valid:
+            return nil
+        case .expiresSoon(let days):
+            return "TLS certificate of \(subject) expires in \(Self.timeLeft(days))"
+        case .expired:
+            return "TLS certificate of \(subject) EXPIRED at \(Self.iso8601(notValidAfter))"
+        }
+    }
+
     /// `less than a day`, `1 day`, `N days`.
     public static func timeLeft(_ days: Int64) -> String {
         days == 0 ? "less than a day" : days == 1 ? "1 day" : "\(days) days"

@@ -316,15 +316,8 @@ public final class BridgeServer: Service, Sendable {
     /// period, or has expired (``CertificateValidity``), then each upstream server of the
     /// gateway whose certificate does, so that `systemctl status` shows it.
     private func certificateNotes(now: Int64 = CertificateValidity.now()) -> [String] {
-        let listeners = self.environment.tlsContexts.withLockedValue { $0 }.compactMap { tls -> String? in
-            switch tls.validity.standing(now: now) {
-            case .valid:
-                return nil
-            case .expiresSoon(let days):
-                return "TLS certificate of \(tls.listener) expires in \(CertificateValidity.timeLeft(days))"
-            case .expired:
-                return "TLS certificate of \(tls.listener) EXPIRED at \(tls.validity.expires)"
-            }
+        let listeners = self.environment.tlsContexts.withLockedValue { $0 }.compactMap { tls in
+            CertificateValidity.note(of: tls.listener, notValidAfter: tls.validity.notValidAfter, now: now)
         }
         let gateway = self.environment.gateway.withLockedValue { $0 }?.gateway
         return listeners + (gateway?.upstreamCertificates() ?? []).compactMap { $0.note(now: now) }
