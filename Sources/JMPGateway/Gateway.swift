@@ -24,6 +24,8 @@ public final class Gateway: Sendable {
     let tokens = RouterTokenBook()
     private let controllerTLS: NIOSSLContext?
     private let routerTLS: NIOSSLContext?
+    /// When the first certificate of each CA file the gateway checks servers against expires.
+    public let authorities: [CertificateValidity]
     private let connectionSettings: UpstreamConnectionSettings
     /// The most an exporter may have in flight when the gateway refuses its stream: what its
     /// ``RequestDrain`` discards at most before the status goes out anyway.
@@ -49,8 +51,13 @@ public final class Gateway: Sendable {
         self.advertised = NIOLockedValueBox(settings.advertise)
         self.logger = logger
         self.upstreams = UpstreamStatusBook(controller: settings.controller, logger: logger)
-        self.controllerTLS = try settings.controllerTrust.clientContext()
-        self.routerTLS = try settings.effectiveRouterTrust.clientContext()
+        let controllerTLS = try settings.controllerTrust.clientContext()
+        let routerTLS = try settings.effectiveRouterTrust.clientContext()
+        self.controllerTLS = controllerTLS.context
+        self.routerTLS = routerTLS.context
+        var authorities = controllerTLS.authorities.map { [$0] } ?? []
+        if let router = routerTLS.authorities, router.file != authorities.first?.file { authorities.append(router) }
+        self.authorities = authorities
         self.requestDrainBytes = streamWindow + 2 * maxPayloadSize
         self.connectionSettings = UpstreamConnectionSettings(
             streamWindow: streamWindow,

@@ -18,15 +18,23 @@ public enum UpstreamTrust: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// The TLS client context for servers checked this way (nil: plain HTTP/2), its CA file
-    /// loaded; what the gateway connects upstream with, and what `jmp-bridge check --files`
-    /// loads.
-    public func clientContext() throws(GatewayError) -> NIOSSLContext? {
+    /// A TLS client context and what it trusts.
+    public struct ClientContext: Sendable {
+        /// The context (nil: plain HTTP/2).
+        public var context: NIOSSLContext?
+        /// When the first certificate of the CA file expires (nil: none is configured).
+        public var authorities: CertificateValidity?
+    }
+
+    /// The TLS client context for servers checked this way, its CA file loaded; what the
+    /// gateway connects upstream with, and what `jmp-bridge check --files` loads.
+    public func clientContext() throws(GatewayError) -> ClientContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.applicationProtocols = ["h2"]
+        var validity: CertificateValidity?
         switch self {
         case .insecure:
-            return nil
+            return ClientContext(context: nil, authorities: nil)
         case .systemRoots:
             configuration.trustRoots = .default
         case .caFile(let path):
@@ -37,13 +45,14 @@ public enum UpstreamTrust: Sendable, Hashable, CustomStringConvertible {
                 let reason = PEMFileProblem.describe(error, path: path, expected: "PEM certificate")
                 throw GatewayError("cannot read the CA certificates in \(path): \(reason)")
             }
-            guard !authorities.isEmpty else {
+            validity = CertificateValidity(authorities: authorities, file: path, kind: .upstreamAuthority)
+            guard validity != nil else {
                 throw GatewayError("\(path) holds no PEM certificate")
             }
             configuration.trustRoots = .certificates(authorities)
         }
         do {
-            return try NIOSSLContext(configuration: configuration)
+            return ClientContext(context: try NIOSSLContext(configuration: configuration), authorities: validity)
         } catch {
             throw GatewayError("cannot set up TLS for \(self): \(error)")
         }

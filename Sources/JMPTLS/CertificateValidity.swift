@@ -1,3 +1,5 @@
+import NIOSSL
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -6,22 +8,48 @@
 /// `status` (`certificate-expires=`), in the metric
 /// `jmp_bridge_tls_certificate_expiry_timestamp_seconds`, in the log (``CertificateWatch``) and by
 /// `check --files`. Clients refuse an expired certificate, so every connection to the listener
-/// fails its handshake from that moment on; the bridge warns ``warningPeriod`` before. Its
-/// ``Standing``, dates and wording of time left are also how the gateway tells of the
-/// certificates its upstream servers present (JMPGateway's `UpstreamCertificate`).
+/// fails its handshake from that moment on; the bridge warns ``warningPeriod`` before.
+///
+/// A CA file (a listener's `client-ca`, the gateway's `ca`) is watched the same way, in the log
+/// and by `check --files`, by the first of its certificates to expire (``Kind``): once it has,
+/// the certificates it signed no longer chain to it. Its ``Standing``, dates and wording of time
+/// left are also how the gateway tells of the certificates its upstream servers present
+/// (JMPGateway's `UpstreamCertificate`).
 public struct CertificateValidity: Sendable, Equatable {
     /// From this long before expiry on, the log warns and `check --files` says so.
     public static let warningPeriod: Int64 = 14 * 86_400
 
+    /// What the file holds, and so what its expiry means and what to do about it.
+    public enum Kind: Sendable, Equatable {
+        /// The certificate a listener serves: renew it, then reload.
+        case served
+        /// The CA certificates a listener checks its clients' certificates against (`client-ca`).
+        case clientAuthority
+        /// The CA certificates the gateway checks its upstream servers' certificates against;
+        /// the gateway loads them at start only.
+        case upstreamAuthority
+    }
+
     /// The certificate file.
     public let file: String
-    /// Its leaf certificate's notAfter, in seconds since the epoch.
+    /// Its leaf certificate's notAfter (for a CA file, the earliest of its certificates'), in
+    /// seconds since the epoch.
     public let notValidAfter: Int64
+    /// What the file holds.
+    public let kind: Kind
 
-    /// Describes the leaf certificate of `file`.
-    public init(file: String, notValidAfter: Int64) {
+    /// Describes the leaf certificate of `file`, or the first of its CA certificates to expire.
+    public init(file: String, notValidAfter: Int64, kind: Kind = .served) {
         self.file = file
         self.notValidAfter = notValidAfter
+        self.kind = kind
+    }
+
+    /// The validity of the CA file `file` holding `certificates`: that of the first to expire;
+    /// nil if it holds none.
+    public init?(authorities certificates: [NIOSSLCertificate], file: String, kind: Kind) {
+        guard let earliest = certificates.map({ Int64($0.notValidAfter) }).min() else { return nil }
+        self.init(file: file, notValidAfter: earliest, kind: kind)
     }
 
     /// Where the certificate stands at `now` (seconds since the epoch).
@@ -50,15 +78,28 @@ public struct CertificateValidity: Sendable, Equatable {
     /// A sentence for the log and `check`, or nil while the certificate has more than
     /// ``warningPeriod`` left.
     public func problem(now: Int64) -> String? {
-        switch self.standing(now: now) {
-        case .valid:
+        let standing = self.standing(now: now)
+        switch (self.kind, standing) {
+        case (_, .valid):
             return nil
-        case .expiresSoon(let days):
+        case (.served, .expiresSoon(let days)):
             return
                 "TLS certificate \(self.file) expires in \(Self.timeLeft(days)), at \(self.expires); renew it, then reload (SIGHUP)"
-        case .expired:
+        case (.served, .expired):
             return
                 "TLS certificate \(self.file) expired at \(self.expires): clients refuse it; renew it, then reload (SIGHUP)"
+        case (.clientAuthority, _), (.upstreamAuthority, _):
+            let when =
+                if case .expiresSoon(let days) = standing {
+                    "expires in \(Self.timeLeft(days)), at \(self.expires): from then on"
+                } else {
+                    "expired at \(self.expires):"
+                }
+            return self.kind == .clientAuthority
+                ? "CA certificate in \(self.file) (client-ca) \(when) the client certificates it signed are refused; "
+                    + "put the renewed CA in the file, then reload (SIGHUP)"
+                : "CA certificate in \(self.file) \(when) the gateway refuses the server certificates it signed; "
+                    + "put the renewed CA in the file, then restart the bridge"
         }
     }
 

@@ -151,3 +151,53 @@ def test_an_upstream_certificate_refused_for_its_dates_says_so(start_bridge, dat
     assert upstream["state"] == "failed" and upstream["error"].startswith(reason), upstream
     assert "certificate-expires" not in upstream, upstream
     assert "does not chain" not in bridge.log()
+
+
+# ----------------------------------------------------------------------------------------------
+# CA files
+
+
+def test_ca_files_about_to_expire_are_warned_of_at_start_and_by_check_files(start_bridge, sockdir, tls):
+    """A listener's ``client-ca`` holds two CA certificates, one that expires in 3 days, and the
+    gateway's controller ``ca`` one that expires in 5: ``serve`` warns of both at start (by the
+    first certificate of each file to expire, naming what stops working and what to do), and
+    ``check --files`` at their keys, still exiting 0."""
+    lasting, expiring = sockdir / "lasting.crt", sockdir / "expiring.crt"
+    make_certificate(lasting, sockdir / "lasting.key", days=365)
+    expires = make_certificate(expiring, sockdir / "expiring.key", days=3)
+    client_ca = sockdir / "client-ca.pem"
+    client_ca.write_bytes(lasting.read_bytes() + expiring.read_bytes())
+    gateway_ca = sockdir / "controller-ca.pem"
+    gateway_expires = make_certificate(gateway_ca, sockdir / "controller-ca.key", days=5)
+    config_text = (
+        "listen:\n"
+        f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, "
+        f"tls: {{cert: {tls.cert}, key: {tls.key}, client-ca: {client_ca}}}}}\n"
+        f"routes:\n  echo: {{unix: {sockdir / 'echo.sock'}}}\n"
+        "gateway:\n"
+        f"  listen: {{address: 'tcp:127.0.0.2:0', tls: {{cert: {tls.cert}, key: {tls.key}}}}}\n"
+        f"  controller: {{endpoint: '127.0.0.1:1', ca: {gateway_ca}}}\n"
+    )
+    client_warning = (rf"CA certificate in {client_ca} \(client-ca\) expires in [23] days, at {iso(expires)}: "
+                      r"from then on the client certificates it signed are refused; "
+                      r"put the renewed CA in the file, then reload \(SIGHUP\)")
+    gateway_warning = (rf"CA certificate in {gateway_ca} expires in [45] days, at {iso(gateway_expires)}: "
+                       r"from then on the gateway refuses the server certificates it signed; "
+                       r"put the renewed CA in the file, then restart the bridge")
+
+    config = sockdir / "bridge.yaml"
+    config.write_text(config_text)
+    result = subprocess.run([str(BRIDGE_BINARY), "check", "--files", "--config", str(config)],
+                            capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0 and ": OK: " in result.stdout, result
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 2, result.stderr
+    assert re.fullmatch(rf"jmp-bridge: warning: {config}:2: listen\.tls: {client_warning}", warnings[0]), warnings
+    assert re.fullmatch(rf"jmp-bridge: warning: {config}:7: gateway\.controller\.ca: {gateway_warning}",
+                        warnings[1]), warnings
+
+    bridge = start_bridge(config=config_text)
+    [client] = bridge.wait_for_line(client_warning)
+    [gateway] = bridge.wait_for_line(gateway_warning)
+    assert "listener=tcp:127.0.0.1:0" in client and "warning" in client.lower().split("ca certificate")[0], client
+    assert "gateway=tcp:127.0.0.2:0" in gateway, gateway

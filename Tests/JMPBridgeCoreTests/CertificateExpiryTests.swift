@@ -42,6 +42,24 @@ struct CertificateExpiryTests {
         )
     }
 
+    @Test("a CA file's expiry says what stops being trusted and what to do, for a client-ca and the gateway's")
+    func authorities() {
+        let client = CertificateValidity(file: "/etc/ca.pem", notValidAfter: 1_800_000_000, kind: .clientAuthority)
+        #expect(client.problem(now: client.notValidAfter - 15 * Self.day) == nil)
+        #expect(
+            client.problem(now: client.notValidAfter - 3 * Self.day - 60)
+                == "CA certificate in /etc/ca.pem (client-ca) expires in 3 days, at 2027-01-15T08:00:00Z: from then on "
+                + "the client certificates it signed are refused; put the renewed CA in the file, then reload (SIGHUP)"
+        )
+        let upstream = CertificateValidity(file: "/etc/ca.pem", notValidAfter: 1_800_000_000, kind: .upstreamAuthority)
+        #expect(
+            upstream.problem(now: upstream.notValidAfter + 1)
+                == "CA certificate in /etc/ca.pem expired at 2027-01-15T08:00:00Z: the gateway refuses the server "
+                + "certificates it signed; put the renewed CA in the file, then restart the bridge"
+        )
+        #expect(CertificateValidity(authorities: [], file: "/etc/empty.pem", kind: .clientAuthority) == nil)
+    }
+
     @Test("check --files locates each warning at the listener's tls key; a valid certificate has none")
     func locatedWarnings() {
         var loaded = LoadedFiles()

@@ -6,7 +6,8 @@ extension BridgeConfiguration {
     /// file and the gateway's CA files. `jmp-bridge check --files` runs this, so that a file
     /// that would stop the start is found before a restart.
     ///
-    /// - Returns: how many files were loaded, and when each listener's certificate expires.
+    /// - Returns: how many files were loaded, and when each listener's certificate and each CA
+    ///   file expires.
     /// - Throws: the first file that cannot be loaded, located at its key
     ///   (`FILE:LINE: KEY: PROBLEM`), worded as `serve` words it.
     public func loadFiles() async throws(ConfigurationError) -> LoadedFiles {
@@ -20,6 +21,7 @@ extension BridgeConfiguration {
             do {
                 let context = try TLSContextFactory.makeContext(files, listener: "\(listener.address)")
                 loaded.certificates.append((location, context.validity))
+                if let authority = context.clientAuthority { loaded.certificates.append((location, authority)) }
             } catch {
                 var located = location
                 located.message = error.description
@@ -41,15 +43,15 @@ extension BridgeConfiguration {
                 ("gateway.router", gateway.routerTrust, gateway.routerLine),
             ]
             for case (let key, let trust?, let line) in trusts {
+                let location = ConfigurationError(file: origin, line: line ?? gateway.line, key: "\(key).ca", "")
                 do {
-                    _ = try trust.clientContext()
+                    if let authorities = try trust.clientContext().authorities {
+                        loaded.certificates.append((location, authorities))
+                    }
                 } catch {
-                    throw ConfigurationError(
-                        file: origin,
-                        line: line ?? gateway.line,
-                        key: "\(key).ca",
-                        error.description
-                    )
+                    var located = location
+                    located.message = error.description
+                    throw located
                 }
                 if case .caFile = trust { loaded.count += 1 }
             }

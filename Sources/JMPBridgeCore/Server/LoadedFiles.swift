@@ -1,10 +1,10 @@
 import JMPTLS
 /// What ``BridgeConfiguration/loadFiles()`` loaded: how many files, and the certificate each TLS
-/// listener would serve, located at its key.
+/// listener would serve and each CA file (a `client-ca`, the gateway's `ca`), located at its key.
 public struct LoadedFiles: Sendable {
     /// How many files were loaded.
     public var count = 0
-    /// Each TLS listener's certificate: its `tls:` key (file, line, key) and its validity.
+    /// Each TLS listener's certificate and CA file: its key (file, line, key) and its validity.
     public var certificates: [(at: ConfigurationError, validity: CertificateValidity)] = []
 
     /// `FILE:LINE: KEY: PROBLEM` for each certificate that expires within

@@ -25,6 +25,12 @@ final class TLSContextBox: Sendable {
     /// When the certificate new connections get expires.
     var validity: CertificateValidity { self.current.withLockedValue { $0.validity } }
 
+    /// When the certificate new connections get expires, then (with mutual TLS) when the first
+    /// CA certificate of the `client-ca` does: what ``CertificateWatch`` looks at.
+    var validities: [CertificateValidity] {
+        self.current.withLockedValue { current in [current.validity] + (current.clientAuthority.map { [$0] } ?? []) }
+    }
+
     /// Reads the files again, without installing the result.
     func load() throws(BridgeError) -> ServerTLSContext {
         try TLSContextFactory.makeContext(self.files, listener: self.listener)

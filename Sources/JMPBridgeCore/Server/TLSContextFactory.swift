@@ -31,11 +31,15 @@ enum TLSContextFactory {
         )
         configuration.minimumTLSVersion = .tlsv12
         configuration.applicationProtocols = ["h2"]
-        if let clientCA = files.clientCA {
-            try Self.requireClientCertificates(signedBy: clientCA, in: &configuration, listener: listener)
+        let clientAuthority = try files.clientCA.map { (path) throws(BridgeError) in
+            try Self.requireClientCertificates(signedBy: path, in: &configuration, listener: listener)
         }
         do {
-            return ServerTLSContext(context: try NIOSSLContext(configuration: configuration), validity: validity)
+            return ServerTLSContext(
+                context: try NIOSSLContext(configuration: configuration),
+                validity: validity,
+                clientAuthority: clientAuthority
+            )
         } catch NIOSSLError.failedToLoadPrivateKey {
             throw BridgeError("\(listener): TLS key \(files.key) does not fit certificate \(files.certificate)")
         } catch {
@@ -46,11 +50,12 @@ enum TLSContextFactory {
     }
 
     /// Mutual TLS: every client must present a certificate that chains to a CA in `path`.
+    /// Returns when the first of those CA certificates expires.
     static func requireClientCertificates(
         signedBy path: String,
         in configuration: inout TLSConfiguration,
         listener: String
-    ) throws(BridgeError) {
+    ) throws(BridgeError) -> CertificateValidity {
         let authorities: [NIOSSLCertificate]
         do {
             authorities = try NIOSSLCertificate.fromPEMFile(path)
@@ -58,11 +63,12 @@ enum TLSContextFactory {
             let reason = PEMFileProblem.describe(error, path: path, expected: "PEM certificate")
             throw BridgeError("\(listener): cannot load TLS client CA \(path): \(reason)")
         }
-        guard !authorities.isEmpty else {
+        guard let validity = CertificateValidity(authorities: authorities, file: path, kind: .clientAuthority) else {
             throw BridgeError("\(listener): \(path) holds no PEM certificate")
         }
         configuration.trustRoots = .certificates(authorities)
         // For a server, any verification also makes a client certificate mandatory.
         configuration.certificateVerification = .noHostnameVerification
+        return validity
     }
 }
