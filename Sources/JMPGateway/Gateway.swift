@@ -22,8 +22,8 @@ public final class Gateway: Sendable {
     let logger: Logger
     let statistics = GatewayStatistics()
     let tokens = RouterTokenBook()
-    private let controllerTLS: NIOSSLContext?
-    private let routerTLS: NIOSSLContext?
+    private let controllerTLS: UpstreamTrust.ClientContext
+    private let routerTLS: UpstreamTrust.ClientContext
     /// When the first certificate of each CA file the gateway checks servers against expires.
     public let authorities: [CertificateValidity]
     private let connectionSettings: UpstreamConnectionSettings
@@ -53,8 +53,8 @@ public final class Gateway: Sendable {
         self.upstreams = UpstreamStatusBook(controller: settings.controller, logger: logger)
         let controllerTLS = try settings.controllerTrust.clientContext()
         let routerTLS = try settings.effectiveRouterTrust.clientContext()
-        self.controllerTLS = controllerTLS.context
-        self.routerTLS = routerTLS.context
+        self.controllerTLS = controllerTLS
+        self.routerTLS = routerTLS
         var authorities = controllerTLS.authorities.map { [$0] } ?? []
         if let router = routerTLS.authorities, router.file != authorities.first?.file { authorities.append(router) }
         self.authorities = authorities

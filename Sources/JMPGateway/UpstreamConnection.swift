@@ -25,6 +25,8 @@ final class UpstreamConnection {
     /// How the server's certificate is checked (`tls` is made from it), for messages.
     private let trust: UpstreamTrust
     private let tls: NIOSSLContext?
+    /// When the first certificate of the CA file `trust` names expires, for messages.
+    private let authorities: CertificateValidity?
     private let settings: UpstreamConnectionSettings
     private let logger: Logger
     private let report: (UpstreamConnectionStatus) -> Void
@@ -63,7 +65,7 @@ final class UpstreamConnection {
         endpoint: UpstreamEndpoint,
         eventLoop: any EventLoop,
         trust: UpstreamTrust,
-        tls: NIOSSLContext?,
+        tls: UpstreamTrust.ClientContext,
         settings: UpstreamConnectionSettings,
         logger: Logger,
         report: @escaping (UpstreamConnectionStatus) -> Void
@@ -71,7 +73,8 @@ final class UpstreamConnection {
         self.endpoint = endpoint
         self.eventLoop = eventLoop
         self.trust = trust
-        self.tls = tls
+        self.tls = tls.context
+        self.authorities = tls.authorities
         self.settings = settings
         self.logger = logger
         self.report = report
@@ -110,6 +113,7 @@ final class UpstreamConnection {
         }
         let endpoint = self.endpoint
         let trust = self.trust
+        let authorities = self.authorities
         let loopBound = NIOLoopBound(self, eventLoop: self.eventLoop)
         return link.flatMap { boundLink in
             let connection = loopBound.value
@@ -132,7 +136,7 @@ final class UpstreamConnection {
             if error is UpstreamUnavailable { throw error }
             throw UpstreamUnavailable(
                 endpoint: endpoint,
-                reason: Self.describe(error, endpoint: endpoint, trust: trust)
+                reason: Self.describe(error, endpoint: endpoint, trust: trust, authorities: authorities)
             )
         }
     }
@@ -242,7 +246,7 @@ final class UpstreamConnection {
         self.failures += 1
         var backoff = 1.0
         for _ in 1..<self.failures { backoff = min(backoff * 1.6, 30) }
-        let reason = Self.describe(error, endpoint: self.endpoint, trust: self.trust)
+        let reason = Self.describe(error, endpoint: self.endpoint, trust: self.trust, authorities: self.authorities)
         self.state = .failed(retryAt: .now() + .milliseconds(Int64(backoff * 1000)), reason: reason)
         self.status.state = .failed
         self.status.failures += 1
@@ -317,16 +321,21 @@ final class UpstreamConnection {
     }
 
     /// The system's reason for an I/O error, what a failed TLS handshake means
-    /// (``TLSHandshakeFailure``, or the dates of a certificate refused for them), else the
-    /// error's description.
+    /// (``TLSHandshakeFailure``, or the dates of a certificate refused for them: the server's, or
+    /// those of the CA file `trust` names, `authorities`), else the error's description.
     static func describe(
         _ error: any Error,
         endpoint: UpstreamEndpoint,
         trust: UpstreamTrust,
+        authorities: CertificateValidity? = nil,
         now: Int64 = CertificateValidity.now()
     ) -> String {
         if let refused = error as? RefusedServerCertificate {
-            return refused.reason(now: now) ?? Self.describe(refused.error, endpoint: endpoint, trust: trust)
+            if let reason = refused.reason(now: now) { return reason }
+            let described = Self.describe(refused.error, endpoint: endpoint, trust: trust)
+            guard let authorities, authorities.standing(now: now) == .expired else { return described }
+            return "\(described), one of which expired at \(authorities.expires); put the renewed CA in the "
+                + "file, then restart the bridge"
         }
         if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
         if let error = error as? NIOConnectionError {

@@ -70,7 +70,7 @@ final class UpstreamPool {
     func openStream(
         to endpoint: UpstreamEndpoint,
         trust: UpstreamTrust,
-        tls: NIOSSLContext?,
+        tls: UpstreamTrust.ClientContext,
         _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
     ) -> EventLoopFuture<any Channel> {
         let key = Key(endpoint: endpoint, trust: trust)

@@ -167,10 +167,11 @@ def not_after(cert) -> int:
 DAY = 86_400
 
 
-def make_dated_certificate(cert, key, not_before: int, not_after: int) -> None:
-    """A self-signed certificate for IP 127.0.0.1 and DNS localhost valid from ``not_before`` to
-    ``not_after`` (seconds since the epoch, whole): one that has expired, or is not valid yet,
-    which ``openssl req`` cannot make."""
+def make_dated_certificate(cert, key, not_before: int, not_after: int, *, signed_by=None) -> None:
+    """A certificate for IP 127.0.0.1 and DNS localhost valid from ``not_before`` to ``not_after``
+    (seconds since the epoch, whole): one that has expired, or is not valid yet, which ``openssl
+    req`` cannot make. Self-signed (and a CA), or signed by ``signed_by``, a ``(cert, key)`` pair of
+    files."""
     import datetime
     import ipaddress
 
@@ -180,16 +181,20 @@ def make_dated_certificate(cert, key, not_before: int, not_after: int) -> None:
     from cryptography.x509.oid import NameOID
 
     private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost" if signed_by else "test CA")])
+    issuer, signer = name, private
+    if signed_by is not None:
+        issuer = x509.load_pem_x509_certificate(Path(signed_by[0]).read_bytes()).subject
+        signer = serialization.load_pem_private_key(Path(signed_by[1]).read_bytes(), password=None)
     moment = lambda seconds: datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)  # noqa: E731
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+        x509.CertificateBuilder().subject_name(name).issuer_name(issuer).public_key(private.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(moment(not_before)).not_valid_after(moment(not_after))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=signed_by is None, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                                                     x509.DNSName("localhost")]), critical=False)
-        .sign(private, hashes.SHA256())
+        .sign(signer, hashes.SHA256())
     )
     Path(cert).write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     Path(key).write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -203,16 +208,17 @@ def iso(seconds: int) -> str:
 
 @pytest.fixture
 def dated_controller(event_loop_portal, sockdir):
-    """``start(not_before, not_after)`` starts the test controller (deployment/controller.py; its
-    probe service answers) with a certificate valid from ``not_before`` to ``not_after`` and
-    returns ``(endpoint, certificate file)``; each is stopped after the test."""
+    """``start(not_before, not_after, signed_by=None)`` starts the test controller
+    (deployment/controller.py; its probe service answers) with a certificate valid from
+    ``not_before`` to ``not_after`` (see :func:`make_dated_certificate`) and returns ``(endpoint,
+    certificate file)``; each is stopped after the test."""
     from deployment.controller import Controller
 
     started = []
 
-    def start(not_before: int, not_after: int) -> tuple[str, str]:
+    def start(not_before: int, not_after: int, *, signed_by=None) -> tuple[str, str]:
         cert, key = sockdir / f"controller{len(started)}.crt", sockdir / f"controller{len(started)}.key"
-        make_dated_certificate(cert, key, not_before, not_after)
+        make_dated_certificate(cert, key, not_before, not_after, signed_by=signed_by)
         controller = Controller(router_endpoint="127.0.0.1:1", router_key=b"unused")
         port = event_loop_portal.call(controller.start, cert.read_bytes(), key.read_bytes())
         started.append(controller)

@@ -18,7 +18,7 @@ import time
 import grpc
 import pytest
 
-from conftest import BRIDGE_BINARY, DAY, echo, iso, make_certificate, tls_listener_config
+from conftest import BRIDGE_BINARY, DAY, echo, iso, make_certificate, make_dated_certificate, tls_listener_config
 from deployment.fixtures import gateway_config
 from test_gateway import probe_outcome
 from test_metrics import samples, scrape, value
@@ -155,6 +155,27 @@ def test_an_upstream_certificate_refused_for_its_dates_says_so(start_bridge, dat
 
 # ----------------------------------------------------------------------------------------------
 # CA files
+
+
+def test_an_expired_gateway_ca_is_named_when_the_server_certificate_does_not_chain(start_bridge, dated_controller,
+                                                                                  tls, sockdir, event_loop_portal):
+    """The controller's certificate is valid but the CA in the gateway's ``ca`` file that signed it
+    has expired: the exporter's UNAVAILABLE message and ``status`` say so with the date, and the
+    start's log has the CA file's error."""
+    now = int(time.time())
+    ca, ca_key = sockdir / "cluster-ca.crt", sockdir / "cluster-ca.key"
+    make_dated_certificate(ca, ca_key, now - 400 * DAY, now - DAY)
+    endpoint, _ = dated_controller(now - 10 * DAY, now + 300 * DAY, signed_by=(ca, ca_key))
+    bridge = start_bridge(config=gateway_config(endpoint, tls, ca=ca))
+    bridge.wait_for_line(re.escape(f"CA certificate in {ca} expired at {iso(now - DAY)}: the gateway refuses"))
+    code, details = probe_outcome(event_loop_portal, bridge, tls)
+    reason = (f"TLS: the server's certificate does not chain to the CA certificates in {ca}, one of which expired "
+              f"at {iso(now - DAY)}; put the renewed CA in the file, then restart the bridge")
+    assert code == grpc.StatusCode.UNAVAILABLE, details
+    assert details == f"jmp-bridge gateway: {endpoint} unreachable: {reason}", details
+    upstream = next(item for item in bridge.status() if item.get("upstream") == endpoint)
+    assert upstream["error"] == reason, upstream
+
 
 
 def test_ca_files_about_to_expire_are_warned_of_at_start_and_by_check_files(start_bridge, sockdir, tls):
