@@ -34,9 +34,14 @@ public struct TLSHandshakeFailure: Sendable, Equatable {
         self.code = code
     }
 
-    /// The first BoringSSL reason in `text`: the upper-case word after `OPENSSL_internal:`.
+    /// BoringSSL's reason in `text`: the upper-case word after `OPENSSL_internal:`, the TLS
+    /// layer's (`SSL routines`) if there is one. A certificate whose signature does not verify
+    /// queues the crypto library's `BAD_SIGNATURE` before the TLS layer's
+    /// `CERTIFICATE_VERIFY_FAILED`, which is what it means for the handshake.
     package static func reason(in text: String) -> String? {
-        guard let marker = text.firstRange(of: "OPENSSL_internal:") else { return nil }
+        let marker =
+            text.firstRange(of: "SSL routines:OPENSSL_internal:") ?? text.firstRange(of: "OPENSSL_internal:")
+        guard let marker else { return nil }
         let reason = text[marker.upperBound...].prefix { $0.isUppercase || $0.isNumber || $0 == "_" }
         return reason.isEmpty ? nil : String(reason)
     }
