@@ -22,10 +22,9 @@ public final class Gateway: Sendable {
     let logger: Logger
     let statistics = GatewayStatistics()
     let tokens = RouterTokenBook()
-    private let controllerTLS: UpstreamTrust.ClientContext
-    private let routerTLS: UpstreamTrust.ClientContext
-    /// When the first certificate of each CA file the gateway checks servers against expires.
-    public let authorities: [CertificateValidity]
+    /// The TLS client contexts for the controller and the routers (``reloadTrust()`` replaces
+    /// them).
+    private let trust: NIOLockedValueBox<Trust>
     private let connectionSettings: UpstreamConnectionSettings
     /// The most an exporter may have in flight when the gateway refuses its stream: what its
     /// ``RequestDrain`` discards at most before the status goes out anyway.
@@ -51,13 +50,7 @@ public final class Gateway: Sendable {
         self.advertised = NIOLockedValueBox(settings.advertise)
         self.logger = logger
         self.upstreams = UpstreamStatusBook(controller: settings.controller, logger: logger)
-        let controllerTLS = try settings.controllerTrust.clientContext()
-        let routerTLS = try settings.effectiveRouterTrust.clientContext()
-        self.controllerTLS = controllerTLS
-        self.routerTLS = routerTLS
-        var authorities = controllerTLS.authorities.map { [$0] } ?? []
-        if let router = routerTLS.authorities, router.file != authorities.first?.file { authorities.append(router) }
-        self.authorities = authorities
+        self.trust = NIOLockedValueBox(try Self.loadTrust(settings))
         self.requestDrainBytes = streamWindow + 2 * maxPayloadSize
         self.connectionSettings = UpstreamConnectionSettings(
             streamWindow: streamWindow,
@@ -66,6 +59,37 @@ public final class Gateway: Sendable {
             keepalive: settings.keepalive,
             idleTimeout: settings.idleTimeout
         )
+    }
+
+    /// The TLS client contexts the gateway connects upstream with, its CA files loaded.
+    public struct Trust: Sendable {
+        let controller: UpstreamTrust.ClientContext
+        let router: UpstreamTrust.ClientContext
+    }
+
+    private static func loadTrust(_ settings: GatewaySettings) throws(GatewayError) -> Trust {
+        Trust(
+            controller: try settings.controllerTrust.clientContext(),
+            router: try settings.effectiveRouterTrust.clientContext()
+        )
+    }
+
+    /// Reads the CA files again (for SIGHUP), without installing them: an error names the file.
+    public func loadTrust() throws(GatewayError) -> Trust { try Self.loadTrust(self.settings) }
+
+    /// Installs what ``loadTrust()`` read: connections made from now on check the servers'
+    /// certificates against it (a connection that failed is tried again at once); open
+    /// connections keep the check they passed.
+    public func install(_ trust: Trust) {
+        self.trust.withLockedValue { $0 = trust }
+    }
+
+    /// When the first certificate of each CA file the gateway checks servers against expires.
+    public var authorities: [CertificateValidity] {
+        let trust = self.trust.withLockedValue { $0 }
+        var authorities = trust.controller.authorities.map { [$0] } ?? []
+        if let router = trust.router.authorities, router.file != authorities.first?.file { authorities.append(router) }
+        return authorities
     }
 
     /// The `router_endpoint` exporters are given (``GatewaySettings/advertise``, or the bound
@@ -99,14 +123,14 @@ public final class Gateway: Sendable {
             return pool.openStream(
                 to: self.settings.controller,
                 trust: self.settings.controllerTrust,
-                tls: self.controllerTLS,
+                tls: self.trust.withLockedValue { $0.controller },
                 initializer
             )
         case .router(let endpoint):
             return pool.openStream(
                 to: endpoint,
                 trust: self.settings.effectiveRouterTrust,
-                tls: self.routerTLS,
+                tls: self.trust.withLockedValue { $0.router },
                 initializer
             )
         }

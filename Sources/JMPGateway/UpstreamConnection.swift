@@ -24,9 +24,11 @@ final class UpstreamConnection {
     private let eventLoop: any EventLoop
     /// How the server's certificate is checked (`tls` is made from it), for messages.
     private let trust: UpstreamTrust
-    private let tls: NIOSSLContext?
+    /// The TLS context new connections are made with: the one the latest call brought (a
+    /// reload of the CA files replaces it).
+    private var tls: NIOSSLContext?
     /// When the first certificate of the CA file `trust` names expires, for messages.
-    private let authorities: CertificateValidity?
+    private var authorities: CertificateValidity?
     private let settings: UpstreamConnectionSettings
     private let logger: Logger
     private let report: (UpstreamConnectionStatus) -> Void
@@ -65,7 +67,6 @@ final class UpstreamConnection {
         endpoint: UpstreamEndpoint,
         eventLoop: any EventLoop,
         trust: UpstreamTrust,
-        tls: UpstreamTrust.ClientContext,
         settings: UpstreamConnectionSettings,
         logger: Logger,
         report: @escaping (UpstreamConnectionStatus) -> Void
@@ -73,8 +74,6 @@ final class UpstreamConnection {
         self.endpoint = endpoint
         self.eventLoop = eventLoop
         self.trust = trust
-        self.tls = tls.context
-        self.authorities = tls.authorities
         self.settings = settings
         self.logger = logger
         self.report = report
@@ -89,13 +88,20 @@ final class UpstreamConnection {
         )
     }
 
-    /// Opens a stream on the connection (connecting first if needed) with `initializer` run on
-    /// the new stream channel.
+    /// Opens a stream on the connection (connecting first if needed, with `tls`) with
+    /// `initializer` run on the new stream channel.
     func openStream(
+        tls: UpstreamTrust.ClientContext,
         _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
     ) -> EventLoopFuture<any Channel> {
         self.eventLoop.preconditionInEventLoop()
         self.lastActive = .now()
+        if tls.context !== self.tls {
+            // New CA files may cure what failed: no waiting out the backoff.
+            if case .failed = self.state { self.state = .idle }
+            self.tls = tls.context
+            self.authorities = tls.authorities
+        }
         let link: EventLoopFuture<NIOLoopBound<Link>>
         switch self.state {
         case .ready(let ready) where ready.channel.isActive:
@@ -335,7 +341,7 @@ final class UpstreamConnection {
             let described = Self.describe(refused.error, endpoint: endpoint, trust: trust)
             guard let authorities, authorities.standing(now: now) == .expired else { return described }
             return "\(described), one of which expired at \(authorities.expires); put the renewed CA in the "
-                + "file, then restart the bridge"
+                + "file, then reload (SIGHUP)"
         }
         if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
         if let error = error as? NIOConnectionError {

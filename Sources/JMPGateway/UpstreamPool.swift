@@ -84,14 +84,13 @@ final class UpstreamPool {
                 endpoint: endpoint,
                 eventLoop: self.eventLoop,
                 trust: trust,
-                tls: tls,
                 settings: self.settings,
                 logger: self.logger,
                 report: { report(id, $0) }
             )
             self.connections[key] = Entry(connection: connection, id: id)
         }
-        return connection.openStream(initializer)
+        return connection.openStream(tls: tls, initializer)
     }
 
     /// Retires every router connection that has carried no stream for `timeout`.

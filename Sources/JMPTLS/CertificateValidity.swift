@@ -25,8 +25,7 @@ public struct CertificateValidity: Sendable, Equatable {
         case served
         /// The CA certificates a listener checks its clients' certificates against (`client-ca`).
         case clientAuthority
-        /// The CA certificates the gateway checks its upstream servers' certificates against;
-        /// the gateway loads them at start only.
+        /// The CA certificates the gateway checks its upstream servers' certificates against.
         case upstreamAuthority
     }
 
@@ -95,11 +94,11 @@ public struct CertificateValidity: Sendable, Equatable {
                 } else {
                     "expired at \(self.expires):"
                 }
-            return self.kind == .clientAuthority
-                ? "CA certificate in \(self.file) (client-ca) \(when) the client certificates it signed are refused; "
-                    + "put the renewed CA in the file, then reload (SIGHUP)"
-                : "CA certificate in \(self.file) \(when) the gateway refuses the server certificates it signed; "
-                    + "put the renewed CA in the file, then restart the bridge"
+            let refused =
+                self.kind == .clientAuthority
+                ? "(client-ca) \(when) the client certificates it signed are refused"
+                : "\(when) the gateway refuses the server certificates it signed"
+            return "CA certificate in \(self.file) \(refused); put the renewed CA in the file, then reload (SIGHUP)"
         }
     }
 

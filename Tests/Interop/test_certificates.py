@@ -170,12 +170,54 @@ def test_an_expired_gateway_ca_is_named_when_the_server_certificate_does_not_cha
     bridge.wait_for_line(re.escape(f"CA certificate in {ca} expired at {iso(now - DAY)}: the gateway refuses"))
     code, details = probe_outcome(event_loop_portal, bridge, tls)
     reason = (f"TLS: the server's certificate does not chain to the CA certificates in {ca}, one of which expired "
-              f"at {iso(now - DAY)}; put the renewed CA in the file, then restart the bridge")
+              f"at {iso(now - DAY)}; put the renewed CA in the file, then reload (SIGHUP)")
     assert code == grpc.StatusCode.UNAVAILABLE, details
     assert details == f"jmp-bridge gateway: {endpoint} unreachable: {reason}", details
     upstream = next(item for item in bridge.status() if item.get("upstream") == endpoint)
     assert upstream["error"] == reason, upstream
 
+
+
+def test_a_renewed_gateway_ca_is_used_after_sighup_at_once(start_bridge, dated_controller, tls, sockdir,
+                                                           event_loop_portal):
+    """The cluster's CA was renewed and the controller's certificate is signed by the new one,
+    which the gateway's ``ca`` file does not hold yet: calls fail ("does not chain"). Once the
+    file holds the new CA and the bridge gets SIGHUP, the next call passes at once: the reload
+    ends the backoff the failure started (without that, it would fail "next attempt in" for up to
+    a second). A file that cannot be loaded fails the reload and changes nothing."""
+    now = int(time.time())
+    old_ca, new_ca = sockdir / "old-ca.crt", sockdir / "new-ca.crt"
+    make_dated_certificate(old_ca, sockdir / "old-ca.key", now - 400 * DAY, now + 30 * DAY)
+    make_dated_certificate(new_ca, sockdir / "new-ca.key", now - DAY, now + 400 * DAY)
+    endpoint, _ = dated_controller(now - DAY, now + 300 * DAY, signed_by=(new_ca, sockdir / "new-ca.key"))
+    ca_file = sockdir / "cluster-ca.pem"
+    ca_file.write_bytes(old_ca.read_bytes())
+    bridge = start_bridge(config=gateway_config(endpoint, tls, ca=ca_file))
+    # Each call comes on a new connection, and so on the gateway's next event loop, each with its
+    # own upstream connection: call until one is refused for its loop's backoff, so that every
+    # loop's connection has failed and waits.
+    for _ in range(64):
+        code, details = probe_outcome(event_loop_portal, bridge, tls)
+        assert code == grpc.StatusCode.UNAVAILABLE and "does not chain" in details, details
+        if "next attempt in" in details:
+            break
+    else:
+        raise AssertionError("no call was refused for the backoff")
+
+    ca_file.write_bytes(new_ca.read_bytes())
+    bridge.proc.send_signal(signal.SIGHUP)
+    [reloaded] = bridge.wait_for_line(r"TLS certificates reloaded")
+    assert "gateway-ca-files=1" in reloaded, reloaded
+    assert probe_outcome(event_loop_portal, bridge, tls) == ("answered", None)
+    upstream = next(item for item in bridge.status() if item.get("upstream") == endpoint)
+    assert upstream["state"] == "ready", upstream
+
+    # A file that cannot be loaded fails the reload, naming it, and changes nothing.
+    ca_file.write_text("not a certificate\n")
+    bridge.proc.send_signal(signal.SIGHUP)
+    bridge.wait_for_line(re.escape(f"TLS files not reloaded: gateway: cannot read the CA certificates in {ca_file}: "
+                                   "not a PEM certificate file"))
+    assert bridge.log().count("TLS certificates reloaded") == 1
 
 
 def test_ca_files_about_to_expire_are_warned_of_at_start_and_by_check_files(start_bridge, sockdir, tls):
@@ -204,7 +246,7 @@ def test_ca_files_about_to_expire_are_warned_of_at_start_and_by_check_files(star
                       r"put the renewed CA in the file, then reload \(SIGHUP\)")
     gateway_warning = (rf"CA certificate in {gateway_ca} expires in [45] days, at {iso(gateway_expires)}: "
                        r"from then on the gateway refuses the server certificates it signed; "
-                       r"put the renewed CA in the file, then restart the bridge")
+                       r"put the renewed CA in the file, then reload \(SIGHUP\)")
 
     config = sockdir / "bridge.yaml"
     config.write_text(config_text)

@@ -55,7 +55,7 @@ struct CertificateExpiryTests {
         #expect(
             upstream.problem(now: upstream.notValidAfter + 1)
                 == "CA certificate in /etc/ca.pem expired at 2027-01-15T08:00:00Z: the gateway refuses the server "
-                + "certificates it signed; put the renewed CA in the file, then restart the bridge"
+                + "certificates it signed; put the renewed CA in the file, then reload (SIGHUP)"
         )
         #expect(CertificateValidity(authorities: [], file: "/etc/empty.pem", kind: .clientAuthority) == nil)
     }

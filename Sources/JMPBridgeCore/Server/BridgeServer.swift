@@ -1,3 +1,4 @@
+import JMPGateway
 import JMPMetrics
 import JMPSystemd
 import JMPTLS
@@ -391,17 +392,30 @@ public final class BridgeServer: Service, Sendable {
         )
     }
 
-    /// Re-reads the certificate, key and client CA of every TLS listener (for SIGHUP).
+    /// Re-reads the certificate, key and client CA of every TLS listener, and the gateway's CA
+    /// files (for SIGHUP).
     ///
-    /// Connections accepted afterwards use the new files; established connections and their
-    /// streams are not touched. All or nothing: if any listener's files cannot be loaded (missing,
-    /// unreadable, or a key that does not fit its certificate), no listener changes and the
-    /// error says which file is wrong. Returns how many listeners were reloaded. A certificate
-    /// that expires within two weeks, or has expired, is logged (``CertificateWatch``).
+    /// Connections accepted or made afterwards use the new files; established connections and
+    /// their streams are not touched. All or nothing: if any file cannot be loaded (missing,
+    /// unreadable, or a key that does not fit its certificate), nothing changes and the error
+    /// says which file is wrong. Returns how many listeners were reloaded. A certificate that
+    /// expires within two weeks, or has expired, is logged (``CertificateWatch``).
     @discardableResult
     public func reloadTLS() throws(BridgeError) -> Int {
+        let gateway = self.environment.gateway.withLockedValue { $0 }?.gateway
+        let trust: Gateway.Trust?
+        do {
+            trust = try gateway?.loadTrust()
+        } catch {
+            throw BridgeError("gateway: \(error)")
+        }
         let count = try self.listeners.reloadTLS()
-        self.logger.info("TLS certificates reloaded", metadata: ["listeners": "\(count)"])
+        var metadata: Logger.Metadata = ["listeners": "\(count)"]
+        if let gateway, let trust {
+            gateway.install(trust)
+            metadata["gateway-ca-files"] = "\(gateway.authorities.count)"
+        }
+        self.logger.info("TLS certificates reloaded", metadata: metadata)
         self.certificateWatch.check()
         return count
     }
