@@ -22,8 +22,8 @@ public final class Gateway: Sendable {
     let logger: Logger
     let statistics = GatewayStatistics()
     let tokens = RouterTokenBook()
-    /// The TLS client contexts for the controller and the routers (``reloadTrust()`` replaces
-    /// them).
+    /// The TLS client contexts for the controller and the routers (``install(_:)`` replaces
+    /// them on SIGHUP).
     private let trust: NIOLockedValueBox<Trust>
     private let connectionSettings: UpstreamConnectionSettings
     /// The most an exporter may have in flight when the gateway refuses its stream: what its
