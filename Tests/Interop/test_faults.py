@@ -545,6 +545,8 @@ def files_config(sockdir, tls, **files) -> str:
     ("cert", 2, "listen.tls: tcp:127.0.0.1:0: cannot load TLS certificate {path}: No such file or directory"),
     ("key", 2, "listen.tls: tcp:127.0.0.1:0: cannot load TLS key {path}: not a PEM private key file"),
     ("key_file", 7, "jwt.key-file {path}: No such file or directory"),
+    ("key_file_directory", 7, "jwt.key-file {path}: Is a directory"),
+    ("cert_directory", 2, "listen.tls: tcp:127.0.0.1:0: cannot load TLS certificate {path}: Is a directory"),
     ("router_ca", 11, "gateway.router.ca: cannot read the CA certificates in {path}: not a PEM certificate file"),
 ])
 def test_check_files_finds_the_file_that_would_stop_the_start(sockdir, tls, broken, line, message):
@@ -554,6 +556,9 @@ def test_check_files_finds_the_file_that_would_stop_the_start(sockdir, tls, brok
     the file is not), exit status 1."""
     path = sockdir / ("missing" if broken in ("cert", "key_file") else "garbage.pem")
     (sockdir / "garbage.pem").write_text("not a PEM file\n")
+    if broken.endswith("_directory"):
+        broken, path = broken.removesuffix("_directory"), sockdir / "a-directory"
+        path.mkdir()
     config = sockdir / "bridge.yaml"
     config.write_text(files_config(sockdir, tls, **{broken: path}))
 

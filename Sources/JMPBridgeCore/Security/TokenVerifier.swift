@@ -1,6 +1,7 @@
 import Foundation
 import JMPMetrics
 import JMPProtocol
+import JMPTLS
 import JWTKit
 import NIOCore
 
@@ -69,7 +70,7 @@ public final class TokenVerifier: Sendable {
     static func readKey(_ path: String) throws(BridgeError) -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
             // The system's reason (No such file or directory, Permission denied, Is a directory).
-            let reason = access(path, R_OK) != 0 ? String(cString: strerror(errno)) : "cannot read it"
+            let reason = PEMFileProblem.unreadable(path) ?? "cannot read it"
             throw BridgeError("jwt.key-file \(path): \(reason)")
         }
         var key = [UInt8](data)
