@@ -254,6 +254,11 @@ public final class Gateway: Sendable {
                 ("retried", "\(self.statistics.retriedCalls.load(ordering: .relaxed))"),
             ]
         ]
+        let trust = self.trust.withLockedValue { $0 }
+        if let controller = trust.controller.authorities {
+            lines[0].append(("controller-ca-expires", controller.expires))
+        }
+        if let router = trust.router.authorities { lines[0].append(("router-ca-expires", router.expires)) }
         var byEndpoint: [UpstreamEndpoint: [UpstreamConnectionStatus]] = [:]
         for status in self.upstreams.all {
             byEndpoint[status.endpoint, default: []].append(status)

@@ -53,6 +53,12 @@ extension MetricName {
         "jmp_bridge_tls_certificate_expiry_timestamp_seconds",
         "When the certificate a TLS listener serves expires (its notAfter, Unix time), by listener."
     )
+    /// When the first CA certificate of a CA file the bridge checks peers against expires.
+    public static let caCertificateExpiry = MetricName(
+        "jmp_bridge_tls_ca_certificate_expiry_timestamp_seconds",
+        "When the first CA certificate of a CA file expires (its notAfter, Unix time): a listener's client-ca "
+            + "or the gateway's ca, by file."
+    )
 
     // Consoles (pty: and serial: routes).
     /// The device is open (1) or not (0).

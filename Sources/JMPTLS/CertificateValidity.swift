@@ -10,9 +10,11 @@ import NIOSSL
 /// `check --files`. Clients refuse an expired certificate, so every connection to the listener
 /// fails its handshake from that moment on; the bridge warns ``warningPeriod`` before.
 ///
-/// A CA file (a listener's `client-ca`, the gateway's `ca`) is watched the same way, in the log
-/// and by `check --files`, by the first of its certificates to expire (``Kind``): once it has,
-/// the certificates it signed no longer chain to it. Its ``Standing``, dates and wording of time
+/// A CA file (a listener's `client-ca`, the gateway's `ca`) is watched the same way, by the
+/// first of its certificates to expire (``Kind``): once it has, the certificates it signed no
+/// longer chain to it. Its expiry is in `status` (`client-ca-expires=`, `controller-ca-expires=`,
+/// `router-ca-expires=`), the metric `jmp_bridge_tls_ca_certificate_expiry_timestamp_seconds`,
+/// the `STATUS=` line, the log and `check --files`. Its ``Standing``, dates and wording of time
 /// left are also how the gateway tells of the certificates its upstream servers present
 /// (JMPGateway's `UpstreamCertificate`).
 public struct CertificateValidity: Sendable, Equatable {
@@ -113,6 +115,19 @@ public struct CertificateValidity: Sendable, Equatable {
             return "TLS certificate of \(subject) expires in \(Self.timeLeft(days))"
         case .expired:
             return "TLS certificate of \(subject) EXPIRED at \(Self.iso8601(notValidAfter))"
+        }
+    }
+
+    /// For the `systemctl status` line, a CA file's: `CA certificate in FILE expires in N days`,
+    /// or `... EXPIRED at TIME`; nil while it has more than ``warningPeriod`` left.
+    public func authorityNote(now: Int64) -> String? {
+        switch self.standing(now: now) {
+        case .valid:
+            return nil
+        case .expiresSoon(let days):
+            return "CA certificate in \(self.file) expires in \(Self.timeLeft(days))"
+        case .expired:
+            return "CA certificate in \(self.file) EXPIRED at \(self.expires)"
         }
     }
 

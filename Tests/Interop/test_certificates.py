@@ -26,6 +26,7 @@ from test_status_json import status_json
 
 METRIC = "jmp_bridge_tls_certificate_expiry_timestamp_seconds"
 UPSTREAM_METRIC = "jmp_bridge_gateway_upstream_certificate_expiry_timestamp_seconds"
+CA_METRIC = "jmp_bridge_tls_ca_certificate_expiry_timestamp_seconds"
 
 
 def test_a_certificate_about_to_expire_is_shown_and_warned_of_until_it_is_renewed(start_bridge, unix_server,
@@ -224,7 +225,10 @@ def test_ca_files_about_to_expire_are_warned_of_at_start_and_by_check_files(star
     """A listener's ``client-ca`` holds two CA certificates, one that expires in 3 days, and the
     gateway's controller ``ca`` one that expires in 5: ``serve`` warns of both at start (by the
     first certificate of each file to expire, naming what stops working and what to do), and
-    ``check --files`` at their keys, still exiting 0."""
+    ``check --files`` at their keys, still exiting 0. ``status`` (the listener's
+    ``client-ca-expires``, the gateway's ``controller-ca-expires`` and ``router-ca-expires``, the
+    routers using the controller's file), its JSON document and the metric (one series per
+    file) show the same dates."""
     lasting, expiring = sockdir / "lasting.crt", sockdir / "expiring.crt"
     make_certificate(lasting, sockdir / "lasting.key", days=365)
     expires = make_certificate(expiring, sockdir / "expiring.key", days=3)
@@ -259,8 +263,27 @@ def test_ca_files_about_to_expire_are_warned_of_at_start_and_by_check_files(star
     assert re.fullmatch(rf"jmp-bridge: warning: {config}:7: gateway\.controller\.ca: {gateway_warning}",
                         warnings[1]), warnings
 
-    bridge = start_bridge(config=config_text)
+    bridge = start_bridge(config=config_text, extra_args=["--metrics", "tcp:127.0.0.1:0"])
     [client] = bridge.wait_for_line(client_warning)
     [gateway] = bridge.wait_for_line(gateway_warning)
     assert "listener=tcp:127.0.0.1:0" in client and "warning" in client.lower().split("ca certificate")[0], client
     assert "gateway=tcp:127.0.0.2:0" in gateway, gateway
+
+    reply = bridge.status()
+    listener = next(item for item in reply if "listener" in item)
+    gateway_line = next(item for item in reply if "gateway" in item)
+    assert listener["client-ca-expires"] == iso(expires), listener
+    assert (gateway_line["controller-ca-expires"], gateway_line["router-ca-expires"]) == (
+        iso(gateway_expires), iso(gateway_expires)), gateway_line
+    assert "client-ca-expires" not in gateway_line, gateway_line  # its listener has no client-ca
+    document = status_json(bridge)
+    assert document["listeners"][0]["client-ca-expires"] == iso(expires)
+    assert document["gateway"]["controller-ca-expires"] == iso(gateway_expires)
+    metrics = next(item["metrics"] for item in reply if "metrics" in item)
+    status, _, body = scrape(metrics)
+    assert status == 200
+    table = samples(body.decode())
+    assert sorted(labels for name, labels in table if name == CA_METRIC) == sorted(
+        [(("file", str(client_ca)),), (("file", str(gateway_ca)),)]), body.decode()
+    assert value(table, CA_METRIC, file=str(client_ca)) == expires
+    assert value(table, CA_METRIC, file=str(gateway_ca)) == gateway_expires

@@ -62,6 +62,7 @@ SPEC_METRICS = {
     "jmp_bridge_connections_total": "counter",
     "jmp_bridge_connections_refused_total": "counter",
     "jmp_bridge_tls_certificate_expiry_timestamp_seconds": "gauge",
+    "jmp_bridge_tls_ca_certificate_expiry_timestamp_seconds": "gauge",
     # consoles (pty: and serial: routes)
     "jmp_bridge_console_up": "gauge",
     "jmp_bridge_console_attachments": "gauge",
@@ -107,6 +108,7 @@ SPEC_LABELS = {
     "jmp_bridge_connections_total": {"listener"},
     "jmp_bridge_connections_refused_total": {"listener"},
     "jmp_bridge_tls_certificate_expiry_timestamp_seconds": {"listener"},
+    "jmp_bridge_tls_ca_certificate_expiry_timestamp_seconds": {"file"},
     **{name: {"route"} for name in SPEC_METRICS if name.startswith(("jmp_bridge_console_", "jmp_bridge_door_"))},
     "jmp_bridge_door_bytes_total": {"route", "direction"},
     "jmp_bridge_gateway_relay_bytes_total": {"direction"},
@@ -529,7 +531,8 @@ def test_every_specified_metric_is_exposed_with_its_type(full_scrape):
                  "jmp_bridge_console_output_bytes_total", "jmp_bridge_door_connections_total",
                  "jmp_bridge_auth_failures_total", "jmp_bridge_gateway_relays_active",
                  "jmp_bridge_gateway_upstream_connections", "jmp_bridge_tls_certificate_expiry_timestamp_seconds",
-                 "jmp_bridge_gateway_upstream_certificate_expiry_timestamp_seconds"):
+                 "jmp_bridge_gateway_upstream_certificate_expiry_timestamp_seconds",
+                 "jmp_bridge_tls_ca_certificate_expiry_timestamp_seconds"):
         assert name in with_samples, f"{name}: no sample"
 
 

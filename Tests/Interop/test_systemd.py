@@ -176,20 +176,45 @@ def test_the_status_line_names_a_certificate_about_to_expire(launch, manager, so
                      ready["STATUS"]), ready["STATUS"]
 
 
+def test_the_status_line_names_ca_files_about_to_expire(launch, manager, sockdir, tls):
+    """A listener's ``client-ca`` expires in 3 days and the gateway's ``ca`` (which its routers
+    use too) in 5: STATUS= names each file once (the log's warnings: test_certificates.py)."""
+    client_ca, gateway_ca = sockdir / "client-ca.pem", sockdir / "cluster-ca.pem"
+    make_certificate(client_ca, sockdir / "client-ca.key", days=3)
+    make_certificate(gateway_ca, sockdir / "cluster-ca.key", days=5)
+    launch(
+        "listen:\n"
+        f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, "
+        f"tls: {{cert: {tls.cert}, key: {tls.key}, client-ca: {client_ca}}}}}\n"
+        f"routes:\n  echo: {{unix: {sockdir / 'echo.sock'}}}\n"
+        "gateway:\n"
+        f"  listen: 'unix:{sockdir / 'gateway.sock'}'\n"
+        f"  controller: {{endpoint: '127.0.0.1:1', ca: {gateway_ca}}}\n",
+        [],
+    )
+    _, ready = manager.wait_for("READY", "1")
+    assert re.search(rf"routes: echo; CA certificate in {re.escape(str(client_ca))} expires in [23] days; "
+                     rf"CA certificate in {re.escape(str(gateway_ca))} expires in [45] days$",
+                     ready["STATUS"]), ready["STATUS"]
+
+
 def test_the_status_line_names_an_upstream_certificate_about_to_expire(launch, manager, dated_controller, tls,
                                                                       event_loop_portal):
     """The gateway's controller presents a certificate that expires in 3 days: once a call has
-    seen it, STATUS= ends by naming the controller (its log and status: test_certificates.py)."""
+    seen it, STATUS= ends by naming the controller (its log and status: test_certificates.py).
+    The certificate is its own CA, the gateway's ``ca`` file, so the file is named from the
+    start."""
     now = int(time.time())
     endpoint, cert = dated_controller(now - DAY, now + 3 * DAY + 3600)
     port = free_port()
     bridge = launch(gateway_config(endpoint, tls, ca=cert, listen=f"tcp:127.0.0.1:{port}"), [])
     _, ready = manager.wait_for("READY", "1")
-    assert "TLS certificate" not in ready["STATUS"], ready["STATUS"]
+    assert ready["STATUS"].endswith(f"routes: none; CA certificate in {cert} expires in 3 days"), ready["STATUS"]
     bridge.gateway_endpoint = f"127.0.0.1:{port}"
     assert probe_outcome(event_loop_portal, bridge, tls) == ("answered", None)
     manager.wait_for("STATUS", predicate=lambda note: note["STATUS"].endswith(
-        f"routes: none; TLS certificate of controller {endpoint} expires in 3 days"))
+        f"routes: none; CA certificate in {cert} expires in 3 days; "
+        f"TLS certificate of controller {endpoint} expires in 3 days"))
 
 
 def test_a_certificate_served_on_no_socket_is_not_warned_of(launch, manager, sockdir):

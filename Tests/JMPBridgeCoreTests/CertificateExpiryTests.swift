@@ -60,6 +60,20 @@ struct CertificateExpiryTests {
         #expect(CertificateValidity(authorities: [], file: "/etc/empty.pem", kind: .clientAuthority) == nil)
     }
 
+    @Test("the status line names a CA file from two weeks before its expiry, and once it has expired")
+    func authorityNotes() {
+        let authority = CertificateValidity(file: "/etc/ca.pem", notValidAfter: 1_800_000_000, kind: .clientAuthority)
+        #expect(authority.authorityNote(now: authority.notValidAfter - 15 * Self.day) == nil)
+        #expect(
+            authority.authorityNote(now: authority.notValidAfter - Self.day - 60)
+                == "CA certificate in /etc/ca.pem expires in 1 day"
+        )
+        #expect(
+            authority.authorityNote(now: authority.notValidAfter)
+                == "CA certificate in /etc/ca.pem EXPIRED at 2027-01-15T08:00:00Z"
+        )
+    }
+
     @Test("check --files locates each warning at the listener's tls key; a valid certificate has none")
     func locatedWarnings() {
         var loaded = LoadedFiles()

@@ -28,9 +28,9 @@ enum StatusReport {
             headerItems.append(("metrics", "\(metrics)"))
         }
         let header = Self.line(headerItems)
-        // The served certificate's notAfter, by configured listener address.
-        var certificates: [String: CertificateValidity] = [:]
-        for tls in environment.tlsContexts.withLockedValue({ $0 }) { certificates[tls.listener] = tls.validity }
+        // The TLS contexts (served certificate, client CA), by configured listener address.
+        var contexts: [String: TLSContextBox] = [:]
+        for tls in environment.tlsContexts.withLockedValue({ $0 }) { contexts[tls.listener] = tls }
         let listeners = environment.listeners.withLockedValue { $0 }.map { listener in
             var items = [
                 ("listener", "\(listener.address)"),
@@ -38,8 +38,9 @@ enum StatusReport {
                 ("tls", listener.tls ? "on" : "off"),
                 ("auth", listener.auth.rawValue),
             ]
-            if listener.tls, let validity = certificates["\(listener.configured)"] {
-                items.append(("certificate-expires", validity.expires))
+            if listener.tls, let tls = contexts["\(listener.configured)"] {
+                items.append(("certificate-expires", tls.validity.expires))
+                if let authority = tls.clientAuthority { items.append(("client-ca-expires", authority.expires)) }
             }
             return Self.line(items)
         }
@@ -94,8 +95,9 @@ enum StatusReport {
         let gateway = environment.gateway.withLockedValue { $0 }.map { bound in
             var lines = bound.gateway.statusItems(listener: "\(bound.address)")
             // Known only where the gateway's listener serves TLS.
-            if let validity = certificates["\(bound.configured)"], !lines.isEmpty {
-                lines[0].append(("certificate-expires", validity.expires))
+            if let tls = contexts["\(bound.configured)"], !lines.isEmpty {
+                lines[0].append(("certificate-expires", tls.validity.expires))
+                if let authority = tls.clientAuthority { lines[0].append(("client-ca-expires", authority.expires)) }
             }
             return lines.map(Self.line).joined()
         }

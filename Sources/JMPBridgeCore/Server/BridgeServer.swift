@@ -314,14 +314,20 @@ public final class BridgeServer: Service, Sendable {
     }
 
     /// For the status line: each TLS listener whose certificate expires within the warning
-    /// period, or has expired (``CertificateValidity``), then each upstream server of the
-    /// gateway whose certificate does, so that `systemctl status` shows it.
+    /// period, or has expired (``CertificateValidity``), then each CA file (a listener's
+    /// `client-ca`, the gateway's `ca`, each file once) and each upstream server of the gateway
+    /// whose certificate does, so that `systemctl status` shows it.
     private func certificateNotes(now: Int64 = CertificateValidity.now()) -> [String] {
-        let listeners = self.environment.tlsContexts.withLockedValue { $0 }.compactMap { tls in
+        let contexts = self.environment.tlsContexts.withLockedValue { $0 }
+        let listeners = contexts.compactMap { tls in
             CertificateValidity.note(of: tls.listener, notValidAfter: tls.validity.notValidAfter, now: now)
         }
         let gateway = self.environment.gateway.withLockedValue { $0 }?.gateway
-        return listeners + (gateway?.upstreamCertificates() ?? []).compactMap { $0.note(now: now) }
+        var files: Set<String> = []
+        let authorities = (contexts.compactMap(\.clientAuthority) + (gateway?.authorities ?? [])).compactMap {
+            authority in files.insert(authority.file).inserted ? authority.authorityNote(now: now) : nil
+        }
+        return listeners + authorities + (gateway?.upstreamCertificates() ?? []).compactMap { $0.note(now: now) }
     }
 
     /// "1 stream", "2 streams".

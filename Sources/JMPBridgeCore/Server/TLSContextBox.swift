@@ -25,6 +25,10 @@ final class TLSContextBox: Sendable {
     /// When the certificate new connections get expires.
     var validity: CertificateValidity { self.current.withLockedValue { $0.validity } }
 
+    /// When the first CA certificate of the `client-ca` new connections are checked against
+    /// expires (nil: no mutual TLS).
+    var clientAuthority: CertificateValidity? { self.current.withLockedValue { $0.clientAuthority } }
+
     /// When the certificate new connections get expires, then (with mutual TLS) when the first
     /// CA certificate of the `client-ca` does: what ``CertificateWatch`` looks at.
     var validities: [CertificateValidity] {
