@@ -14,9 +14,11 @@ struct CheckCommand: AsyncParsableCommand {
 
     @Flag(
         help: ArgumentHelp(
-            "Also load the TLS certificates, keys and CA files and the jwt key file, as serve does at start.",
+            "Also load the TLS certificates, keys and CA files and the jwt key file, as serve does at start, "
+                + "and check that the unix sockets and console links serve creates can be created.",
             discussion: "Run it as the user the bridge runs as, so that the files' permissions are checked too. "
-                + "A listener certificate that expires within 14 days, or has expired, is warned of on stderr."
+                + "A certificate or CA file that expires within 14 days, or has expired, and a serial device "
+                + "that cannot be opened are warned of on stderr."
         )
     )
     var files = false

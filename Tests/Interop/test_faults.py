@@ -586,6 +586,135 @@ def test_check_files_counts_what_it_loaded(sockdir, tls):
     assert not result.stderr, result  # a certificate valid for 30 days: no warning
 
 
+def paths_config(sockdir, **paths) -> str:
+    """A bridge with a unix listener, a door, a pty and a serial link, a unix gateway listener
+    and a control socket, all in ``sockdir``; any of ``listener``, ``door``, ``pty``,
+    ``serial_link``, ``serial_device``, ``gateway`` and ``control`` given replaces that path."""
+    def path(name, default):
+        return paths.get(name, sockdir / default)
+
+    return "\n".join([
+        "listen:",
+        f"  - unix:{path('listener', 'grpc.sock')}",
+        f"control: unix:{path('control', 'control.sock')}",
+        "routes:",
+        f"  echo: {{unix: {sockdir}/echo.sock, local: {{address: 'unix:{path('door', 'echo.door')}'}}}}",
+        f"  console: {{pty: {{link: {path('pty', 'console')}}}}}",
+        f"  uart: {{serial: {{device: {path('serial_device', 'ttyNONE')}, link: {path('serial_link', 'uart')}}}}}",
+        "gateway:",
+        f"  listen: unix:{path('gateway', 'gateway.sock')}",
+        "  controller: {endpoint: '127.0.0.1:1', insecure: true}",
+        "",
+    ])
+
+
+@pytest.mark.parametrize("broken, line, message, served", [
+    ("listener", 2, "listen: cannot create {path}: {dir}: No such file or directory",
+     "cannot listen on unix:{path}: No such file or directory"),
+    ("door", 5, "routes.echo.local: cannot create {path}: {dir} is not a directory",
+     "cannot listen on unix:{path}: Not a directory"),
+    ("pty", 6, "routes.console.pty.link: cannot create {path}: {dir}: No such file or directory",
+     "cannot create symlink {path}: No such file or directory"),
+    ("serial_link", 7, "routes.uart.serial.link: {path} exists and is not a symlink; serve replaces only a symlink "
+     "there", "{path} exists and is not a symlink; refusing to replace it"),
+    ("gateway", 9, "gateway.listen: {path} exists and is not a socket; serve replaces only a socket there",
+     "cannot listen on unix:{path}: File exists"),
+    ("control", None, "control: cannot create {path}: {dir}: No such file or directory",
+     "No such file or directory"),
+])
+def test_check_files_finds_a_socket_or_link_that_serve_could_not_create(sockdir, broken, line, message, served):
+    """``serve`` creates its unix sockets and console links at start and stops at the first it
+    cannot create: a missing directory, a file where a directory should be, a file that is not
+    what it replaces. ``check --files`` finds it first, located at its key (FILE:LINE: KEY, the
+    line of the listener, route or section; the control socket has none), exit status 1; plain
+    ``check`` does not look."""
+    dir = sockdir / "missing"
+    path = dir / "x"
+    if broken == "door":
+        dir = sockdir / "a-file"
+        dir.write_text("")
+        path = dir / "echo.door"
+    elif broken in ("serial_link", "gateway"):
+        path = sockdir / "a-regular-file"
+        path.write_text("")
+        dir = sockdir
+    config = sockdir / "bridge.yaml"
+    config.write_text(paths_config(sockdir, **{broken: path}))
+
+    def run(*args):
+        return subprocess.run([str(BRIDGE_BINARY), *args, "--config", str(config)],
+                              capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+
+    assert run("check").returncode == 0
+    result = run("check", "--files")
+    expected = f"{config}:{line}: " if line else f"{config}: "
+    expected += message.format(path=path, dir=dir)
+    assert result.returncode == 1 and f"error: {expected}\n" in result.stderr and not result.stdout, result
+    started = run("serve")
+    assert started.returncode == 1 and served.format(path=path) in started.stderr, started
+
+
+def test_check_files_passes_what_serve_creates_and_warns_of_a_serial_device_it_cannot_open(sockdir):
+    """Every directory in place, a socket and a symlink already where ``serve`` puts its own
+    (left by an earlier run, which it replaces): ``check --files`` exits 0. A serial device that
+    is missing is a warning (``serve`` starts and waits for it), located at its key."""
+    (sockdir / "console").symlink_to("/dev/null")
+    leftover = socket.socket(socket.AF_UNIX)
+    leftover.bind(str(sockdir / "grpc.sock"))
+    leftover.close()
+    config = sockdir / "bridge.yaml"
+    config.write_text(paths_config(sockdir))
+    result = subprocess.run([str(BRIDGE_BINARY), "check", "--files", "--config", str(config)],
+                            capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0 and ": OK: " in result.stdout, result
+    assert result.stderr == (f"jmp-bridge: warning: {config}:7: routes.uart.serial.device: cannot open "
+                             f"{sockdir / 'ttyNONE'}: No such file or directory; serve starts and opens it once it "
+                             "can\n"), result
+
+
+def test_check_files_run_as_another_user_finds_what_that_user_may_not_do(sockdir):
+    """Run as a user who may not create files in the socket directory (as the man page says to
+    run it, as the service's user): ``check --files`` names the directory and the system's
+    reason; the serial device that user cannot open is warned of with what it needs."""
+    nobody = 65534
+    shared = sockdir / "shared"
+    shared.mkdir(mode=0o755)
+    sockdir.chmod(0o755)
+    locked = shared / "locked"
+    locked.mkdir(mode=0o555)
+    device = shared / "ttyS9"
+    device.write_text("")
+    device.chmod(0o600)
+    config = shared / "bridge.yaml"
+    as_other = os.geteuid() == 0
+
+    def check():
+        def drop():
+            os.setgid(nobody)
+            os.setuid(nobody)
+
+        return subprocess.run([str(BRIDGE_BINARY), "check", "--files", "--config", str(config)],
+                              capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+                              preexec_fn=drop if as_other else None)
+
+    config.write_text(paths_config(shared, pty=locked / "console", serial_device=device))
+    config.chmod(0o644)
+    result = check()
+    assert result.returncode == 1 and (
+        f"jmp-bridge: error: {config}:6: routes.console.pty.link: cannot create {locked / 'console'} in {locked}: "
+        "Permission denied\n") in result.stderr, result
+
+    if not as_other:
+        return  # the device is the test's own file: only another user is refused it
+    config.write_text(paths_config(shared, serial_device=device))
+    shared.chmod(0o777)  # nobody creates the sockets and links in it
+    result = check()
+    assert result.returncode == 0, result
+    assert (f"jmp-bridge: warning: {config}:7: routes.uart.serial.device: cannot open {device}: Permission denied "
+            "(the bridge's user needs read and write access, e.g. as a member of its group); serve starts and opens "
+            "it once it can\n") in result.stderr, result
+
+
 @pytest.mark.parametrize("given_in", ["file", "command-line"])
 async def test_connections_over_max_connections_are_closed_and_the_others_carry_on(start_bridge, unix_server,
                                                                                    tls, sockdir, given_in):

@@ -101,10 +101,15 @@ struct ConfigurationTests {
                 ListenerConfiguration(address: .unix(path: "/run/jmp-bridge/short.sock"), line: 12),
             ],
             routes: [
-                "session": RouteConfiguration(name: "session", target: .unix(path: "/run/jumpstarter/exporter.sock")),
+                "session": RouteConfiguration(
+                    name: "session",
+                    target: .unix(path: "/run/jumpstarter/exporter.sock"),
+                    line: 15
+                ),
                 "power.ctl_2-b": RouteConfiguration(
                     name: "power.ctl_2-b",
-                    target: .unix(path: "/run/jumpstarter/power.sock")
+                    target: .unix(path: "/run/jumpstarter/power.sock"),
+                    line: 17
                 ),
             ],
             defaultRoute: "session",

@@ -81,6 +81,7 @@ struct ReloadPlanTests {
     @Test("sections that only moved in the file (another line number) are not changes")
     func movedSections() {
         var old = Self.configuration([Self.unix("a", "/a.sock")])
+        old.routes["a"]?.line = 4
         old.listeners[0].line = 2
         old.jwt = JWTConfiguration(keyFile: "/etc/jmp-bridge/router.key", line: 5)
         old.gateway = GatewayConfiguration(
@@ -92,6 +93,7 @@ struct ReloadPlanTests {
         old.gateway?.routerLine = 14
         // A route and a comment added near the top: every later section moves down.
         var new = Self.configuration([Self.unix("a", "/a.sock"), Self.unix("b", "/b.sock")])
+        new.routes["a"]?.line = 5
         new.listeners[0].line = 3
         new.jwt = JWTConfiguration(keyFile: "/etc/jmp-bridge/router.key", line: 7)
         new.gateway = GatewayConfiguration(
@@ -104,6 +106,7 @@ struct ReloadPlanTests {
         let plan = ReloadPlan(from: old, to: new)
         #expect(plan.needRestart.isEmpty)
         #expect(plan.added == ["b"])
+        #expect(plan.changed.isEmpty)
     }
 
     @Test("the configuration in force afterwards takes the new routes, default route and source")

@@ -260,6 +260,7 @@ struct ConfigurationReader {
                 }
                 result[name]?.connectTimeout = timeout
             }
+            result[name]?.line = nameNode.mark?.line
         }
         return result
     }

@@ -13,13 +13,16 @@ public struct RouteConfiguration: Sendable, Equatable {
     /// a busy target (listen backlog full) included, before it fails with UNAVAILABLE.
     public var connectTimeout: TimeAmount = RouteConfiguration.defaultConnectTimeout
 
+    /// Line of the route's name in the configuration file, for messages (`check --files`).
+    public var line: Int?
     /// The `connect-timeout` of a route that sets none.
     public static let defaultConnectTimeout = TimeAmount.seconds(10)
 
     /// Creates a route.
-    public init(name: String, target: RouteTarget, local: LocalDoorConfiguration? = nil) {
+    public init(name: String, target: RouteTarget, local: LocalDoorConfiguration? = nil, line: Int? = nil) {
         self.name = name
         self.target = target
         self.local = local
+        self.line = line
     }
 }

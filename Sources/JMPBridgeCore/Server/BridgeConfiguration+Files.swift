@@ -3,11 +3,12 @@ import JMPGateway
 extension BridgeConfiguration {
     /// Loads every file `serve` loads when it starts, as it loads them, without binding or
     /// connecting anything: each listener's TLS certificate, key and client CA, the `jwt:` key
-    /// file and the gateway's CA files. `jmp-bridge check --files` runs this, so that a file
-    /// that would stop the start is found before a restart.
+    /// file and the gateway's CA files; then checks that the sockets and console links `serve`
+    /// creates can be created (``checkCreatedFiles()``). `jmp-bridge check --files` runs this,
+    /// so that a file that would stop the start is found before a restart.
     ///
-    /// - Returns: how many files were loaded, and when each listener's certificate and each CA
-    ///   file expires.
+    /// - Returns: how many files were loaded, when each listener's certificate and each CA
+    ///   file expires, and the serial devices that cannot be opened now.
     /// - Throws: the first file that cannot be loaded, located at its key
     ///   (`FILE:LINE: KEY: PROBLEM`), worded as `serve` words it.
     public func loadFiles() async throws(ConfigurationError) -> LoadedFiles {
@@ -56,6 +57,7 @@ extension BridgeConfiguration {
                 if case .caFile = trust { loaded.count += 1 }
             }
         }
+        loaded.devices = try self.checkCreatedFiles()
         return loaded
     }
 }

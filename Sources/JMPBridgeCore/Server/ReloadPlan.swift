@@ -33,7 +33,7 @@ public struct ReloadPlan: Sendable, Equatable {
         for name in old.routes.keys.sorted() {
             if new.routes[name] == nil {
                 self.removed.append(name)
-            } else if new.routes[name] != old.routes[name] {
+            } else if new.routes[name]?.withoutLine != old.routes[name]?.withoutLine {
                 self.changed.append(name)
             }
         }
@@ -42,6 +42,15 @@ public struct ReloadPlan: Sendable, Equatable {
         result.defaultRoute = new.defaultRoute
         result.source = new.source
         self.result = result
+    }
+}
+
+extension RouteConfiguration {
+    /// The same route without the line it was read from: a route that only moved is unchanged.
+    var withoutLine: Self {
+        var copy = self
+        copy.line = nil
+        return copy
     }
 }
 
