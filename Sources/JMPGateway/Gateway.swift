@@ -30,6 +30,9 @@ public final class Gateway: Sendable {
     /// ``RequestDrain`` discards at most before the status goes out anyway.
     let requestDrainBytes: Int
     private let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<UpstreamPool>]>([:])
+    /// The event loops the gateway listener's connections are served on: each has its own
+    /// upstream connections.
+    private let eventLoops: [any EventLoop]
     private let upstreams: UpstreamStatusBook
     private let relays = NIOLockedValueBox<[Int: RelayRecord]>([:])
     private let listens = NIOLockedValueBox<[Int: ListenRecord]>([:])
@@ -44,9 +47,17 @@ public final class Gateway: Sendable {
     ///   - streamWindow: the HTTP/2 stream window of upstream connections (the bridge's
     ///     `stream-window`).
     ///   - maxPayloadSize: sizes the buffer a stream may queue towards a slow peer.
-    public init(settings: GatewaySettings, streamWindow: Int, maxPayloadSize: Int, logger: Logger) throws(GatewayError)
-    {
+    ///   - eventLoops: the event loops the listener's connections are served on, where a router
+    ///     is connected to ahead of its stream (``warm(_:)``); none: only when a stream comes.
+    public init(
+        settings: GatewaySettings,
+        streamWindow: Int,
+        maxPayloadSize: Int,
+        eventLoops: [any EventLoop] = [],
+        logger: Logger
+    ) throws(GatewayError) {
         self.settings = settings
+        self.eventLoops = eventLoops
         self.advertised = NIOLockedValueBox(settings.advertise)
         self.logger = logger
         self.upstreams = UpstreamStatusBook(controller: settings.controller, logger: logger)
@@ -133,6 +144,21 @@ public final class Gateway: Sendable {
                 tls: self.trust.withLockedValue { $0.router },
                 initializer
             )
+        }
+    }
+
+    /// Starts connecting to `router` on every event loop that has no connection to it: a
+    /// `ListenResponse` naming it has just gone to an exporter, whose stream comes a moment
+    /// later on whichever loop its new connection lands, and finds the router's connection
+    /// ready or under way instead of starting the TCP and TLS handshakes only then. A loop with
+    /// a connection (ready, connecting, or failed and waiting out its backoff) is left alone.
+    func warm(_ router: UpstreamEndpoint) {
+        let trust = self.settings.effectiveRouterTrust
+        let tls = self.trust.withLockedValue { $0.router }
+        for eventLoop in self.eventLoops {
+            eventLoop.execute {
+                self.pool(on: eventLoop).warm(router, trust: trust, tls: tls)
+            }
         }
     }
 
@@ -229,6 +255,7 @@ public final class Gateway: Sendable {
             RouterGrant(router: router, lease: listen.lease, exporter: listen.exporter, expires: expires)
         )
         listen.tokens.add(1, ordering: .relaxed)
+        self.warm(router)
     }
 
     // MARK: - Status

@@ -88,6 +88,34 @@ final class UpstreamConnection {
         )
     }
 
+    /// Takes `tls` for the connections made from now on.
+    private func use(_ tls: UpstreamTrust.ClientContext) {
+        guard tls.context !== self.tls else { return }
+        // New CA files may cure what failed: no waiting out the backoff.
+        if case .failed = self.state { self.state = .idle }
+        self.tls = tls.context
+        self.authorities = tls.authorities
+    }
+
+    /// Connects (with `tls`) if there is no connection, none being made, and no backoff to wait
+    /// out, so that a stream expected soon finds it ready; counts as activity for the pool's
+    /// idle timeout.
+    func warm(tls: UpstreamTrust.ClientContext) {
+        self.eventLoop.preconditionInEventLoop()
+        self.lastActive = .now()
+        self.use(tls)
+        switch self.state {
+        case .ready(let ready) where ready.channel.isActive:
+            return
+        case .connecting:
+            return
+        case .failed(let retryAt, _) where NIODeadline.now() < retryAt:
+            return
+        default:
+            _ = self.connect()
+        }
+    }
+
     /// Opens a stream on the connection (connecting first if needed, with `tls`) with
     /// `initializer` run on the new stream channel.
     func openStream(
@@ -96,12 +124,7 @@ final class UpstreamConnection {
     ) -> EventLoopFuture<any Channel> {
         self.eventLoop.preconditionInEventLoop()
         self.lastActive = .now()
-        if tls.context !== self.tls {
-            // New CA files may cure what failed: no waiting out the backoff.
-            if case .failed = self.state { self.state = .idle }
-            self.tls = tls.context
-            self.authorities = tls.authorities
-        }
+        self.use(tls)
         let link: EventLoopFuture<NIOLoopBound<Link>>
         switch self.state {
         case .ready(let ready) where ready.channel.isActive:

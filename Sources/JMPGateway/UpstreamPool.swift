@@ -73,6 +73,17 @@ final class UpstreamPool {
         tls: UpstreamTrust.ClientContext,
         _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
     ) -> EventLoopFuture<any Channel> {
+        self.connection(to: endpoint, trust: trust).openStream(tls: tls, initializer)
+    }
+
+    /// Starts connecting to `endpoint` unless its connection is ready, connecting or waiting
+    /// out a backoff (``Gateway/warm(_:)``).
+    func warm(_ endpoint: UpstreamEndpoint, trust: UpstreamTrust, tls: UpstreamTrust.ClientContext) {
+        self.connection(to: endpoint, trust: trust).warm(tls: tls)
+    }
+
+    /// The connection to `endpoint`, made (not yet connected) if the pool has none.
+    private func connection(to endpoint: UpstreamEndpoint, trust: UpstreamTrust) -> UpstreamConnection {
         let key = Key(endpoint: endpoint, trust: trust)
         let connection: UpstreamConnection
         if let existing = self.connections[key] {
@@ -90,7 +101,7 @@ final class UpstreamPool {
             )
             self.connections[key] = Entry(connection: connection, id: id)
         }
-        return connection.openStream(tls: tls, initializer)
+        return connection
     }
 
     /// Retires every router connection that has carried no stream for `timeout`.

@@ -596,6 +596,36 @@ async def dial_as_client(client_ch) -> jumpstarter_pb2.DialResponse:
         jumpstarter_pb2.DialRequest(lease_name=RAW_LEASE), metadata=CLIENT_MD)
 
 
+def test_a_listen_response_has_the_gateway_connect_to_its_router_before_the_stream(controller, router_process,
+                                                                                  gateway, tls, event_loop_portal):
+    """The gateway has no connection to the router yet (the first lease, or the first after
+    ``idle-timeout``). As the controller's ``ListenResponse`` naming the router passes, the
+    gateway starts connecting to it (TCP and TLS, on each event loop), so that the exporter's
+    stream, which comes a moment later over the exporter's own new connection, finds it ready
+    or under way instead of starting the handshakes then. Here no stream follows at all: the
+    connection is made anyway, and carries nothing."""
+    lease_a_raw_exporter(controller, router_process.endpoint)
+    assert not [item for item in gateway.status() if item.get("role") == "router"]
+    connected = rf"upstream={re.escape(router_process.endpoint)} .*gateway: upstream connected"
+
+    async def listen_and_dial() -> jumpstarter_pb2.ListenResponse:
+        async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
+                channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
+            with fail_after(TIMEOUT):
+                listen = await listen_as_raw_exporter(controller, exporter_ch)
+                await dial_as_client(client_ch)
+                response = await listen.read()
+                await anyio.to_thread.run_sync(lambda: gateway.wait_for_line(connected, timeout=TIMEOUT))
+            listen.cancel()
+        return response
+
+    assert event_loop_portal.call(listen_and_dial).router_endpoint == gateway.gateway_endpoint
+    router = next(item for item in gateway.status() if item.get("upstream") == router_process.endpoint)
+    assert (router["role"], router["streams"]) == ("router", "0") and int(router["connects"]) >= 1, router
+    assert gateway_line(gateway)["relays-total"] == "0"
+    assert not [line for line in router_process.lines() if line.startswith("stream ")], router_process.log()
+
+
 @pytest.fixture
 def one_call_server(request, tls) -> Process:
     """``deployment/one_call_server.py``: a server that takes one call per connection and leaves

@@ -91,6 +91,7 @@ final class BridgeListeners: Sendable {
                 settings: configuration.settings(),
                 streamWindow: limits.streamWindow,
                 maxPayloadSize: limits.maxPayloadSize,
+                eventLoops: Array(self.group.makeIterator()),
                 logger: self.logger
             )
         } catch {
