@@ -37,13 +37,20 @@ final class UpstreamConnection {
     private final class Link {
         let channel: any Channel
         let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+        /// Its handler, which knows why it closed.
+        let handler: UpstreamConnectionHandler?
         /// Streams open on it, counted from the moment one is asked for: a GOAWAY that arrives
         /// while a stream is being set up must not close the connection under it.
         var streams = 0
 
-        init(channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
+        init(
+            channel: any Channel,
+            multiplexer: NIOHTTP2Handler.StreamMultiplexer,
+            handler: UpstreamConnectionHandler?
+        ) {
             self.channel = channel
             self.multiplexer = multiplexer
+            self.handler = handler
         }
     }
 
@@ -219,7 +226,8 @@ final class UpstreamConnection {
                             onReady: { error in
                                 if let error { readyBox.value.fail(error) } else { readyBox.value.succeed(()) }
                             },
-                            onGoAway: { loopBound.value.goAwayReceived(on: channel) }
+                            onGoAway: { loopBound.value.goAwayReceived(on: channel) },
+                            onInactive: { loopBound.value.closed(channel) }
                         )
                     )
                 }
@@ -236,12 +244,12 @@ final class UpstreamConnection {
         }
         let result = multiplexer.map { channel, multiplexer in
             let connection = loopBound.value
-            let link = Link(channel: channel, multiplexer: multiplexer)
+            let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
+            let link = Link(channel: channel, multiplexer: multiplexer, handler: handler)
             connection.state = .ready(link)
             connection.status.state = .ready
             connection.status.connects += 1
             connection.failures = 0
-            let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
             var metadata: Logger.Metadata = ["upstream": "\(endpoint)"]
             if let notValidAfter = handler?.serverCertificateNotValidAfter {
                 connection.status.certificate = .init(notValidAfter: notValidAfter, seen: .now())
@@ -249,7 +257,6 @@ final class UpstreamConnection {
             }
             logger.info("gateway: upstream connected", metadata: metadata)
             connection.publish()
-            channel.closeFuture.whenComplete { _ in loopBound.value.closed(channel) }
             // A guard: a GOAWAY read before the connection was marked ready drains it from the
             // start and new calls get a new one. Ready is marked inside the TLS handshake-completed
             // event (h2c: at connect), and the calls waiting for it open their streams in this same
@@ -316,15 +323,27 @@ final class UpstreamConnection {
     }
 
     private func closed(_ channel: any Channel) {
+        var link = self.draining.values.first { $0.channel === channel }
         self.draining = self.draining.filter { $0.value.channel !== channel }
         if case .ready(let current) = self.state, current.channel === channel {
+            link = current
             self.state = .idle
         }
         if case .idle = self.state {
             self.status.state = .idle
             self.publish()
         }
-        self.logger.info("gateway: upstream connection closed", metadata: ["upstream": "\(self.endpoint)"])
+        var metadata: Logger.Metadata = ["upstream": "\(self.endpoint)"]
+        if let error = link?.handler?.connectionError {
+            metadata["error"] = "\(Self.describe(error, endpoint: self.endpoint, trust: self.trust))"
+        }
+        if let open = link?.streams, open > 0 {
+            // The calls still on it are lost: their exporters get UNAVAILABLE ("lost the call").
+            metadata["calls-open"] = "\(open)"
+            self.logger.warning("gateway: upstream connection closed with calls open", metadata: metadata)
+        } else {
+            self.logger.info("gateway: upstream connection closed", metadata: metadata)
+        }
     }
 
     /// Whether it carries no stream and is not being set up: it may be retired.

@@ -28,6 +28,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     private var onReady: ((Error?) -> Void)?
     /// Called when the server sends GOAWAY.
     private let onGoAway: () -> Void
+    /// Called when a connection that was ready closes, before its streams' channels have closed.
+    private let onInactive: () -> Void
+    /// The TLS handshake is done (or the connection is h2c): it has carried calls.
+    private var wasReady = false
     private var timer: RepeatedTask?
     private var pingOutstanding = false
     /// The lowest last stream a GOAWAY from the server named: its streams above it were not
@@ -36,6 +40,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     private var goAwayLastStreamID: HTTP2StreamID?
     /// The notAfter of the certificate the server presented, once the TLS handshake is done.
     private(set) var serverCertificateNotValidAfter: Int64?
+    /// The first connection error after the connection was ready: why it closed.
+    private(set) var connectionError: (any Error)?
 
     init(
         endpoint: UpstreamEndpoint,
@@ -44,7 +50,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         handshakeTimeout: TimeAmount,
         logger: Logger,
         onReady: @escaping (Error?) -> Void,
-        onGoAway: @escaping () -> Void
+        onGoAway: @escaping () -> Void,
+        onInactive: @escaping () -> Void
     ) {
         self.endpoint = endpoint
         self.usesTLS = usesTLS
@@ -53,6 +60,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         self.logger = logger
         self.onReady = onReady
         self.onGoAway = onGoAway
+        self.onInactive = onInactive
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -106,7 +114,17 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         switch frame.payload {
         case .ping(_, ack: true):
             self.pingOutstanding = false
-        case .goAway(let lastStreamID, _, _):
+        case .goAway(let lastStreamID, let errorCode, let debugData):
+            if errorCode != .noError {
+                // Not a drain: the server ends the connection over an error, and its calls with it.
+                var metadata: Logger.Metadata = [
+                    "upstream": "\(self.endpoint)", "error-code": "\(errorCode)", "last-stream": "\(lastStreamID)",
+                ]
+                if let debugData, debugData.readableBytes > 0 {
+                    metadata["debug"] = "\(String(decoding: debugData.readableBytesView.prefix(200), as: UTF8.self))"
+                }
+                self.logger.warning("gateway: upstream sent GOAWAY with an error", metadata: metadata)
+            }
             self.goAwayLastStreamID = min(lastStreamID, self.goAwayLastStreamID ?? lastStreamID)
             self.onGoAway()
         default:
@@ -129,6 +147,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     /// go on.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard HTTP2ErrorScope(error) == .connection else { return }
+        // Said when the connection has closed (a failed set-up is said as the set-up's failure).
+        if self.onReady == nil, self.connectionError == nil { self.connectionError = error }
         // The certificate is still there while NIOSSL reports its failed verification.
         if TLSHandshakeFailure(error)?.code == "CERTIFICATE_VERIFY_FAILED",
             let certificate = Self.serverCertificate(context)
@@ -154,6 +174,9 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.timer?.cancel()
         self.timer = nil
+        // NIOHTTP2 has ended the streams' channels, but their close futures are still to come:
+        // the connection can still tell which calls it lost.
+        if self.wasReady { self.onInactive() }
         self.ready(ChannelError.ioOnClosedChannel)
         context.fireChannelInactive()
     }
@@ -163,6 +186,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         self.handshakeTimer = nil
         guard let onReady = self.onReady else { return }
         self.onReady = nil
+        if error == nil { self.wasReady = true }
         onReady(error)
     }
 }

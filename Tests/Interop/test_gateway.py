@@ -630,9 +630,10 @@ def test_a_listen_response_has_the_gateway_connect_to_its_router_before_the_stre
 def one_call_server(request, tls) -> Process:
     """``deployment/one_call_server.py``: a server that takes one call per connection and leaves
     the streams behind it unprocessed (GOAWAY naming the first), echoing ``RouterService/Stream``
-    messages; ``.endpoint`` once it is ready."""
+    messages; ``.endpoint`` once it is ready. Indirect parameters are more arguments."""
     server = Process("one-call server", [sys.executable, Path(__file__).parent / "deployment" / "one_call_server.py",
-                                         "--listen", "127.0.0.1:0", "--tls-cert", tls.cert, "--tls-key", tls.key])
+                                         "--listen", "127.0.0.1:0", "--tls-cert", tls.cert, "--tls-key", tls.key,
+                                         *getattr(request, "param", [])])
     attach_log(request, server)
     try:
         server.endpoint = server.wait_for_line(r"^ready ", timeout=TIMEOUT)[0].split()[1]
@@ -710,6 +711,51 @@ def test_calls_a_server_leaves_unprocessed_are_sent_again(controller, one_call_s
     assert len(gateway.wait_for_line(r"gateway: upstream refused a call unprocessed", count=6)) == 6
     scraped = samples(scrape(gateway.status()[0]["metrics"])[2].decode())
     assert value(scraped, "jmp_bridge_gateway_retried_calls_total") == 6
+
+
+@pytest.mark.parametrize("one_call_server", [["--abort-after", "2"]], indirect=True)
+def test_a_router_that_drops_the_connection_under_a_call_fails_it_and_says_why(controller, one_call_server,
+                                                                               gateway, tls, event_loop_portal):
+    """The router echoes two messages of a relayed call, then sends GOAWAY with INTERNAL_ERROR
+    and closes the connection (a router that crashed, an ingress cut off). The exporter's call
+    ends with UNAVAILABLE, "lost the call", as a direct call whose connection broke; the
+    gateway's log says what happened: the GOAWAY's error code and debug text, and that the
+    connection closed with one call open."""
+    lease_a_raw_exporter(controller, one_call_server.endpoint)
+
+    async def relay() -> tuple:
+        async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
+                channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
+            with fail_after(TIMEOUT):
+                listen = await listen_as_raw_exporter(controller, exporter_ch)
+                await dial_as_client(client_ch)
+                token = (await listen.read()).router_token
+                listen.cancel()
+            async with channel(gateway.gateway_endpoint, tls, token) as ch:
+                call = router_pb2_grpc.RouterServiceStub(ch).Stream()
+                echoed = []
+                with fail_after(TIMEOUT):
+                    try:
+                        for index in range(3):
+                            await call.write(router_pb2.StreamRequest(payload=f"message {index}".encode()))
+                            echoed.append((await call.read()).payload)
+                    except grpc.aio.AioRpcError as error:
+                        return echoed, error.code(), error.details()
+                return echoed, None, None
+
+    echoed, code, details = event_loop_portal.call(relay)
+    assert echoed == [b"message 0", b"message 1"], (echoed, code, details)
+    assert code == grpc.StatusCode.UNAVAILABLE and details.startswith(
+        f"jmp-bridge gateway: lost the call to {one_call_server.endpoint}"), (code, details)
+    one_call_server.wait_for_line(r"^aborted stream=", timeout=TIMEOUT)
+    [goaway] = gateway.wait_for_line(r"gateway: upstream sent GOAWAY with an error")
+    assert "warning" in goaway.split("gateway:")[0] and "error-code=HTTP2ErrorCode<0x2 Internal Error>" in goaway \
+        and "debug=test abort error-code" in goaway and f"upstream={one_call_server.endpoint}" in goaway, goaway
+    [closed] = gateway.wait_for_line(r"gateway: upstream connection closed with calls open")
+    assert "calls-open=1" in closed and f"upstream={one_call_server.endpoint}" in closed, closed
+    [ended] = gateway.wait_for_line(r"gateway: relay ended")
+    assert "status=\"UNAVAILABLE: jmp-bridge gateway: lost the call" in ended or \
+        "status=UNAVAILABLE: jmp-bridge gateway: lost the call" in ended, ended
 
 
 @pytest.mark.parametrize("router_extra", [["--max-connection-age", "1"]])

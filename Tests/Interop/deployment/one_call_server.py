@@ -15,6 +15,10 @@ Run it as a process (``test_gateway.py`` does)::
 It prints ``ready 127.0.0.1:PORT`` once serving, then ``call stream=N token=T`` for each call it
 takes (``T``: the bearer token) and ``unprocessed stream=N`` for each stream above its GOAWAY;
 SIGTERM stops it (exit 0).
+
+With ``--abort-after N`` it plays a server that dies under a call instead (a crashing router, an
+ingress cut off): once it has echoed N messages of the call, it sends GOAWAY with INTERNAL_ERROR
+and the debug text ``test abort``, closes the connection and prints ``aborted stream=N``.
 """
 
 from __future__ import annotations
@@ -40,7 +44,11 @@ def log(line: str) -> None:
 class OneCallConnection(asyncio.Protocol):
     """One HTTP/2 connection: its first stream is served, the rest are not processed."""
 
+    #: Echoed messages after which the connection is aborted (``--abort-after``); None: never.
+    abort_after: int | None = None
+
     def connection_made(self, transport) -> None:
+        self.echoed = 0
         self.transport = transport
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         self.h2.initiate_connection()
@@ -52,6 +60,8 @@ class OneCallConnection(asyncio.Protocol):
         self.transport.write(self.h2.data_to_send())
 
     def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError:
@@ -66,6 +76,8 @@ class OneCallConnection(asyncio.Protocol):
                 if event.stream_id == self.served:
                     self.request += event.data
                     self.echo()
+                    if self.transport.is_closing():
+                        return
             elif isinstance(event, h2.events.StreamEnded) and event.stream_id == self.served:
                 self.h2.send_headers(self.served, [("grpc-status", "0")], end_stream=True)
         self.flush()
@@ -96,6 +108,22 @@ class OneCallConnection(asyncio.Protocol):
             reply = router_pb2.StreamResponse(payload=message.payload, frame_type=message.frame_type)
             body = reply.SerializeToString()
             self.h2.send_data(self.served, b"\0" + struct.pack(">I", len(body)) + body)
+            self.echoed += 1
+            if self.abort_after is not None and self.echoed >= self.abort_after:
+                self.abort()
+                return
+
+    def abort(self) -> None:
+        """GOAWAY(INTERNAL_ERROR) past h2's state machine, after what was echoed, then the close."""
+        self.flush()
+        goaway = GoAwayFrame(0)
+        goaway.last_stream_id = self.served
+        goaway.error_code = 2
+        goaway.additional_data = b"test abort"
+        self.transport.write(goaway.serialize())
+        self.transport.close()
+        log(f"aborted stream={self.served}")
+        self.abort_after = None
 
 
 async def main() -> None:
@@ -103,7 +131,9 @@ async def main() -> None:
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--tls-cert", required=True)
     parser.add_argument("--tls-key", required=True)
+    parser.add_argument("--abort-after", type=int, metavar="N")
     args = parser.parse_args()
+    OneCallConnection.abort_after = args.abort_after
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.tls_cert, args.tls_key)
     context.set_alpn_protocols(["h2"])
