@@ -1287,8 +1287,9 @@ def setup_latency(args, work: str, tag: str, cert: str, key: str, far: str, pref
     Stock: the exporter's Listen goes to the controller and each stream opens a fresh TLS channel
     to the router. Gateway: Listen and streams go to the gateway (TLS on loopback), which relays on
     its pooled connection. Gateway-cold: a second gateway with `idle-timeout: 1s`, each stream sent
-    once it has closed its router connections, so that every stream connects to the router first
-    (the first stream after a quiet spell; its new-connection count shows it did). `far` is the
+    once it has closed its router connections, so that every stream's router connection is made
+    anew from the ListenResponse on (the first stream after a quiet spell; its new-connection
+    count shows it was). `far` is the
     cluster's address, `prefix` runs the cluster's process (in the netem namespace); `delay_rtt_ms` puts bench/delay_relay.py in front of the controller and
     the router instead (the same round trip added in user space, for kernels without netem)."""
     py = os.path.join(args.repo, "bench")
@@ -1495,8 +1496,10 @@ def render_gateway(args, G: dict) -> list[str]:
     if cold_rows:
         out += ["", "The first stream after a quiet spell, in the same runs: a second gateway whose router "
                 "connections its `idle-timeout` has closed (1 s here, 30 min by default; each stream is sent once "
-                "`status` lists no router connection), so the gateway connects to the router (TCP, TLS) while the "
-                "exporter's stream waits; not a goal of the issue, which asks for the pooled path:", "",
+                "`status` lists no router connection), so the gateway connects to the router (TCP, TLS) from the moment "
+                "the ListenResponse passes (on each of its event loops; the count below is of the connection the "
+                "stream came on), and the exporter's stream waits for what is left of the handshakes; not a goal "
+                "of the issue, which asks for the pooled path:", "",
                 "| stream set-up | gateway, router connection closed (cold) | stock (TLS per stream) | saving | "
                 "new router connections per stream, cold gateway |", "|---|---:|---:|---:|---:|"] + cold_rows
     split = [f"{key} {path} {S[key][path]['listen_p50_ms']:.2f} / {S[key][path]['to_router_p50_ms']:.2f} ms"
