@@ -73,6 +73,9 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
     private var exporterReset = false
     /// How the call ended, for the relay's log line.
     private var outcome: String?
+    /// The upstream's end of the call never came (``upstreamClosed()``): its bytes in flight are
+    /// gone, and the relay's end is logged as a warning.
+    private var lost = false
     /// The id under which a controller call is registered for draining.
     private var controllerCallID: Int?
     /// Sends the statuses the gateway makes itself once the exporter has stopped sending: a
@@ -400,6 +403,12 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         if refused, self.sentForRetry != nil { self.refusedUnprocessed = true }
     }
 
+    /// The upstream stream ended because its connection closed (`lost` says how): the reason
+    /// of a call that had no end of its own.
+    func upstreamConnectionClosed(_ lost: UpstreamConnectionLost) {
+        if self.upstreamFailure == nil { self.upstreamFailure = lost }
+    }
+
     /// Keeps a copy of `payload`, sent upstream, while this attempt may yet be refused.
     private func keepForRetry(_ payload: HTTP2Frame.FramePayload) {
         guard self.sentForRetry != nil else { return }
@@ -455,6 +464,7 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         let reason = self.upstreamFailure.map { " (\($0))" } ?? ""
         let status = GRPCStatus(.unavailable, "jmp-bridge gateway: lost the call to \(self.upstreamName)\(reason)")
         self.outcome = status.description
+        self.lost = true
         self.respond(status)
     }
 
@@ -503,7 +513,8 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
     /// Logs the one line of a relay's end.
     private func logRelayEnd(_ record: RelayRecord) {
         let duration = NIODeadline.now() - record.started
-        self.gateway.logger.info(
+        self.gateway.logger.log(
+            level: self.lost ? .warning : .info,
             "gateway: relay ended",
             metadata: [
                 "lease": "\(record.grant.lease ?? "-")",

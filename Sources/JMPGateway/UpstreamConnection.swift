@@ -333,17 +333,12 @@ final class UpstreamConnection {
             self.status.state = .idle
             self.publish()
         }
+        // Calls still on it are lost, each logged as its relay's or call's end ("lost the call").
         var metadata: Logger.Metadata = ["upstream": "\(self.endpoint)"]
         if let error = link?.handler?.connectionError {
-            metadata["error"] = "\(Self.describe(error, endpoint: self.endpoint, trust: self.trust))"
+            metadata["error"] = "\(UpstreamConnectionLost(error).description)"
         }
-        if let open = link?.streams, open > 0 {
-            // The calls still on it are lost: their exporters get UNAVAILABLE ("lost the call").
-            metadata["calls-open"] = "\(open)"
-            self.logger.warning("gateway: upstream connection closed with calls open", metadata: metadata)
-        } else {
-            self.logger.info("gateway: upstream connection closed", metadata: metadata)
-        }
+        self.logger.info("gateway: upstream connection closed", metadata: metadata)
     }
 
     /// Whether it carries no stream and is not being set up: it may be retired.

@@ -28,7 +28,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     private var onReady: ((Error?) -> Void)?
     /// Called when the server sends GOAWAY.
     private let onGoAway: () -> Void
-    /// Called when a connection that was ready closes, before its streams' channels have closed.
+    /// Called when a connection that was ready closes, before its streams' close futures (so
+    /// that the pool stops counting on it before their ends count as a drain).
     private let onInactive: () -> Void
     /// The TLS handshake is done (or the connection is h2c): it has carried calls.
     private var wasReady = false
@@ -174,8 +175,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.timer?.cancel()
         self.timer = nil
-        // NIOHTTP2 has ended the streams' channels, but their close futures are still to come:
-        // the connection can still tell which calls it lost.
+        // NIOHTTP2 has ended the streams' channels; their close futures are still to come.
         if self.wasReady { self.onInactive() }
         self.ready(ChannelError.ioOnClosedChannel)
         context.fireChannelInactive()

@@ -105,6 +105,11 @@ final class UpstreamStreamHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         let partner = self.partner
         self.partner = nil
+        // Closed with its connection: the call's end, if it had none, says why.
+        if let connection = context.channel.parent, !connection.isActive {
+            let handler = try? connection.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
+            partner?.upstreamConnectionClosed(UpstreamConnectionLost(handler?.connectionError))
+        }
         partner?.upstreamClosed()
         context.fireChannelInactive()
     }

@@ -29,7 +29,8 @@ struct ConnectionErrorLoggerTests {
                     handshakeTimeout: .seconds(1),
                     logger: logger,
                     onReady: { _ in },
-                    onGoAway: {}
+                    onGoAway: {},
+                    onInactive: {}
                 )
             }
         }

@@ -1,11 +1,21 @@
 import NIOCore
 import NIOHPACK
+import NIOSSL
 import Testing
 
 @testable import JMPGateway
 
-/// The gateway's pure parts: endpoint parsing, token expiry, the token book.
+/// The gateway's pure parts: endpoint parsing, token expiry, the token book, a lost call's reason.
 @Suite struct GatewayPartsTests {
+    @Test func aLostCallSaysHowItsConnectionEnded() {
+        #expect(UpstreamConnectionLost(nil).description == "the connection closed")
+        #expect(UpstreamConnectionLost(NIOSSLError.uncleanShutdown).description == "the server closed the connection")
+        #expect(
+            UpstreamConnectionLost(ChannelError.ioOnClosedChannel).description
+                == "the connection failed: \(ChannelError.ioOnClosedChannel)"
+        )
+    }
+
     @Test func parsesTheTargetsJumpstarterUses() {
         #expect(
             UpstreamEndpoint(parsing: "router.example.com:8083")
