@@ -37,20 +37,13 @@ final class UpstreamConnection {
     private final class Link {
         let channel: any Channel
         let multiplexer: NIOHTTP2Handler.StreamMultiplexer
-        /// Its handler, which knows why it closed.
-        let handler: UpstreamConnectionHandler?
         /// Streams open on it, counted from the moment one is asked for: a GOAWAY that arrives
         /// while a stream is being set up must not close the connection under it.
         var streams = 0
 
-        init(
-            channel: any Channel,
-            multiplexer: NIOHTTP2Handler.StreamMultiplexer,
-            handler: UpstreamConnectionHandler?
-        ) {
+        init(channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
             self.channel = channel
             self.multiplexer = multiplexer
-            self.handler = handler
         }
     }
 
@@ -227,7 +220,7 @@ final class UpstreamConnection {
                                 if let error { readyBox.value.fail(error) } else { readyBox.value.succeed(()) }
                             },
                             onGoAway: { loopBound.value.goAwayReceived(on: channel) },
-                            onInactive: { loopBound.value.closed(channel) }
+                            onInactive: { loopBound.value.closed(channel, error: $0) }
                         )
                     )
                 }
@@ -244,12 +237,12 @@ final class UpstreamConnection {
         }
         let result = multiplexer.map { channel, multiplexer in
             let connection = loopBound.value
-            let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
-            let link = Link(channel: channel, multiplexer: multiplexer, handler: handler)
+            let link = Link(channel: channel, multiplexer: multiplexer)
             connection.state = .ready(link)
             connection.status.state = .ready
             connection.status.connects += 1
             connection.failures = 0
+            let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamConnectionHandler.self)
             var metadata: Logger.Metadata = ["upstream": "\(endpoint)"]
             if let notValidAfter = handler?.serverCertificateNotValidAfter {
                 connection.status.certificate = .init(notValidAfter: notValidAfter, seen: .now())
@@ -322,22 +315,19 @@ final class UpstreamConnection {
         link.channel.close(promise: nil)
     }
 
-    private func closed(_ channel: any Channel) {
-        var link = self.draining.values.first { $0.channel === channel }
+    /// `channel` closed (`error`: the connection error that ended it). Calls still on it are
+    /// lost, each logged at its own end ("lost the call").
+    private func closed(_ channel: any Channel, error: (any Error)?) {
         self.draining = self.draining.filter { $0.value.channel !== channel }
         if case .ready(let current) = self.state, current.channel === channel {
-            link = current
             self.state = .idle
         }
         if case .idle = self.state {
             self.status.state = .idle
             self.publish()
         }
-        // Calls still on it are lost, each logged as its relay's or call's end ("lost the call").
         var metadata: Logger.Metadata = ["upstream": "\(self.endpoint)"]
-        if let error = link?.handler?.connectionError {
-            metadata["error"] = "\(UpstreamConnectionLost(error).description)"
-        }
+        if let error { metadata["error"] = "\(UpstreamConnectionLost(error))" }
         self.logger.info("gateway: upstream connection closed", metadata: metadata)
     }
 

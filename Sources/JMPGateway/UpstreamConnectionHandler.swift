@@ -29,8 +29,9 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     /// Called when the server sends GOAWAY.
     private let onGoAway: () -> Void
     /// Called when a connection that was ready closes, before its streams' close futures (so
-    /// that the pool stops counting on it before their ends count as a drain).
-    private let onInactive: () -> Void
+    /// that the pool stops counting on it before their ends count as a drain), with the
+    /// connection error that ended it, if one did.
+    private let onInactive: ((any Error)?) -> Void
     /// The TLS handshake is done (or the connection is h2c): it has carried calls.
     private var wasReady = false
     private var timer: RepeatedTask?
@@ -52,7 +53,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         logger: Logger,
         onReady: @escaping (Error?) -> Void,
         onGoAway: @escaping () -> Void,
-        onInactive: @escaping () -> Void
+        onInactive: @escaping ((any Error)?) -> Void
     ) {
         self.endpoint = endpoint
         self.usesTLS = usesTLS
@@ -149,7 +150,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard HTTP2ErrorScope(error) == .connection else { return }
         // Said when the connection has closed (a failed set-up is said as the set-up's failure).
-        if self.onReady == nil, self.connectionError == nil { self.connectionError = error }
+        if self.wasReady, self.connectionError == nil { self.connectionError = error }
         // The certificate is still there while NIOSSL reports its failed verification.
         if TLSHandshakeFailure(error)?.code == "CERTIFICATE_VERIFY_FAILED",
             let certificate = Self.serverCertificate(context)
@@ -176,7 +177,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
         self.timer?.cancel()
         self.timer = nil
         // NIOHTTP2 has ended the streams' channels; their close futures are still to come.
-        if self.wasReady { self.onInactive() }
+        if self.wasReady { self.onInactive(self.connectionError) }
         self.ready(ChannelError.ioOnClosedChannel)
         context.fireChannelInactive()
     }

@@ -30,7 +30,7 @@ struct ConnectionErrorLoggerTests {
                     logger: logger,
                     onReady: { _ in },
                     onGoAway: {},
-                    onInactive: {}
+                    onInactive: { _ in }
                 )
             }
         }
