@@ -1,5 +1,6 @@
 import JMPDoors
 import JMPMetrics
+import JMPTLS
 import JMPTargets
 import Logging
 import NIOConcurrencyHelpers
@@ -40,6 +41,15 @@ public struct BridgeContext: Sendable {
     let tlsContexts = NIOLockedValueBox<[TLSContextBox]>([])
     /// Attachments (streams and local attaches) to each console route now, for `max-attachments`.
     let consoleAttachments = NIOLockedValueBox<[String: Int]>([:])
+
+    /// Each CA file in use once (the listeners' `client-ca` files, then the gateway's `ca`
+    /// files), by the first of its certificates to expire: for the metric and the status line.
+    var authorities: [CertificateValidity] {
+        let listeners = self.tlsContexts.withLockedValue { $0 }.compactMap(\.clientAuthority)
+        let gateway = self.gateway.withLockedValue { $0 }?.gateway.authorities ?? []
+        var files: Set<String> = []
+        return (listeners + gateway).filter { files.insert($0.file).inserted }
+    }
 
     /// Takes one of a console route's `max-attachments` places; false when all are taken. A
     /// route without the limit always has room (and nothing to give back).

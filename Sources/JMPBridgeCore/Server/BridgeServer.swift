@@ -318,15 +318,11 @@ public final class BridgeServer: Service, Sendable {
     /// `client-ca`, the gateway's `ca`, each file once) and each upstream server of the gateway
     /// whose certificate does, so that `systemctl status` shows it.
     private func certificateNotes(now: Int64 = CertificateValidity.now()) -> [String] {
-        let contexts = self.environment.tlsContexts.withLockedValue { $0 }
-        let listeners = contexts.compactMap { tls in
+        let listeners = self.environment.tlsContexts.withLockedValue { $0 }.compactMap { tls in
             CertificateValidity.note(of: tls.listener, notValidAfter: tls.validity.notValidAfter, now: now)
         }
+        let authorities = self.environment.authorities.compactMap { $0.authorityNote(now: now) }
         let gateway = self.environment.gateway.withLockedValue { $0 }?.gateway
-        var files: Set<String> = []
-        let authorities = (contexts.compactMap(\.clientAuthority) + (gateway?.authorities ?? [])).compactMap {
-            authority in files.insert(authority.file).inserted ? authority.authorityNote(now: now) : nil
-        }
         return listeners + authorities + (gateway?.upstreamCertificates() ?? []).compactMap { $0.note(now: now) }
     }
 

@@ -1,7 +1,6 @@
 import JMPDoors
 import JMPGateway
 import JMPMetrics
-import JMPTLS
 import JMPTargets
 import NIOCore
 
@@ -28,21 +27,16 @@ struct MetricsCollector: Sendable {
                     to: Int(tls.validity.notValidAfter)
                 )
             }
-            let gateway = self.environment.gateway.withLockedValue { $0 }?.gateway
-            self.applyAuthorities(certificates.compactMap(\.clientAuthority) + (gateway?.authorities ?? []))
-            if let gateway { self.apply(gateway.metricsSnapshot()) }
+            // One series per CA file, however many listeners use it.
+            self.metrics.setSeries(
+                .caCertificateExpiry,
+                self.environment.authorities.map { (labels: [("file", $0.file)], value: Int($0.notValidAfter)) }
+            )
+            if let gateway = self.environment.gateway.withLockedValue({ $0 }) {
+                self.apply(gateway.gateway.metricsSnapshot())
+            }
             return self.metrics.render()
         }
-    }
-
-    /// One series per CA file, however many listeners use it.
-    private func applyAuthorities(_ authorities: [CertificateValidity]) {
-        var byFile: [String: Int64] = [:]
-        for authority in authorities { byFile[authority.file] = authority.notValidAfter }
-        self.metrics.setSeries(
-            .caCertificateExpiry,
-            byFile.map { file, notValidAfter in (labels: [("file", file)], value: Int(notValidAfter)) }
-        )
     }
 
     private func apply(route: String, console status: ConsoleStatus) {
