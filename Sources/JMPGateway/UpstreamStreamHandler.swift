@@ -13,6 +13,10 @@ final class UpstreamStreamHandler: ChannelDuplexHandler {
     var partner: GatewayStreamHandler?
     private var context: ChannelHandlerContext?
     private var readPending = false
+    /// The gateway has ended its side of the stream (END_STREAM or RST_STREAM written).
+    private var sentEnd = false
+    /// The server has ended its side (END_STREAM or RST_STREAM read).
+    private var receivedEnd = false
 
     init(partner: GatewayStreamHandler) {
         self.partner = partner
@@ -22,6 +26,7 @@ final class UpstreamStreamHandler: ChannelDuplexHandler {
 
     func write(_ payload: HTTP2Frame.FramePayload) {
         guard let context = self.context else { return }
+        if Self.ends(payload) { self.sentEnd = true }
         guard case .headers = payload else {
             context.write(self.wrapOutboundOut(payload), promise: nil)
             return
@@ -40,9 +45,24 @@ final class UpstreamStreamHandler: ChannelDuplexHandler {
 
     func flush() { self.context?.flush() }
 
+    /// Lets go of the stream: resets it (RST_STREAM CANCEL) unless both sides have ended it, in
+    /// which case it is closed on the wire, and a reset would be a frame on a closed stream (RFC
+    /// 9113, 5.1); its channel closes once NIOHTTP2 has seen the end too. (The server's end can
+    /// reach this handler, and be relayed, before that.)
     func close() {
         self.partner = nil
+        guard !(self.sentEnd && self.receivedEnd) else { return }
         self.context?.close(promise: nil)
+    }
+
+    /// Whether `payload` ends its sender's side of the stream.
+    static func ends(_ payload: HTTP2Frame.FramePayload) -> Bool {
+        switch payload {
+        case .headers(let headers): headers.endStream
+        case .data(let data): data.endStream
+        case .rstStream: true
+        default: false
+        }
     }
 
     /// The downstream stream can take more again.
@@ -57,7 +77,9 @@ final class UpstreamStreamHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.partner?.fromUpstream(self.unwrapInboundIn(data))
+        let payload = self.unwrapInboundIn(data)
+        if Self.ends(payload) { self.receivedEnd = true }
+        self.partner?.fromUpstream(payload)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

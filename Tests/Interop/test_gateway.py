@@ -713,6 +713,44 @@ def test_calls_a_server_leaves_unprocessed_are_sent_again(controller, one_call_s
     assert value(scraped, "jmp_bridge_gateway_retried_calls_total") == 6
 
 
+def test_a_relay_that_ended_both_ways_is_not_reset(controller, one_call_server, gateway, tls, event_loop_portal):
+    """A relayed call ends as HTTP/2 streams do: the exporter ends its side, the router sends its
+    trailers, and the stream is closed. The gateway sends nothing more on it (RFC 9113, 5.1: no
+    RST_STREAM on a closed stream), although the trailers reach it, and are relayed, before
+    NIOHTTP2 has marked the stream closed. A reset there was one more frame after the router's
+    last one on every relay, and to a router that has closed its socket by then, a segment that
+    its kernel answers with a TCP reset."""
+    lease_a_raw_exporter(controller, one_call_server.endpoint)
+
+    async def relay() -> tuple:
+        async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
+                channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
+            with fail_after(TIMEOUT):
+                listen = await listen_as_raw_exporter(controller, exporter_ch)
+                await dial_as_client(client_ch)
+                token = (await listen.read()).router_token
+                listen.cancel()
+            async with channel(gateway.gateway_endpoint, tls, token) as ch:
+                call = router_pb2_grpc.RouterServiceStub(ch).Stream()
+                echoed = []
+                with fail_after(TIMEOUT):
+                    for index in range(3):
+                        await call.write(router_pb2.StreamRequest(payload=f"message {index}".encode()))
+                        echoed.append((await call.read()).payload)
+                    await call.done_writing()
+                    assert await call.read() == grpc.aio.EOF
+                    return echoed, await call.code()
+
+    echoed, code = event_loop_portal.call(relay)
+    assert (echoed, code) == ([b"message 0", b"message 1", b"message 2"], grpc.StatusCode.OK)
+    # The router named the stream last in its GOAWAY: the gateway closes the connection once the
+    # stream has closed, after anything it sent on the stream.
+    [closed] = one_call_server.wait_for_line(r"^closed stream=", timeout=TIMEOUT)
+    assert closed.endswith(" frames-after-end=0"), one_call_server.log()
+    [ended] = gateway.wait_for_line(r"gateway: relay ended")
+    assert "status=OK " in ended, ended
+
+
 @pytest.mark.parametrize("one_call_server", [["--abort-after", "2"]], indirect=True)
 def test_a_router_that_drops_the_connection_under_a_call_fails_it_and_says_why(controller, one_call_server,
                                                                                gateway, tls, event_loop_portal):

@@ -14,7 +14,9 @@ Run it as a process (``test_gateway.py`` does)::
 
 It prints ``ready 127.0.0.1:PORT`` once serving, then ``call stream=N token=T`` for each call it
 takes (``T``: the bearer token) and ``unprocessed stream=N`` for each stream above its GOAWAY;
-SIGTERM stops it (exit 0).
+and, when the connection closes, ``closed stream=N frames-after-end=K``: the frames the
+client sent on the served stream after it had ended both ways (RFC 9113, 5.1: only PRIORITY
+may follow); SIGTERM stops it (exit 0).
 
 With ``--abort-after N`` it plays a server that dies under a call instead (a crashing router, an
 ingress cut off): once it has echoed N messages of the call, it sends GOAWAY with INTERNAL_ERROR
@@ -54,7 +56,31 @@ class OneCallConnection(asyncio.Protocol):
         self.h2.initiate_connection()
         self.served: int | None = None
         self.request = bytearray()
+        #: The served stream's ends: the client's END_STREAM seen, the trailers sent.
+        self.client_ended = self.trailers_sent = False
+        #: What the client sent, parsed into frames alongside h2 (past the 24-byte preface).
+        self.raw = bytearray()
+        self.preface_left = 24
+        self.frames_after_end = 0
         self.flush()
+
+    def connection_lost(self, exc) -> None:
+        if self.served is not None:
+            log(f"closed stream={self.served} frames-after-end={self.frames_after_end}")
+
+    def count_frames_after_end(self, data: bytes) -> None:
+        """Counts the client's frames on the served stream that come after its end both ways."""
+        skip = min(self.preface_left, len(data))
+        self.preface_left -= skip
+        self.raw += data[skip:]
+        while len(self.raw) >= 9:
+            length = int.from_bytes(self.raw[:3], "big")
+            if len(self.raw) < 9 + length:
+                return
+            kind, stream_id = self.raw[3], int.from_bytes(self.raw[5:9], "big") & 0x7FFFFFFF
+            del self.raw[:9 + length]
+            if stream_id == self.served and self.client_ended and self.trailers_sent and kind != 2:  # PRIORITY
+                self.frames_after_end += 1
 
     def flush(self) -> None:
         self.transport.write(self.h2.data_to_send())
@@ -62,6 +88,7 @@ class OneCallConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
             return
+        self.count_frames_after_end(data)
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError:
@@ -80,6 +107,7 @@ class OneCallConnection(asyncio.Protocol):
                         return
             elif isinstance(event, h2.events.StreamEnded) and event.stream_id == self.served:
                 self.h2.send_headers(self.served, [("grpc-status", "0")], end_stream=True)
+                self.client_ended = self.trailers_sent = True
         self.flush()
 
     def request_received(self, event: h2.events.RequestReceived) -> None:
