@@ -297,14 +297,21 @@ class Soak:
         """A pty standing in for a USB serial adapter: the route's device path is a symlink to its
         slave; the soak is the board on the master (as Tests/Interop/test_console.py's fake_serial)."""
         master, slave = os.openpty()
-        name = os.ttyname(slave)
-        os.close(slave)
-        os.set_blocking(master, False)
-        tmp = self.path("ttyFAKE0.tmp")
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        os.symlink(name, tmp)
-        os.replace(tmp, self.path("ttyFAKE0"))
+        try:
+            name = os.ttyname(slave)
+            os.close(slave)
+            os.set_blocking(master, False)
+            tmp = self.path("ttyFAKE0.tmp")
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            os.symlink(name, tmp)
+            os.replace(tmp, self.path("ttyFAKE0"))
+        except BaseException:
+            # A cycle that fails here is tried again: each try must not keep a pty.
+            with contextlib.suppress(OSError):
+                os.close(slave)
+            os.close(master)
+            raise
         return master
 
     def unplug_serial(self, master: int) -> None:

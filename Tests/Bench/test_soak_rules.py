@@ -120,3 +120,80 @@ def test_gateway_unavailable_within_what_the_restarts_explain_passes():
                    outcomes={"ReportStatus UNAVAILABLE": 1, "probe UNAVAILABLE": 1, "Dial UNAVAILABLE": 3})
     verdict = soak.evaluate(run(settled={**GATEWAY_FINAL, "gw_unavailable": 2}, gateway=load), args())
     assert failed(verdict) == []
+
+
+ROUTER = "127.0.0.1:40000"
+UP, DOWN = b"u" * 300_000, b"d" * 200_000
+LOST = f"jmp-bridge gateway: lost the call to {ROUTER} (the server closed the connection)"
+
+
+def token(sub: str) -> str:
+    import base64
+    import json
+
+    payload = base64.urlsafe_b64encode(json.dumps({"sub": sub}).encode()).rstrip(b"=").decode()
+    return f"eyJhbGciOiJIUzI1NiJ9.{payload}.signature"
+
+
+class Call:
+    """The client side's call, as far as ``router_dropped`` asks it."""
+
+    def __init__(self, code):
+        self._code = code
+
+    async def code(self):
+        return self._code
+
+
+def router_dropped(tmp_path, *, router_line="stream sub=S end status=OK bytes-to-first=200000 bytes-to-second=300000",
+                   code=None, details=LOST, to_client=UP, client_code=None, exporter_write=None) -> bool:
+    import asyncio
+
+    import grpc
+
+    log = tmp_path / "router.log"
+    log.write_text("stream sub=S peer=ipv4:127.0.0.1:1 waiting\n"
+                   "stream sub=S peer=ipv4:127.0.0.1:2 forwarding\n"
+                   f"{router_line}\nstream sub=S end status=OK\n")
+    load = gateway()
+    load.router_endpoint, load.router_log = ROUTER, str(log)
+    error = grpc.aio.AioRpcError(code or grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                 details=details)
+    results = [exporter_write, None, error, to_client]
+    return asyncio.run(load.router_dropped(token("S"), results, UP, DOWN, Call(client_code or grpc.StatusCode.OK)))
+
+
+def test_a_relay_whose_end_the_router_lost_itself_is_told_apart(tmp_path):
+    """The soak counts a relay as the test router's own loss (bench/README.md, "Soak") only with
+    the whole story: the gateway's "lost the call" for that router's connection, the client side
+    with every byte and OK, and the router's log with the call ending OK and both directions in
+    full. Anything less is a failure, as before."""
+    import grpc
+
+    assert router_dropped(tmp_path)
+    assert router_dropped(tmp_path, details=f"jmp-bridge gateway: lost the call to {ROUTER} (the connection failed: "
+                                           "read(descriptor:pointer:size:): Connection reset by peer) (errno: 104))")
+    assert router_dropped(tmp_path, exporter_write=grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details=LOST))
+
+
+@pytest.mark.parametrize("case", [
+    {"router_line": "stream sub=S end status=CANCELLED bytes-to-first=200000 bytes-to-second=300000"},
+    {"router_line": "stream sub=S end status=OK bytes-to-first=199999 bytes-to-second=300000"},
+    {"router_line": "stream sub=T end status=OK bytes-to-first=200000 bytes-to-second=300000"},
+    {"details": f"jmp-bridge gateway: lost the call to 127.0.0.1:1 (the server closed the connection)"},
+    {"details": f"jmp-bridge gateway: lost the call to {ROUTER} (the connection closed)"},
+    {"details": "jmp-bridge gateway: unknown router token"},
+    {"to_client": UP[:-1]},
+    {"exporter_write": RuntimeError("write failed")},
+])
+def test_anything_less_stays_a_failure(tmp_path, case):
+    assert not router_dropped(tmp_path, **case)
+
+
+@pytest.mark.parametrize("code", ["INTERNAL", "CANCELLED"])
+def test_another_status_stays_a_failure(tmp_path, code):
+    import grpc
+
+    assert not router_dropped(tmp_path, code=getattr(grpc.StatusCode, code))
+    assert not router_dropped(tmp_path, client_code=getattr(grpc.StatusCode, code))
