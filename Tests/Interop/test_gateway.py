@@ -713,6 +713,28 @@ def test_calls_a_server_leaves_unprocessed_are_sent_again(controller, one_call_s
     assert value(scraped, "jmp_bridge_gateway_retried_calls_total") == 6
 
 
+@contextlib.asynccontextmanager
+async def relayed_call(controller, gateway, tls):
+    """A router stream opened on the gateway by the raw exporter (``lease_a_raw_exporter``) with
+    the token the gateway handed it: its Listen call on the gateway and a client's Dial first."""
+    async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
+            channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
+        with fail_after(TIMEOUT):
+            listen = await listen_as_raw_exporter(controller, exporter_ch)
+            await dial_as_client(client_ch)
+            token = (await listen.read()).router_token
+            listen.cancel()
+    async with channel(gateway.gateway_endpoint, tls, token) as ch:
+        yield router_pb2_grpc.RouterServiceStub(ch).Stream()
+
+
+async def echo(call, count: int, echoed: list[bytes]) -> None:
+    """Writes ``count`` messages on a router stream, reading each one's echo into ``echoed``."""
+    for index in range(count):
+        await call.write(router_pb2.StreamRequest(payload=f"message {index}".encode()))
+        echoed.append((await call.read()).payload)
+
+
 def test_a_relay_that_ended_both_ways_is_not_reset(controller, one_call_server, gateway, tls, event_loop_portal):
     """A relayed call ends as HTTP/2 streams do: the exporter ends its side, the router sends its
     trailers, and the stream is closed. The gateway sends nothing more on it (RFC 9113, 5.1: no
@@ -723,23 +745,13 @@ def test_a_relay_that_ended_both_ways_is_not_reset(controller, one_call_server, 
     lease_a_raw_exporter(controller, one_call_server.endpoint)
 
     async def relay() -> tuple:
-        async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
-                channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
+        echoed = []
+        async with relayed_call(controller, gateway, tls) as call:
             with fail_after(TIMEOUT):
-                listen = await listen_as_raw_exporter(controller, exporter_ch)
-                await dial_as_client(client_ch)
-                token = (await listen.read()).router_token
-                listen.cancel()
-            async with channel(gateway.gateway_endpoint, tls, token) as ch:
-                call = router_pb2_grpc.RouterServiceStub(ch).Stream()
-                echoed = []
-                with fail_after(TIMEOUT):
-                    for index in range(3):
-                        await call.write(router_pb2.StreamRequest(payload=f"message {index}".encode()))
-                        echoed.append((await call.read()).payload)
-                    await call.done_writing()
-                    assert await call.read() == grpc.aio.EOF
-                    return echoed, await call.code()
+                await echo(call, 3, echoed)
+                await call.done_writing()
+                assert await call.read() == grpc.aio.EOF
+                return echoed, await call.code()
 
     echoed, code = event_loop_portal.call(relay)
     assert (echoed, code) == ([b"message 0", b"message 1", b"message 2"], grpc.StatusCode.OK)
@@ -762,24 +774,14 @@ def test_a_router_that_drops_the_connection_under_a_call_fails_it_and_says_why(c
     lease_a_raw_exporter(controller, one_call_server.endpoint)
 
     async def relay() -> tuple:
-        async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
-                channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
+        echoed = []
+        async with relayed_call(controller, gateway, tls) as call:
             with fail_after(TIMEOUT):
-                listen = await listen_as_raw_exporter(controller, exporter_ch)
-                await dial_as_client(client_ch)
-                token = (await listen.read()).router_token
-                listen.cancel()
-            async with channel(gateway.gateway_endpoint, tls, token) as ch:
-                call = router_pb2_grpc.RouterServiceStub(ch).Stream()
-                echoed = []
-                with fail_after(TIMEOUT):
-                    try:
-                        for index in range(3):
-                            await call.write(router_pb2.StreamRequest(payload=f"message {index}".encode()))
-                            echoed.append((await call.read()).payload)
-                    except grpc.aio.AioRpcError as error:
-                        return echoed, error.code(), error.details()
-                return echoed, None, None
+                try:
+                    await echo(call, 3, echoed)
+                except grpc.aio.AioRpcError as error:
+                    return echoed, error.code(), error.details()
+            return echoed, None, None
 
     echoed, code, details = event_loop_portal.call(relay)
     assert echoed == [b"message 0", b"message 1"], (echoed, code, details)
