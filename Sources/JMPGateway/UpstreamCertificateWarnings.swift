@@ -52,10 +52,6 @@ final class UpstreamCertificateWarnings: Sendable {
 
     private func log(_ problem: String, _ certificate: UpstreamCertificate, now: Int64) {
         let metadata: Logger.Metadata = ["upstream": "\(certificate.endpoint)", "expires": "\(certificate.expires)"]
-        if certificate.standing(now: now) == .expired {
-            self.logger.error("gateway: \(problem)", metadata: metadata)
-        } else {
-            self.logger.warning("gateway: \(problem)", metadata: metadata)
-        }
+        self.logger.log(level: certificate.standing(now: now).logLevel, "gateway: \(problem)", metadata: metadata)
     }
 }

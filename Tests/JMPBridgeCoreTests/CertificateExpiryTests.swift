@@ -1,4 +1,5 @@
 import Foundation
+import JMPGateway
 import JMPTLS
 import NIOCore
 import Testing
@@ -40,6 +41,12 @@ struct CertificateExpiryTests {
                 == "TLS certificate /etc/jmp-bridge/tls.crt expired at 2027-01-15T08:00:00Z: clients refuse it; "
                 + "renew it, then reload (SIGHUP)"
         )
+    }
+
+    @Test("a certificate about to expire is logged as a warning, an expired one as an error")
+    func logLevel() {
+        #expect(CertificateValidity.Standing.expiresSoon(days: 3).logLevel == .warning)
+        #expect(CertificateValidity.Standing.expired.logLevel == .error)
     }
 
     @Test("a CA file's expiry says what stops being trusted and what to do, for a client-ca and the gateway's")

@@ -1,3 +1,4 @@
+import JMPGateway
 import JMPTLS
 import Logging
 
@@ -40,11 +41,7 @@ struct CertificateWatch: Sendable {
         for (validity, owner) in watched {
             guard let problem = validity.problem(now: now) else { continue }
             let metadata: Logger.Metadata = [owner.0: "\(owner.1)", "expires": "\(validity.expires)"]
-            if validity.standing(now: now) == .expired {
-                self.logger.error("\(problem)", metadata: metadata)
-            } else {
-                self.logger.warning("\(problem)", metadata: metadata)
-            }
+            self.logger.log(level: validity.standing(now: now).logLevel, "\(problem)", metadata: metadata)
             logged.append(problem)
         }
         return logged
