@@ -67,6 +67,9 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
     private var responseStarted = false
     /// The response is complete downstream (END_STREAM or RST_STREAM written).
     private var responseEnded = false
+    /// Completes once the upstream's END_STREAM has gone out downstream: frames may wait there
+    /// for the exporter's flow-control window, and a reset written meanwhile would go first.
+    private var responseEndWritten: EventLoopFuture<Void>?
     /// The exporter ended its side (END_STREAM or RST_STREAM).
     private var requestEnded = false
     /// The exporter reset the call (RST_STREAM): it wants nothing more, status included.
@@ -337,10 +340,14 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
             self.sentForRetry = nil
         }
         if self.responseEnded {
-            // After its trailers a server resets a stream whose client has not ended its side.
-            if case .rstStream = payload, !self.requestEnded {
-                context.write(self.wrapOutboundOut(payload), promise: nil)
-                self.downstreamFlushPending = true
+            // After its trailers a server resets a stream whose client has not ended its side;
+            // the reset follows them once they are out (NIOHTTP2 sends a reset ahead of frames
+            // still waiting for the exporter's window, and drops those).
+            if case .rstStream = payload, !self.requestEnded, let written = self.responseEndWritten {
+                written.assumeIsolated().whenComplete { _ in
+                    guard context.channel.isActive else { return }
+                    context.writeAndFlush(self.wrapOutboundOut(payload), promise: nil)
+                }
             }
             return
         }
@@ -350,8 +357,10 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
             if headers.endStream {
                 self.responseEnded = true
                 self.outcome = Self.statusName(headers.headers.first(name: "grpc-status"))
+                self.writeResponseEnd(payload, context: context)
+            } else {
+                context.write(self.wrapOutboundOut(payload), promise: nil)
             }
-            context.write(self.wrapOutboundOut(payload), promise: nil)
         case .data(var data):
             if data.endStream { self.responseEnded = true }
             switch self.kind {
@@ -372,7 +381,11 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
             case .controller:
                 break
             }
-            context.write(self.wrapOutboundOut(.data(data)), promise: nil)
+            if data.endStream {
+                self.writeResponseEnd(.data(data), context: context)
+            } else {
+                context.write(self.wrapOutboundOut(.data(data)), promise: nil)
+            }
         case .rstStream(let code):
             self.responseEnded = true
             self.outcome = "RST_STREAM(\(code))"
@@ -381,6 +394,13 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
             return
         }
         self.downstreamFlushPending = true
+    }
+
+    /// Writes the upstream's END_STREAM frame downstream, noting when it has gone out.
+    private func writeResponseEnd(_ payload: HTTP2Frame.FramePayload, context: ChannelHandlerContext) {
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        self.responseEndWritten = promise.futureResult
+        context.write(self.wrapOutboundOut(payload), promise: promise)
     }
 
     func upstreamReadComplete() {

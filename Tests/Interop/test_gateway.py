@@ -139,6 +139,46 @@ def test_every_status_and_metadata_pass_byte_exact(controller, gateway, tls, eve
         assert strip(g_trailing) == strip(d_trailing)
 
 
+def test_a_status_sent_while_the_exporter_still_sends_arrives_whole(controller, gateway, tls, event_loop_portal):
+    """The controller ends a streaming call while the exporter has not ended its side: its last
+    messages, its trailers (status, details, trailing metadata), then RST_STREAM(NO_ERROR), as
+    gRPC servers do. Through the gateway the exporter gets all of it, as directly: the reset is
+    passed on only once the trailers are out, since HTTP/2 sends a reset ahead of the frames
+    still waiting for the exporter's flow-control window, and drops them. (A reset first makes
+    grpcio report INTERNAL "Stream removed" instead of the status.)"""
+    first = random.Random(7).randbytes(64 * 1024)
+    metadata = (("x-code", str(grpc.StatusCode.NOT_FOUND.value[0])), ("x-details-bin", "gone ✓".encode()),
+                ("x-count", "32"))
+
+    async def outcome(endpoint: str):
+        async with channel(endpoint, tls) as ch:
+            requests: asyncio.Queue = asyncio.Queue()
+
+            async def request_stream():
+                yield first
+                await requests.get()  # never ends its side before the call has ended
+
+            call = ch.stream_stream(probe.FLOOD)(request_stream(), metadata=metadata)
+            received = []
+            with fail_after(TIMEOUT):
+                try:
+                    async for message in call:
+                        received.append(message)
+                except grpc.aio.AioRpcError:
+                    pass
+                result = (len(received), all(message == first for message in received), await call.code(),
+                           await call.details(), tuple((k, v) for k, v in await call.trailing_metadata()
+                                                       if k.startswith("x-")))
+            requests.put_nowait(None)  # the call has ended: its request stream may too
+            return result
+
+    direct = event_loop_portal.call(outcome, controller.endpoint)
+    through = event_loop_portal.call(outcome, gateway.gateway_endpoint)
+    assert direct == (32, True, grpc.StatusCode.NOT_FOUND, "gone ✓",
+                      (("x-trailer", "trailer-value"), ("x-trailer-bin", first[:64]))), direct
+    assert through == direct
+
+
 def test_controller_down_is_unavailable_and_comes_back(controller, gateway, tls, event_loop_portal):
     """With the controller stopped a call through the gateway fails with UNAVAILABLE (what the
     exporter's retry logic expects, as without the gateway); once it is back, calls succeed."""

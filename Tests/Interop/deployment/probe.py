@@ -1,8 +1,11 @@
 """A probe service on the test controller's server, for what the gateway must pass unchanged.
 
-``/jmpbridge.test.Probe/Unary`` and ``/jmpbridge.test.Probe/Echo`` (streaming) are methods no
-Jumpstarter release has: the gateway forwards them like any other (later exporters add RPCs).
-Both answer with:
+``/jmpbridge.test.Probe/Unary``, ``/jmpbridge.test.Probe/Echo`` and ``/jmpbridge.test.Probe/Flood``
+(streaming) are methods no Jumpstarter release has: the gateway forwards them like any other
+(later exporters add RPCs). Flood answers the first request message with ``x-count`` copies of
+it (default 16) and ends without waiting for the client's end, so that grpc core follows its
+trailers with RST_STREAM(NO_ERROR), as gRPC servers do for a client still sending. All answer
+with:
 
 * initial metadata: every request metadata entry whose key starts with ``x-``, in order;
 * the messages: Unary returns the request bytes reversed; Echo sends back each message;
@@ -20,6 +23,7 @@ import grpc
 SERVICE = "jmpbridge.test.Probe"
 UNARY = f"/{SERVICE}/Unary"
 ECHO = f"/{SERVICE}/Echo"
+FLOOD = f"/{SERVICE}/Flood"
 
 
 def _finish(context, metadata: dict[str, str | bytes], first: bytes) -> None:
@@ -47,9 +51,21 @@ async def _echo(requests, context):
     _finish(context, dict(metadata), first or b"")
 
 
+async def _flood(requests, context):
+    metadata = list(context.invocation_metadata())
+    await context.send_initial_metadata(tuple((k, v) for k, v in metadata if k.startswith("x-")))
+    first = b""
+    async for first in requests:
+        break
+    for _ in range(int(dict(metadata).get("x-count", "16"))):
+        yield first
+    _finish(context, dict(metadata), first)
+
+
 def handler() -> grpc.GenericRpcHandler:
     """The probe's generic handler, for ``server.add_generic_rpc_handlers``."""
     return grpc.method_handlers_generic_handler(SERVICE, {
         "Unary": grpc.unary_unary_rpc_method_handler(_unary),
         "Echo": grpc.stream_stream_rpc_method_handler(_echo),
+        "Flood": grpc.stream_stream_rpc_method_handler(_flood),
     })
