@@ -127,12 +127,8 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
 
     /// Notes the exporter's end of its side in a frame the gateway does not pass on.
     private func note(ending payload: HTTP2Frame.FramePayload) {
-        if case .rstStream = payload {
-            self.requestEnded = true
-            self.exporterReset = true
-        }
-        if case .headers(let headers) = payload, headers.endStream { self.requestEnded = true }
-        if case .data(let data) = payload, data.endStream { self.requestEnded = true }
+        if payload.endsStream { self.requestEnded = true }
+        if case .rstStream = payload { self.exporterReset = true }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

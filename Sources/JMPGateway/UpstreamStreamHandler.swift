@@ -1,3 +1,4 @@
+import JMPProtocol
 import NIOCore
 import NIOHTTP2
 
@@ -26,7 +27,7 @@ final class UpstreamStreamHandler: ChannelDuplexHandler {
 
     func write(_ payload: HTTP2Frame.FramePayload) {
         guard let context = self.context else { return }
-        if Self.ends(payload) { self.sentEnd = true }
+        if payload.endsStream { self.sentEnd = true }
         guard case .headers = payload else {
             context.write(self.wrapOutboundOut(payload), promise: nil)
             return
@@ -55,16 +56,6 @@ final class UpstreamStreamHandler: ChannelDuplexHandler {
         self.context?.close(promise: nil)
     }
 
-    /// Whether `payload` ends its sender's side of the stream.
-    static func ends(_ payload: HTTP2Frame.FramePayload) -> Bool {
-        switch payload {
-        case .headers(let headers): headers.endStream
-        case .data(let data): data.endStream
-        case .rstStream: true
-        default: false
-        }
-    }
-
     /// The downstream stream can take more again.
     func resumeReading() {
         guard self.readPending, let context = self.context else { return }
@@ -78,7 +69,7 @@ final class UpstreamStreamHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let payload = self.unwrapInboundIn(data)
-        if Self.ends(payload) { self.receivedEnd = true }
+        if payload.endsStream { self.receivedEnd = true }
         self.partner?.fromUpstream(payload)
     }
 
