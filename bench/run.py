@@ -1497,8 +1497,7 @@ def render_gateway(args, G: dict) -> list[str]:
         out += ["", "The first stream after a quiet spell, in the same runs: a second gateway whose router "
                 "connections its `idle-timeout` has closed (1 s here, 30 min by default; each stream is sent once "
                 "`status` lists no router connection), so the gateway connects to the router (TCP, TLS) from the moment "
-                "the ListenResponse passes (on each of its event loops; the count below is of the connection the "
-                "stream came on), and the exporter's stream waits for what is left of the handshakes; not a goal "
+                "the ListenResponse passes, and the exporter's stream waits for what is left of the handshakes; not a goal "
                 "of the issue, which asks for the pooled path:", "",
                 "| stream set-up | gateway, router connection closed (cold) | stock (TLS per stream) | saving | "
                 "new router connections per stream, cold gateway |", "|---|---:|---:|---:|---:|"] + cold_rows

@@ -14,7 +14,9 @@ import Synchronization
 /// Every call an exporter makes on the gateway goes to the real controller unchanged, except
 /// that each `ListenResponse` names the gateway (``GatewaySettings/advertise``) as the router; a
 /// `RouterService/Stream` call with a token handed out that way is relayed to the real router.
-/// Upstream calls share pooled HTTP/2 connections, one per server and event loop.
+/// Upstream calls share pooled HTTP/2 connections, one per server: the gateway serves its
+/// listener's connections on one event loop (``eventLoop``), where its upstream connections are
+/// too, as a gRPC channel keeps one connection per server however many cores the host has.
 public final class Gateway: Sendable {
     /// The settings.
     public let settings: GatewaySettings
@@ -29,10 +31,12 @@ public final class Gateway: Sendable {
     /// The most an exporter may have in flight when the gateway refuses its stream: what its
     /// ``RequestDrain`` discards at most before the status goes out anyway.
     let requestDrainBytes: Int
-    private let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<UpstreamPool>]>([:])
-    /// The event loops the gateway listener's connections are served on: each has its own
-    /// upstream connections.
-    private let eventLoops: [any EventLoop]
+    /// The event loop the gateway listener's connections are served on, and its upstream
+    /// connections with them: a relay's two streams are on one loop, and every relay and call
+    /// to a server shares that server's one connection.
+    public let eventLoop: any EventLoop
+    /// The upstream connections, made on ``eventLoop`` when first used.
+    private let upstreamPool: NIOLoopBoundBox<UpstreamPool?>
     private let upstreams: UpstreamStatusBook
     private let relays = NIOLockedValueBox<[Int: RelayRecord]>([:])
     private let listens = NIOLockedValueBox<[Int: ListenRecord]>([:])
@@ -47,17 +51,17 @@ public final class Gateway: Sendable {
     ///   - streamWindow: the HTTP/2 stream window of upstream connections (the bridge's
     ///     `stream-window`).
     ///   - maxPayloadSize: sizes the buffer a stream may queue towards a slow peer.
-    ///   - eventLoops: the event loops the listener's connections are served on, where a router
-    ///     is connected to ahead of its stream (``warm(_:)``); none: only when a stream comes.
+    ///   - eventLoop: the event loop to serve the listener's connections on (``eventLoop``).
     public init(
         settings: GatewaySettings,
         streamWindow: Int,
         maxPayloadSize: Int,
-        eventLoops: [any EventLoop] = [],
+        eventLoop: any EventLoop,
         logger: Logger
     ) throws(GatewayError) {
         self.settings = settings
-        self.eventLoops = eventLoops
+        self.eventLoop = eventLoop
+        self.upstreamPool = NIOLoopBoundBox.makeEmptyBox(valueType: UpstreamPool.self, eventLoop: eventLoop)
         self.advertised = NIOLockedValueBox(settings.advertise)
         self.logger = logger
         self.upstreams = UpstreamStatusBook(controller: settings.controller, logger: logger)
@@ -122,13 +126,13 @@ public final class Gateway: Sendable {
         case router(UpstreamEndpoint)
     }
 
-    /// Opens a stream to the controller or a router on the pooled connection of `eventLoop`.
+    /// Opens a stream to the controller or a router on its pooled connection; call it on
+    /// ``eventLoop``.
     func openStream(
         _ upstream: Upstream,
-        on eventLoop: any EventLoop,
         _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
     ) -> EventLoopFuture<any Channel> {
-        let pool = self.pool(on: eventLoop)
+        let pool = self.pool()
         switch upstream {
         case .controller:
             return pool.openStream(
@@ -147,33 +151,30 @@ public final class Gateway: Sendable {
         }
     }
 
-    /// Starts connecting to `router` on every event loop that has no connection to it: a
-    /// `ListenResponse` naming it has just gone to an exporter, whose stream comes a moment
-    /// later on whichever loop its new connection lands, and finds the router's connection
-    /// ready or under way instead of starting the TCP and TLS handshakes only then. A loop with
-    /// a connection (ready, connecting, or failed and waiting out its backoff) is left alone.
+    /// Starts connecting to `router` unless the gateway has a connection to it (ready,
+    /// connecting, or failed and waiting out its backoff): a `ListenResponse` naming it has just
+    /// gone to an exporter, whose stream comes a moment later and finds the router's connection
+    /// ready or under way instead of starting the TCP and TLS handshakes only then.
     func warm(_ router: UpstreamEndpoint) {
         let trust = self.settings.effectiveRouterTrust
         let tls = self.trust.withLockedValue { $0.router }
-        for eventLoop in self.eventLoops {
-            eventLoop.execute {
-                self.pool(on: eventLoop).warm(router, trust: trust, tls: tls)
-            }
+        self.eventLoop.execute {
+            self.pool().warm(router, trust: trust, tls: tls)
         }
     }
 
-    private func pool(on eventLoop: any EventLoop) -> UpstreamPool {
-        let key = ObjectIdentifier(eventLoop)
-        if let pool = self.pools.withLockedValue({ $0[key] }) { return pool.value }
+    /// The upstream connections; call it on ``eventLoop``.
+    private func pool() -> UpstreamPool {
+        if let pool = self.upstreamPool.value { return pool }
         let upstreams = self.upstreams
         let pool = UpstreamPool(
-            eventLoop: eventLoop,
+            eventLoop: self.eventLoop,
             settings: self.connectionSettings,
             controller: self.settings.controller,
             logger: self.logger,
             report: { id, status in upstreams.report(id, status) }
         )
-        self.pools.withLockedValue { $0[key] = NIOLoopBound(pool, eventLoop: eventLoop) }
+        self.upstreamPool.value = pool
         return pool
     }
 
@@ -261,7 +262,7 @@ public final class Gateway: Sendable {
     // MARK: - Status
 
     /// The gateway's `status` lines, as `key=value` items: one `gateway` line, one `upstream`
-    /// line per server (its connections on every event loop summed), one `listen` line per open
+    /// line per server (its connections summed), one `listen` line per open
     /// Listen call and one `relay` line per running relay (see jmp-bridge(8)).
     public func statusItems(listener: String) -> [[(String, String)]] {
         let now = NIODeadline.now()

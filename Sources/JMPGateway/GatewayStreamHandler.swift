@@ -277,7 +277,7 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
         let partner = UpstreamStreamHandler(partner: self)
         let handler = NIOLoopBound(self, eventLoop: eventLoop)
         let boundPartner = NIOLoopBound(partner, eventLoop: eventLoop)
-        self.gateway.openStream(self.upstream, on: eventLoop) { channel in
+        self.gateway.openStream(self.upstream) { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(boundPartner.value)
             }

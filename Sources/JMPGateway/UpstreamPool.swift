@@ -2,8 +2,9 @@ import Logging
 import NIOCore
 import NIOSSL
 
-/// The upstream connections of one event loop, one per server (and trust): calls from
-/// downstream connections on that loop use them without hopping threads.
+/// The gateway's upstream connections, one per server (and trust), on the gateway's event loop:
+/// calls from its downstream connections, served on the same loop, use them without hopping
+/// threads.
 ///
 /// A router's connection that has carried no stream for ``UpstreamConnectionSettings/idleTimeout``
 /// is closed and forgotten (it leaves `status` and the metrics), so routers the controller no

@@ -211,21 +211,29 @@ def dated_controller(event_loop_portal, sockdir):
     """``start(not_before, not_after, signed_by=None)`` starts the test controller
     (deployment/controller.py; its probe service answers) with a certificate valid from
     ``not_before`` to ``not_after`` (see :func:`make_dated_certificate`) and returns ``(endpoint,
-    certificate file)``; each is stopped after the test."""
+    certificate file)``; ``start.restart(endpoint)`` stops that controller and starts it again on
+    the same port with the same certificate. Each is stopped after the test."""
     from deployment.controller import Controller
 
-    started = []
+    started: dict[str, tuple] = {}
 
     def start(not_before: int, not_after: int, *, signed_by=None) -> tuple[str, str]:
         cert, key = sockdir / f"controller{len(started)}.crt", sockdir / f"controller{len(started)}.key"
         make_dated_certificate(cert, key, not_before, not_after, signed_by=signed_by)
         controller = Controller(router_endpoint="127.0.0.1:1", router_key=b"unused")
         port = event_loop_portal.call(controller.start, cert.read_bytes(), key.read_bytes())
-        started.append(controller)
-        return f"127.0.0.1:{port}", cert
+        endpoint = f"127.0.0.1:{port}"
+        started[endpoint] = (controller, cert, key)
+        return endpoint, cert
 
+    def restart(endpoint: str) -> None:
+        controller, cert, key = started[endpoint]
+        event_loop_portal.call(controller.stop)
+        event_loop_portal.call(controller.start, cert.read_bytes(), key.read_bytes(), endpoint)
+
+    start.restart = restart
     yield start
-    for controller in started:
+    for controller, _, _ in started.values():
         event_loop_portal.call(controller.stop)
 
 

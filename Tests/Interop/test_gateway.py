@@ -640,7 +640,7 @@ def test_a_listen_response_has_the_gateway_connect_to_its_router_before_the_stre
                                                                                   gateway, tls, event_loop_portal):
     """The gateway has no connection to the router yet (the first lease, or the first after
     ``idle-timeout``). As the controller's ``ListenResponse`` naming the router passes, the
-    gateway starts connecting to it (TCP and TLS, on each event loop), so that the exporter's
+    gateway starts connecting to it (TCP and TLS), so that the exporter's
     stream, which comes a moment later over the exporter's own new connection, finds it ready
     or under way instead of starting the handshakes then. Here no stream follows at all: the
     connection is made anyway, and carries nothing."""

@@ -91,7 +91,7 @@ final class BridgeListeners: Sendable {
                 settings: configuration.settings(),
                 streamWindow: limits.streamWindow,
                 maxPayloadSize: limits.maxPayloadSize,
-                eventLoops: Array(self.group.makeIterator()),
+                eventLoop: self.group.next(),
                 logger: self.logger
             )
         } catch {
@@ -373,7 +373,8 @@ final class BridgeListeners: Sendable {
         configured.gateway = gateway
         let pipeline = configured
         let quiescing = self.quiescing
-        return ServerBootstrap(group: self.group)
+        // A gateway's connections are served on its one event loop (see Gateway.eventLoop).
+        return ServerBootstrap(group: self.group, childGroup: gateway?.eventLoop ?? self.group)
             .serverChannelOption(.backlog, value: 256)
             // Reads of up to 256 KiB, one per readiness event: NIOHTTP2's frame decoder copies each
             // read into its own buffer and hands DATA frames up as slices of it, which reach the
