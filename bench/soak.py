@@ -879,6 +879,7 @@ class Soak:
 
     async def _run(self) -> int:
         self.died = False
+        self.work_lost = False
         self.sampler_done = asyncio.Event()
         await self.start_bridge()
         self.open_channels()
@@ -912,6 +913,11 @@ class Soak:
         last_report = time.monotonic()
         while time.monotonic() < end and not self.stop.is_set():
             await asyncio.sleep(1)
+            if not os.path.isdir(self.work):
+                # Its sockets, targets and configuration are gone: every operation would fail.
+                self.fail(f"the soak's working directory {self.work} vanished; stopping the load")
+                self.work_lost = True
+                break
             if time.monotonic() - last_report >= 30:
                 last_report = time.monotonic()
                 s = self.samples[-1] if self.samples else {}
@@ -926,7 +932,7 @@ class Soak:
         for task in pending:
             self.fail("a worker did not stop within its time limit")
             task.cancel()
-        if not self.died:
+        if not self.died and not self.work_lost:
             # Back to the starting state: spare routes removed, the adapter plugged in.
             if self.spare:
                 await self.reload(False)
@@ -1262,6 +1268,9 @@ def main() -> int:
             os.close(soak.serial_master)
     if status not in (None, 0):
         soak.fail(f"jmp-bridge exited with status {status} after SIGTERM")
+    if getattr(soak, "work_lost", False):
+        log(f"no result written: the working directory {soak.work}, with the bridge's log, is gone")
+        return 1
     if interrupted or not soak.samples or not hasattr(soak, "load_end"):
         log(f"no result written; bridge log and samples kept in {soak.work}")
         for line in soak.failures:
