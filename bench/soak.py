@@ -299,7 +299,9 @@ class Soak:
         master, slave = os.openpty()
         try:
             name = os.ttyname(slave)
-            os.close(slave)
+            # Closed once: the console writer thread may get the same number for a file of its own.
+            closing, slave = slave, -1
+            os.close(closing)
             os.set_blocking(master, False)
             tmp = self.path("ttyFAKE0.tmp")
             with contextlib.suppress(OSError):
@@ -308,7 +310,7 @@ class Soak:
             os.replace(tmp, self.path("ttyFAKE0"))
         except BaseException:
             # A cycle that fails here is tried again: each try must not keep a pty.
-            with contextlib.suppress(OSError):
+            if slave >= 0:
                 os.close(slave)
             os.close(master)
             raise
