@@ -190,6 +190,8 @@ final class UpstreamConnection {
         let connected = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(settings.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.recvAllocator, value: HTTP2ReadBuffering.allocator)
+            .channelOption(.maxMessagesPerRead, value: HTTP2ReadBuffering.messagesPerRead)
             .channelOption(.writeBufferWaterMark, value: HTTP2WriteBuffering.waterMark)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -376,16 +376,8 @@ final class BridgeListeners: Sendable {
         // A gateway's connections are served on its one event loop (see Gateway.eventLoop).
         return ServerBootstrap(group: self.group, childGroup: gateway?.eventLoop ?? self.group)
             .serverChannelOption(.backlog, value: 256)
-            // Reads of up to 256 KiB, one per readiness event: NIOHTTP2's frame decoder copies each
-            // read into its own buffer and hands DATA frames up as slices of it, which reach the
-            // streams only at the read's end. A second read before that end would find the buffer
-            // shared and copy it whole (see GRPCMessageDeframer.ownsMessages); one large read
-            // per event keeps that copy to the one of the bytes just read.
-            .childChannelOption(
-                .recvAllocator,
-                value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 262_144)
-            )
-            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelOption(.recvAllocator, value: HTTP2ReadBuffering.allocator)
+            .childChannelOption(.maxMessagesPerRead, value: HTTP2ReadBuffering.messagesPerRead)
             .childChannelOption(.writeBufferWaterMark, value: HTTP2WriteBuffering.waterMark)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
