@@ -185,26 +185,16 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
 
     /// Keeps track of the exporter's side: bytes, its end, the Listen request's lease.
     private func note(_ payload: HTTP2Frame.FramePayload) {
-        switch payload {
-        case .data(let data):
-            if case .byteBuffer(let buffer) = data.data {
-                switch self.kind {
-                case .relay(let record): record.bytesToRouter.add(buffer.readableBytes, ordering: .relaxed)
-                case .listen(var listen):
-                    listen.request(buffer)
-                    self.kind = .listen(listen)
-                case .controller: break
-                }
+        if case .data(let data) = payload, case .byteBuffer(let buffer) = data.data {
+            switch self.kind {
+            case .relay(let record): record.bytesToRouter.add(buffer.readableBytes, ordering: .relaxed)
+            case .listen(var listen):
+                listen.request(buffer)
+                self.kind = .listen(listen)
+            case .controller: break
             }
-            if data.endStream { self.requestEnded = true }
-        case .headers(let headers):
-            if headers.endStream { self.requestEnded = true }
-        case .rstStream:
-            self.requestEnded = true
-            self.exporterReset = true
-        default:
-            break
         }
+        self.note(ending: payload)
     }
 
     private func begin(_ headers: HTTP2Frame.FramePayload.Headers, context: ChannelHandlerContext) {
