@@ -150,7 +150,13 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard HTTP2ErrorScope(error) == .connection else { return }
         // Said when the connection has closed (a failed set-up is said as the set-up's failure).
-        if self.wasReady, self.connectionError == nil { self.connectionError = error }
+        // Not IOOnClosedConnection: NIOHTTP2 raises it for a WINDOW_UPDATE, RST_STREAM, DATA or
+        // SETTINGS that arrives once the server's GOAWAY has left no stream open (a gRPC server
+        // sends such a WINDOW_UPDATE after the last call's end). The connection had nothing left
+        // to carry; it closes as a drained one does.
+        if self.wasReady, self.connectionError == nil, !(error is NIOHTTP2Errors.IOOnClosedConnection) {
+            self.connectionError = error
+        }
         // The certificate is still there while NIOSSL reports its failed verification.
         if TLSHandshakeFailure(error)?.code == "CERTIFICATE_VERIFY_FAILED",
             let certificate = Self.serverCertificate(context)
