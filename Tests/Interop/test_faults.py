@@ -67,6 +67,53 @@ def socket_count(bridge) -> int:
     return sum("socket:" in fd for fd in open_fds(bridge))
 
 
+TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "0A": "LISTEN"}
+
+
+def tcp_sockets(pid: int) -> dict[str, tuple[str, str, str]]:
+    """The TCP sockets in ``pid``'s network namespace: inode -> (local, remote, state), with the
+    addresses as /proc/net/tcp writes them (hex)."""
+    sockets = {}
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                sockets[fields[9]] = (fields[1], fields[2], TCP_STATES.get(fields[3], fields[3]))
+    return sockets
+
+
+def holders(inode: str) -> list[str]:
+    """``name[pid]`` of every process holding the socket ``inode``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]" for fd in os.listdir(f"/proc/{pid}/fd")):
+                with open(f"/proc/{pid}/comm") as comm:
+                    found.append(f"{comm.read().strip()}[{pid}]")
+    return found
+
+
+def describe_fds(bridge) -> str:
+    """The bridge's descriptors, each TCP connection with its state and who holds its other end
+    (a client that never closed its connection, or the bridge itself), and its open streams."""
+    sockets = tcp_sockets(bridge.pid)
+    by_ends = {(local, remote): inode for inode, (local, remote, _) in sockets.items()}
+    lines = []
+    for fd in open_fds(bridge):
+        inode = fd.rpartition("socket:[")[2].rstrip("]") if "socket:[" in fd else None
+        if inode in sockets:
+            local, remote, state = sockets[inode]
+            fd += f" tcp {state}"
+            if state != "LISTEN":
+                peer = by_ends.get((remote, local))
+                held = holders(peer) if peer else []
+                fd += f", the other end held by {', '.join(held) or 'nobody'}"
+        lines.append(fd)
+    with contextlib.suppress(Exception):
+        lines.append(f"streams-active={bridge.status()[0].get('streams-active')}")
+    return "\n".join(lines)
+
+
 def wait_until(condition, timeout: float, describe) -> None:
     """Polls ``condition`` until it holds; fails with ``describe()`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -82,7 +129,7 @@ def wait_for_fds(bridge, baseline: int, timeout: float = 20) -> None:
         lambda: fd_count(bridge) <= baseline,
         timeout,
         lambda: f"the bridge holds {fd_count(bridge)} descriptors {timeout}s after the faulty clients left, "
-        f"{baseline} before:\n" + "\n".join(open_fds(bridge)),
+        f"{baseline} before:\n" + describe_fds(bridge),
     )
 
 
@@ -109,7 +156,7 @@ def faulty(start_bridge, unix_server, tls):
         listeners = socket_count(bridge)
         await round_trip(bridge, tls)
         await to_thread.run_sync(
-            wait_until, lambda: socket_count(bridge) == listeners, 20, lambda: "\n".join(open_fds(bridge))
+            wait_until, lambda: socket_count(bridge) == listeners, 20, lambda: describe_fds(bridge)
         )
         return bridge, fd_count(bridge)
 
