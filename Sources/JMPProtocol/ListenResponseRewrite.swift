@@ -4,7 +4,9 @@ import NIOCore
 /// replaced: what the exporter gateway forwards to an exporter instead of the controller's.
 ///
 /// Only field 1 (`router_endpoint`) changes; `router_token` (field 2) and any field a later
-/// controller adds are copied byte for byte, so the token reaches the exporter unchanged.
+/// controller adds are copied byte for byte, so the token reaches the exporter unchanged. So is
+/// a field 1 of another wire type than a string's, which protobuf parsers keep as an unknown
+/// field (swift-protobuf and upb do); the rewritten message has one string field 1, first.
 public struct ListenResponseRewrite: Sendable {
     /// The rewritten message.
     public var message: ByteBuffer
@@ -25,7 +27,7 @@ public struct ListenResponseRewrite: Sendable {
         var out = ByteBuffer()
         out.reserveCapacity(message.readableBytes + endpoint.utf8.count)
         ProtobufField.writeString(1, endpoint, to: &out)
-        for var field in fields where field.number != 1 {
+        for var field in fields where !(field.number == 1 && field.wireType == 2) {
             out.writeBuffer(&field.bytes)
         }
         self.message = out

@@ -41,13 +41,55 @@ import Testing
         #expect(Array(decoded.unknownFields.data) == extra)
     }
 
+    @Test func keepsGroupsAndAnEndpointFieldOfAnotherWireTypeAsUnknownFields() throws {
+        var original = Jumpstarter_V1_ListenResponse()
+        original.routerEndpoint = "r:1"
+        original.routerToken = "t"
+        var bytes = try self.encode(original)
+        // A group 7 holding a varint 1 and a nested group 8, then a field 1 as a fixed32: both
+        // are unknown fields to a protobuf parser, which keeps them.
+        let extra: [UInt8] = [0x3B, 0x08, 0x01, 0x43, 0x44, 0x3C] + [0x0D, 1, 2, 3, 4]
+        bytes.writeBytes(extra)
+        let reference = try Jumpstarter_V1_ListenResponse(serializedBytes: Array(bytes.readableBytesView))
+        #expect(Array(reference.unknownFields.data) == extra)
+        let rewrite = try ListenResponseRewrite(bytes, endpoint: "gw:2")
+        #expect(rewrite.routerEndpoint == "r:1")
+        let decoded = try Jumpstarter_V1_ListenResponse(serializedBytes: Array(rewrite.message.readableBytesView))
+        #expect(decoded.routerEndpoint == "gw:2")
+        #expect(decoded.routerToken == "t")
+        #expect(Array(decoded.unknownFields.data) == extra)
+    }
+
+    @Test func refusesGroupsNestedDeeperThanSwiftProtobufDoes() throws {
+        let nested: (Int) -> [UInt8] = { depth in
+            [0x0A, 0x01, 0x61, 0x12, 0x01, 0x74] + [UInt8](repeating: 0x3B, count: depth)
+                + [UInt8](repeating: 0x3C, count: depth)
+        }
+        let deepest = try ListenResponseRewrite(
+            ByteBuffer(bytes: nested(ProtobufField.maximumGroupDepth)),
+            endpoint: "g:1"
+        )
+        #expect(deepest.routerToken == "t")
+        #expect(throws: ProtobufWireError.self) {
+            try ListenResponseRewrite(ByteBuffer(bytes: nested(ProtobufField.maximumGroupDepth + 1)), endpoint: "g:1")
+        }
+        // swift-protobuf draws the line at the same depth.
+        #expect((try? Jumpstarter_V1_ListenResponse(serializedBytes: nested(ProtobufField.maximumGroupDepth))) != nil)
+        #expect(
+            (try? Jumpstarter_V1_ListenResponse(serializedBytes: nested(ProtobufField.maximumGroupDepth + 1))) == nil
+        )
+    }
+
     @Test func refusesMalformedMessages() throws {
         let cases: [[UInt8]] = [
             [0x0A, 0x05, 0x61],  // endpoint longer than the message
             [0x0A],  // truncated length
             [0x12, 0x01, 0x74],  // token but no endpoint
             [0x0A, 0x01, 0x61],  // endpoint but no token
-            [0x0B],  // wire type 3 (group)
+            [0x0B],  // a group (field 1, wire type 3) without its end
+            [0x0B, 0x14],  // a group ended by another group's end (field 2)
+            [0x0C],  // the end of a group that never started
+            [0x0E],  // wire type 6
             [0x0A, 0x01, 0x61, 0x12, 0x01, 0x74, 0xFF],  // truncated varint tag
         ]
         for bytes in cases {
