@@ -16,8 +16,9 @@ the delays a path of that round-trip time would add (d = half the round trip):
   as it would behind netem.
 
 Order is kept (the delivery times only grow) and half-close is passed on at its delayed time.
-Made for the set-up measurement's few small messages: it holds whatever arrives within one delay
-and applies no backpressure, so it is not a bulk path. Stops on end of stdin or SIGTERM.
+Made for the set-up measurement's few small messages, but bounded for any load: each direction
+holds at most HELD_LIMIT bytes not yet delivered and stops reading until it holds less (what a
+path of that delay can carry is its window, not more). Stops on end of stdin or SIGTERM.
 """
 
 import argparse
@@ -27,13 +28,21 @@ import signal
 import socket
 import sys
 
+# Bytes one direction holds at most before it stops reading (backpressure to the sender).
+HELD_LIMIT = 4 * 1024 * 1024
+
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, not_before: float) -> None:
-    """Copies reader to writer, each chunk delivered at max(arrival, not_before) + delay."""
+    """Copies reader to writer, each chunk delivered at max(arrival, not_before) + delay, with at
+    most HELD_LIMIT bytes held."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
+    held = 0
+    room = asyncio.Event()
+    room.set()
 
     async def deliver():
+        nonlocal held
         while True:
             at, chunk = await queue.get()
             wait = at - loop.time()
@@ -45,14 +54,21 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay
                 return
             writer.write(chunk)
             await writer.drain()
+            held -= len(chunk)
+            if held < HELD_LIMIT:
+                room.set()
 
     sender = asyncio.create_task(deliver())
     try:
         while True:
+            await room.wait()
             chunk = await reader.read(65536)
             queue.put_nowait((max(loop.time(), not_before) + delay, chunk or None))
             if not chunk:
                 break
+            held += len(chunk)
+            if held >= HELD_LIMIT:
+                room.clear()
         await sender
     finally:
         sender.cancel()
