@@ -7,7 +7,9 @@
 //   loadclient --addr 127.0.0.1:0 --mode sink      (a grpc C++ server for the method: the ceiling)
 //   common: --pid PID (the bridge: CPU and RSS are read from /proc/PID), --rss-sample-ms MS,
 //           --route NAME (jmp-route metadata), --timeout S (hard deadline of every call),
-//           --token T (authorization: Bearer T, as an exporter sends to a router or the gateway)
+//           --token T (authorization: Bearer T, as an exporter sends to a router or the gateway),
+//           --tls-ca FILE (connect with TLS, trusting FILE), --tls-cert FILE --tls-key FILE (sink:
+//           serve TLS with that certificate; ALPN h2, as gRPC servers do)
 //
 // Prints one JSON object on stdout. Exit status 0 unless the run failed (bad echo data, short
 // transfer, a call that did not complete); the JSON says what happened either way.
@@ -56,7 +58,21 @@ struct Options {
     int pid = 0;
     int rss_sample_ms = 0;
     double timeout = 120;
+    std::string tls_ca;
+    std::string tls_cert;
+    std::string tls_key;
 };
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        fprintf(stderr, "cannot read %s\n", path.c_str());
+        exit(2);
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
 
 // Payload bytes follow a 256-byte pseudo-random period, so every message of a multiple of 256
 // bytes is the same and the echo check is a memcmp at offset (stream position % 256).
@@ -151,7 +167,10 @@ std::shared_ptr<grpc::Channel> make_channel(const Options& o, int index) {
     args.SetMaxSendMessageSize(-1);
     // A distinct argument per channel gives each its own subchannel, hence its own connection.
     args.SetInt("jmpbench.channel_index", index);
-    return grpc::CreateCustomChannel(o.addr, grpc::InsecureChannelCredentials(), args);
+    if (o.tls_ca.empty()) return grpc::CreateCustomChannel(o.addr, grpc::InsecureChannelCredentials(), args);
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = read_file(o.tls_ca);
+    return grpc::CreateCustomChannel(o.addr, grpc::SslCredentials(tls), args);
 }
 
 void set_context(const Options& o, grpc::ClientContext& ctx) {
@@ -547,7 +566,13 @@ int run_sink(const Options& o) {
     SinkService service;
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort(o.addr, grpc::InsecureServerCredentials(), &port);
+    std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+    if (!o.tls_cert.empty()) {
+        grpc::SslServerCredentialsOptions tls;
+        tls.pem_key_cert_pairs.push_back({read_file(o.tls_key), read_file(o.tls_cert)});
+        credentials = grpc::SslServerCredentials(tls);
+    }
+    builder.AddListeningPort(o.addr, credentials, &port);
     builder.SetMaxReceiveMessageSize(-1);
     builder.RegisterService(&service);
     auto server = builder.BuildAndStart();
@@ -586,6 +611,9 @@ int main(int argc, char** argv) {
         else if (a == "--pid") o.pid = std::stoi(next());
         else if (a == "--rss-sample-ms") o.rss_sample_ms = std::stoi(next());
         else if (a == "--timeout") o.timeout = std::stod(next());
+        else if (a == "--tls-ca") o.tls_ca = next();
+        else if (a == "--tls-cert") o.tls_cert = next();
+        else if (a == "--tls-key") o.tls_key = next();
         else {
             fprintf(stderr, "unknown option %s\n", a.c_str());
             return 2;

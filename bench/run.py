@@ -89,7 +89,8 @@ class Bridge:
     is .metrics_port (from `status`'s first line, `metrics=tcp:127.0.0.1:PORT`, else its log line
     `metrics endpoint bound`)."""
 
-    def __init__(self, kind: str, args, work: str, routes: dict[str, str], tag: str, metrics: bool = False):
+    def __init__(self, kind: str, args, work: str, routes: dict[str, str], tag: str, metrics: bool = False,
+                 tls: tuple[str, str] | None = None):
         if metrics and kind != "jmp-bridge":
             raise ValueError("only jmp-bridge serves metrics")
         self.kind = kind
@@ -97,6 +98,8 @@ class Bridge:
         self.log_path = os.path.join(work, f"{kind}-{tag}.log")
         if kind == "sink":
             cmd = [args.client, "--addr", "127.0.0.1:0", "--mode", "sink"]
+            if tls:
+                cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         elif kind == "jmp-bridge":
             self.control = os.path.join(work, f"control-{tag}.sock")
             cmd = [args.bridge, "serve", "--listen", "tcp:127.0.0.1:0", "--insecure", "--allow-unauthenticated",
@@ -695,6 +698,18 @@ def wait_for_socket(path: str, proc: subprocess.Popen, timeout: float = 20.0) ->
 
 
 # systemd's socket proxy (Debian's systemd package), the reference relay of the door and gateway rows.
+HAPROXY = shutil.which("haproxy")
+
+
+def haproxy_version() -> str:
+    """`2.6.12`, as `haproxy -v` says it, or `?`."""
+    if not HAPROXY:
+        return "?"
+    text = subprocess.run([HAPROXY, "-v"], capture_output=True, text=True).stdout
+    return m.group(1) if (m := re.search(r"version (\S+?)-", text)) else "?"
+
+
+HAPROXY_VERSION = haproxy_version()
 PROXYD = next((p for p in ("/lib/systemd/systemd-socket-proxyd", "/usr/lib/systemd/systemd-socket-proxyd")
                if os.path.exists(p)), None)
 
@@ -1055,14 +1070,19 @@ class Gateway:
     """jmp-bridge with only a gateway: section; .addr/.pid as Bridge's, for client()."""
 
     def __init__(self, args, work: str, tag: str, controller: str, tls: tuple[str, str] | None,
-                 idle_timeout: str | None = None):
+                 idle_timeout: str | None = None, plain_controller: bool = False):
+        """With `tls`, the listener, the controller and the routers use TLS with that certificate;
+        `plain_controller` keeps the controller plaintext (the relay rows' controller)."""
         self.control = os.path.join(work, f"gw-control-{tag}.sock")
         config = os.path.join(work, f"gateway-{tag}.yaml")
         with open(config, "w") as f:
             if tls:
                 cert, key = tls
-                f.write(f"gateway:\n  listen: {{address: 'tcp:127.0.0.1:0', tls: {{cert: {cert}, key: {key}}}}}\n"
-                        f"  controller: {{endpoint: '{controller}', ca: {cert}}}\n")
+                f.write(f"gateway:\n  listen: {{address: 'tcp:127.0.0.1:0', tls: {{cert: {cert}, key: {key}}}}}\n")
+                if plain_controller:
+                    f.write(f"  controller: {{endpoint: '{controller}', insecure: true}}\n  router: {{ca: {cert}}}\n")
+                else:
+                    f.write(f"  controller: {{endpoint: '{controller}', ca: {cert}}}\n")
             else:
                 f.write("gateway:\n  listen: {address: 'tcp:127.0.0.1:0', insecure: true}\n"
                         f"  controller: {{endpoint: '{controller}', insecure: true}}\n")
@@ -1120,8 +1140,11 @@ class Gateway:
 
 
 def make_cert(work: str) -> tuple[str, str]:
-    """A throwaway P-256 certificate for 127.0.0.1 and the netem namespace's address."""
+    """A throwaway P-256 certificate for 127.0.0.1 and the netem namespace's address (made once
+    per run)."""
     cert, key = os.path.join(work, "gw.crt"), os.path.join(work, "gw.key")
+    if os.path.exists(cert) and os.path.exists(key):
+        return cert, key
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                     "-days", "30", "-subj", "/CN=localhost", "-addext",
                     f"subjectAltName=IP:127.0.0.1,IP:{NETEM_FAR},DNS:localhost", "-keyout", key, "-out", cert],
@@ -1171,16 +1194,35 @@ def netem_down() -> None:
 class TcpRelay:
     """A byte relay on loopback TCP in front of the sink, for one run: systemd-socket-proxyd
     (splice(2), the kernel's zero-copy path) or socat (read/write through 256 KiB, as any relay
-    that looks at the bytes must). Neither parses HTTP/2: what they cost is the floor for a
-    TCP-to-TCP relay on this machine. .addr/.pid as Bridge's, for client()."""
+    that looks at the bytes must); with `tls` (certificate, key; the sink's CA is the same
+    certificate), HAProxy in TCP mode, which ends TLS from the client and opens TLS to the sink,
+    ALPN h2 both ways as gRPC needs, on one thread. None parses HTTP/2: what they cost is the
+    floor for a TCP-to-TCP relay (a TLS-to-TLS one) on this machine. .addr/.pid as Bridge's, for
+    client()."""
 
-    def __init__(self, kind: str, upstream: str):
+    def __init__(self, kind: str, upstream: str, tls: tuple[str, str] | None = None, work: str = ""):
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
         self.port = probe.getsockname()[1]
         probe.close()
         self.addr = f"127.0.0.1:{self.port}"
-        if kind == "proxyd":
+        if kind == "haproxy":
+            if not tls:
+                raise ValueError("the haproxy relay is the TLS one")
+            pem = os.path.join(work, "haproxy.pem")
+            with open(pem, "w") as f:
+                f.write(open(tls[0]).read() + open(tls[1]).read())
+            config = os.path.join(work, "haproxy.cfg")
+            with open(config, "w") as f:
+                f.write("global\n  nbthread 1\n  tune.bufsize 262144\n"
+                        "defaults\n  mode tcp\n  timeout connect 10s\n  timeout client 600s\n  timeout server 600s\n"
+                        f"frontend relay\n  bind {self.addr} ssl crt {pem} alpn h2\n  default_backend sink\n"
+                        # The gateway's TLS library (BoringSSL) asks for AES-128-GCM first; OpenSSL,
+                        # HAProxy's, for AES-256-GCM: the same cipher on the sink's leg for both.
+                        f"backend sink\n  server sink {upstream} ssl ca-file {tls[0]} alpn h2 "
+                        "ciphersuites TLS_AES_128_GCM_SHA256\n")
+            cmd = [HAPROXY, "-f", config, "-db"]
+        elif kind == "proxyd":
             cmd = ["systemd-socket-activate", "-l", self.addr, PROXYD, upstream]
         else:
             cmd = ["socat", "-b", "262144", f"TCP-LISTEN:{self.port},bind=127.0.0.1,reuseaddr", f"TCP:{upstream}"]
@@ -1210,71 +1252,95 @@ class TcpRelay:
 
 def gateway_relay(args, work: str, problems: dict) -> dict:
     """Relay alone: the load client → gateway → grpc C++ sink (playing the router), against the
-    same load straight into the sink; one token (one Listen response) per run."""
+    same load straight into the sink; one token (one Listen response) per run. Plaintext HTTP/2
+    on both legs, then TLS on both, as in production (the exporter's leg to the gateway and the
+    gateway's to the router), each with the byte relays that are its floor."""
     out: dict = {}
+    cert, key = make_cert(work)
     sink = Bridge("sink", args, work, {}, "gw")
+    sink_tls = Bridge("sink", args, work, {}, "gw-tls", tls=(cert, key))
     controller = Peer([args.python, os.path.join(args.repo, "bench", "gateway_controller.py"),
                        "--listen", "127.0.0.1:0"], os.path.join(work, "gw-controller-relay.log"), stdin=True)
-    gw = exporter = None
+    gateways: list = []
+    exporters: list = []
     try:
         caddr = controller.wait_for(lambda w: w[0] == "controller")[1]
         controller.wait_for(lambda w: w[0] == "ready")
         gw = Gateway(args, work, "relay", caddr, None)
+        gw_tls = Gateway(args, work, "relay-tls", caddr, (cert, key), plain_controller=True)
+        gateways += [gw, gw_tls]
         # The exporter's Listen call, through the gateway: the gateway sees every response.
-        exporter = Peer([args.python, os.path.join(args.repo, "bench", "gateway_exporter.py"),
-                         "--controller", gw.addr, "--lease", "relay"], os.path.join(work, "gw-exporter-relay.log"))
-        controller.wait_for(lambda w: w[:2] == ["listen", "relay"])
-        rewritten, used = [], []
+        for lease, via, ca in (("relay", gw, []), ("relay-tls", gw_tls, ["--ca", cert])):
+            exporters.append(Peer([args.python, os.path.join(args.repo, "bench", "gateway_exporter.py"),
+                                   "--controller", via.addr, "--lease", lease, *ca],
+                                  os.path.join(work, f"gw-exporter-{lease}.log")))
+            controller.wait_for(lambda w: w[:2] == ["listen", lease])
+        rewritten: list[str] = []
+        used: dict[str, list[str]] = {}
 
-        def token() -> str:
-            controller.send(f"send relay {sink.addr}")
+        def token(lease: str, exporter, via, router) -> str:
+            controller.send(f"send {lease} {router.addr}")
             sent = controller.wait_for(lambda w: w[0] == "sent")[1]
             _, tok, endpoint, _ = exporter.wait_for(lambda w: w[0] == "response" and w[1] == sent)
             rewritten.append(endpoint)
-            used.append(tok)
-            if endpoint != gw.advertise:
-                raise RuntimeError(f"the gateway handed out router_endpoint {endpoint}, not its own {gw.advertise}")
+            used.setdefault(lease, []).append(tok)
+            if endpoint != via.advertise:
+                raise RuntimeError(f"the gateway handed out router_endpoint {endpoint}, not its own {via.advertise}")
             return tok
 
         # The floor: byte relays that do not parse HTTP/2, on the same two TCP legs.
         floors = [k for k in ("proxyd", "socat") if k != "proxyd" or PROXYD]
+        tls_floors = ["haproxy"] if HAPROXY else []
         for mode in ("oneway", "echo"):
-            runs = {"gateway": [], "direct": [], **{k: [] for k in floors}}
+            runs = {"gateway": [], "direct": [], **{k: [] for k in floors},
+                    "gateway-tls": [], "direct-tls": [], **{f"{k}-tls": [] for k in tls_floors}}
             route = "discard" if mode == "oneway" else "echo"
+            load = ["--mode", mode, "--size", 65536, "--seconds", args.seconds, "--batch", args.batch,
+                    "--route", route, "--timeout", args.seconds + 120]
+            tls_load = load + ["--tls-ca", cert]
             for rep in range(args.repeat):
-                runs["gateway"].append(client(args, gw, "--mode", mode, "--size", 65536, "--seconds", args.seconds,
-                                              "--batch", args.batch, "--route", route, "--token", token(),
-                                              "--timeout", args.seconds + 120, target_pid=sink.pid))
-                runs["direct"].append(client(args, sink, "--mode", mode, "--size", 65536, "--seconds", args.seconds,
-                                             "--batch", args.batch, "--route", route, "--timeout", args.seconds + 120,
-                                             target_pid=sink.pid))
+                runs["gateway"].append(client(args, gw, *load, "--token", token("relay", exporters[0], gw, sink),
+                                              target_pid=sink.pid))
+                runs["direct"].append(client(args, sink, *load, target_pid=sink.pid))
                 for kind in floors:
                     relay = TcpRelay(kind, sink.addr)
                     try:
-                        runs[kind].append(client(args, relay, "--mode", mode, "--size", 65536, "--seconds",
-                                                 args.seconds, "--batch", args.batch, "--route", route,
-                                                 "--timeout", args.seconds + 120, target_pid=sink.pid))
+                        runs[kind].append(client(args, relay, *load, target_pid=sink.pid))
+                    finally:
+                        relay.close()
+                runs["gateway-tls"].append(client(args, gw_tls, *tls_load, "--token",
+                                                  token("relay-tls", exporters[1], gw_tls, sink_tls),
+                                                  target_pid=sink_tls.pid))
+                runs["direct-tls"].append(client(args, sink_tls, *tls_load, target_pid=sink_tls.pid))
+                for kind in tls_floors:
+                    relay = TcpRelay(kind, sink_tls.addr, tls=(cert, key), work=work)
+                    try:
+                        runs[f"{kind}-tls"].append(client(args, relay, *tls_load, target_pid=sink_tls.pid))
                     finally:
                         relay.close()
             for path in runs:
                 r = summarize_runs(runs[path])
                 out[f"{path}-{mode}"] = r
                 log_throughput(f"gateway relay: {path} {mode} 64 KiB", r)
-        # A token works once: the last one again must be refused, never reach the sink.
+        if not HAPROXY:
+            out["haproxy_missing"] = True
+        # A token works once: the plaintext gateway's last one again must be refused, never reach
+        # the sink.
         replay = client(args, gw, "--mode", "oneway", "--size", 65536, "--seconds", 0.2, "--route", "discard",
-                        "--token", used[-1], "--timeout", 10)
+                        "--token", used["relay"][-1], "--timeout", 10)
         out["replay_status"] = replay.get("status")
         out["rewritten"] = sorted(set(rewritten))
         out["advertise"] = gw.advertise
         out["status"] = gw.status().strip()
         log(f"gateway relay: replayed token -> status {replay.get('status')} ({replay.get('message')}); "
-            f"router_endpoint handed out {out['rewritten']}, advertised {gw.advertise}")
+            f"router_endpoint handed out {out['rewritten']}, advertised {gw.advertise}, {gw_tls.advertise}")
         # The replayed token's refusal is the one warning the run asks for.
-        refusals = [line for line in gw.problems() if "refused a router stream" in line]
-        problems["gateway"] += [line for line in gw.problems() if "refused a router stream" not in line]
-        problems["gateway"] += refusals[1:]
+        for via in gateways:
+            refusals = [line for line in via.problems() if "refused a router stream" in line]
+            problems["gateway"] += [line for line in via.problems() if "refused a router stream" not in line]
+            problems["gateway"] += refusals[1:] if via is gw else refusals
     finally:
-        for p in (exporter, gw, controller, sink):
+        for p in exporters + gateways + [controller, sink, sink_tls]:
             if p:
                 p.close()
     return out
@@ -1445,6 +1511,30 @@ def render_gateway(args, G: dict) -> list[str]:
                 x, y, c = a.get("bytes_per_s"), d.get("bytes_per_s"), a.get("cpu_per_gib")
                 cells += [rate(a), f"{x / y:.2f}×" if x and y else "–", f"{c:.2f} s" if c is not None else "–"]
             out.append(f"| {label} | " + " | ".join(cells) + " |")
+    if "gateway-tls-oneway" in R:
+        out += ["", "With TLS on both legs, as in production (the exporter's leg to the gateway, the gateway's to the "
+                "router; TLS 1.3, P-256, ALPN h2): the same load client and sink with TLS on, in the same runs, "
+                "through the gateway, straight into the sink, and through a relay that ends TLS and opens TLS to the "
+                "sink without parsing HTTP/2 (HAProxy in TCP mode, one thread: the floor for a TLS relay here). "
+                "The client's leg is AES-256-GCM (the client's OpenSSL asks for it first), the sink's leg "
+                "AES-128-GCM for both relays (the gateway's BoringSSL asks for it first; HAProxy is set to it), "
+                "direct AES-256-GCM:", "",
+                "| relay, TLS both legs | one-way | vs direct | CPU per GiB | echo | vs direct | CPU per GiB |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        for k, label in (("direct-tls", "none: the client straight into the sink"),
+                         ("haproxy-tls", f"HAProxy {HAPROXY_VERSION}, TCP mode (decrypt, encrypt)"),
+                         ("gateway-tls", "jmp-bridge gateway (TLS and HTTP/2 both sides)")):
+            if f"{k}-oneway" not in R:
+                continue
+            cells = []
+            for mode in ("oneway", "echo"):
+                a, d = R.get(f"{k}-{mode}", {}), R.get(f"direct-tls-{mode}", {})
+                x, y, c = a.get("bytes_per_s"), d.get("bytes_per_s"), a.get("cpu_per_gib")
+                cells += [rate(a), f"{x / y:.2f}×" if x and y else "–",
+                          f"{c:.2f} s" if c is not None and k != "direct-tls" else "–"]
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+        if R.get("haproxy_missing"):
+            out += ["", "(HAProxy is not installed: no TLS floor row.)"]
 
     out += ["", "Stream set-up: from the controller sending a ListenResponse to the first client byte arriving at "
             "the exporter's session socket (jumpstarter 0.9.0's `connect_unix` + `connect_router_stream`, a fresh "
