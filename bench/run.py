@@ -1216,9 +1216,9 @@ class TcpRelay:
     (splice(2), the kernel's zero-copy path) or socat (read/write through 256 KiB, as any relay
     that looks at the bytes must); with `tls` (certificate, key; the sink's CA is the same
     certificate), HAProxy in TCP mode, which ends TLS from the client and opens TLS to the sink,
-    ALPN h2 both ways as gRPC needs, on one thread. None parses HTTP/2: what they cost is the
-    floor for a TCP-to-TCP relay (a TLS-to-TLS one) on this machine. .addr/.pid as Bridge's, for
-    client()."""
+    ALPN h2 both ways as gRPC needs, on one thread. None parses HTTP/2: what the first two cost
+    is the floor for a TCP-to-TCP relay on this machine; HAProxy is a TLS-to-TLS relay to compare
+    with. .addr/.pid as Bridge's, for client()."""
 
     def __init__(self, kind: str, upstream: str, tls: tuple[str, str] | None = None, work: str = ""):
         probe = socket.socket()
@@ -1274,7 +1274,7 @@ def gateway_relay(args, work: str, problems: dict) -> dict:
     """Relay alone: the load client → gateway → grpc C++ sink (playing the router), against the
     same load straight into the sink; one token (one Listen response) per run. Plaintext HTTP/2
     on both legs, then TLS on both, as in production (the exporter's leg to the gateway and the
-    gateway's to the router), each with the byte relays that are its floor."""
+    gateway's to the router), each beside byte relays that do not parse HTTP/2."""
     out: dict = {}
     cert, key = make_cert(work)
     sink = Bridge("sink", args, work, {}, "gw")
@@ -1310,10 +1310,10 @@ def gateway_relay(args, work: str, problems: dict) -> dict:
 
         # The floor: byte relays that do not parse HTTP/2, on the same two TCP legs.
         floors = [k for k in ("proxyd", "socat") if k != "proxyd" or PROXYD]
-        tls_floors = ["haproxy"] if HAPROXY else []
+        tls_relays = ["haproxy"] if HAPROXY else []
         for mode in ("oneway", "echo"):
             runs = {"gateway": [], "direct": [], **{k: [] for k in floors},
-                    "gateway-tls": [], "direct-tls": [], **{f"{k}-tls": [] for k in tls_floors}}
+                    "gateway-tls": [], "direct-tls": [], **{f"{k}-tls": [] for k in tls_relays}}
             route = "discard" if mode == "oneway" else "echo"
             load = ["--mode", mode, "--size", 65536, "--seconds", args.seconds, "--batch", args.batch,
                     "--route", route, "--timeout", args.seconds + 120]
@@ -1332,7 +1332,7 @@ def gateway_relay(args, work: str, problems: dict) -> dict:
                                                   token("relay-tls", exporters[1], gw_tls, sink_tls),
                                                   target_pid=sink_tls.pid))
                 runs["direct-tls"].append(client(args, sink_tls, *tls_load, target_pid=sink_tls.pid))
-                for kind in tls_floors:
+                for kind in tls_relays:
                     relay = TcpRelay(kind, sink_tls.addr, tls=(cert, key), work=work)
                     try:
                         runs[f"{kind}-tls"].append(client(args, relay, *tls_load, target_pid=sink_tls.pid))
@@ -1535,7 +1535,7 @@ def render_gateway(args, G: dict) -> list[str]:
         out += ["", "With TLS on both legs, as in production (the exporter's leg to the gateway, the gateway's to the "
                 "router; TLS 1.3, P-256, ALPN h2): the same load client and sink with TLS on, in the same runs, "
                 "through the gateway, straight into the sink, and through a relay that ends TLS and opens TLS to the "
-                "sink without parsing HTTP/2 (HAProxy in TCP mode, one thread: the floor for a TLS relay here). "
+                "sink without parsing HTTP/2 (HAProxy in TCP mode, one thread). "
                 "The client's leg is AES-256-GCM (the client's OpenSSL asks for it first), the sink's leg "
                 "AES-128-GCM for both relays (the gateway's BoringSSL asks for it first; HAProxy is set to it), "
                 "direct AES-256-GCM:", "",
@@ -1554,7 +1554,7 @@ def render_gateway(args, G: dict) -> list[str]:
                           f"{c:.2f} s" if c is not None and k != "direct-tls" else "–"]
             out.append(f"| {label} | " + " | ".join(cells) + " |")
         if R.get("haproxy_missing"):
-            out += ["", "(HAProxy is not installed: no TLS floor row.)"]
+            out += ["", "(HAProxy is not installed: no TLS relay row.)"]
     # proxyd splices and HAProxy uses recv(2)/send(2): neither is counted, so neither is listed.
     counted = [(k, R[k]) for k in sorted(R) if isinstance(R[k], dict) and R[k].get("writes_per_gib")
                and not k.startswith(("direct", "proxyd", "haproxy"))]

@@ -90,3 +90,35 @@ def test_a_receiver_that_stops_reading_stops_the_sender():
         client.close()
     finally:
         relay.close()
+
+
+def test_a_receiver_that_goes_away_ends_the_stalled_sender():
+    """With 4 MiB held for a receiver that stopped reading, the receiver closes: the relay ends
+    the sender's connection too (its other direction sees the reset), instead of waiting for room
+    that never comes."""
+    relay = Relay(rtt_ms=2)
+    try:
+        client = socket.create_connection(relay.address)
+        server, _ = relay.upstream.accept()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # close with RST
+        client.setblocking(False)
+        chunk = b"x" * (1 << 20)
+        while select.select([], [client], [], 2.0)[1]:  # until the relay stops taking bytes
+            try:
+                client.send(chunk)
+            except BlockingIOError:
+                continue
+        server.close()
+        client.setblocking(True)
+        client.settimeout(30)
+        ended = False
+        try:
+            while client.recv(65536):
+                pass
+            ended = True
+        except ConnectionResetError:
+            ended = True
+        assert ended
+        client.close()
+    finally:
+        relay.close()
