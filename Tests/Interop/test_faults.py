@@ -70,9 +70,9 @@ def socket_count(bridge) -> int:
 TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "0A": "LISTEN"}
 
 
-def tcp_sockets(pid: int) -> dict[str, tuple[str, str, str]]:
+def tcp_table(pid: int) -> dict[str, tuple[str, str, str]]:
     """The TCP sockets in ``pid``'s network namespace: inode -> (local, remote, state), with the
-    addresses as /proc/net/tcp writes them (hex)."""
+    addresses as /proc/net/tcp writes them (hex) and the state by name (``LISTEN``, ...)."""
     sockets = {}
     for table in ("tcp", "tcp6"):
         with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as lines:
@@ -96,7 +96,7 @@ def holders(inode: str) -> list[str]:
 def describe_fds(bridge) -> str:
     """The bridge's descriptors, each TCP connection with its state and who holds its other end
     (a client that never closed its connection, or the bridge itself), and its open streams."""
-    sockets = tcp_sockets(bridge.pid)
+    sockets = tcp_table(bridge.pid)
     by_ends = {(local, remote): inode for inode, (local, remote, _) in sockets.items()}
     lines = []
     for fd in open_fds(bridge):

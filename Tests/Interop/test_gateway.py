@@ -33,7 +33,7 @@ from deployment import probe, tokens
 from deployment.controller import LeaseState, Status
 from deployment.process import Process
 from deployment.router_calls import read_payloads, write_payloads
-from test_faults import fd_count
+from test_faults import fd_count, tcp_table
 from test_metrics import samples, scrape, value
 from deployment.fixtures import *  # noqa: F403 - the deployment fixtures
 from deployment.fixtures import (
@@ -357,22 +357,19 @@ def test_tokens_are_used_once_and_a_dead_router_fails_one_stream(controller, rou
 
 def tcp_sockets(pid: int) -> list[tuple[int, int, str]]:
     """``(local port, remote port, state)`` of every TCP socket process ``pid`` holds, from its
-    ``/proc/PID/fd`` socket inodes and ``/proc/net/tcp`` (``0A`` = listening, ``01`` = established)."""
+    ``/proc/PID/fd`` socket inodes and ``test_faults.tcp_table`` (state ``LISTEN``, ...)."""
     inodes = set()
     for name in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
             link = os.readlink(f"/proc/{pid}/fd/{name}")
             if link.startswith("socket:["):
                 inodes.add(link[len("socket:["):-1])
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as lines:
-            for line in list(lines)[1:]:
-                fields = line.split()
-                if fields[9] in inodes:
-                    found.append((int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16),
-                                  fields[3]))
-    return found
+
+    def port(address: str) -> int:
+        return int(address.rsplit(":", 1)[1], 16)
+
+    return [(port(local), port(remote), state) for inode, (local, remote, state) in tcp_table(pid).items()
+            if inode in inodes]
 
 
 def non_tcp_fds(bridge) -> int:
@@ -451,8 +448,8 @@ def test_every_descriptor_of_a_call_is_closed_on_every_path(controller, router_p
 
     def accounted() -> tuple[bool, str]:
         sockets = tcp_sockets(gateway.pid)
-        listening = [s for s in sockets if s[2] == "0A"]
-        downstream = sorted(s[1] for s in sockets if s[0] == gateway_port and s[2] != "0A")
+        listening = [s for s in sockets if s[2] == "LISTEN"]
+        downstream = sorted(s[1] for s in sockets if s[0] == gateway_port and s[2] != "LISTEN")
         exporter_side = sorted(s[0] for s in tcp_sockets(exporter.proc.pid) if s[1] == gateway_port)
         upstream = {port: len([s for s in sockets if s[1] == port]) for port in (controller_port, router_port)}
         rest = [s for s in sockets if s not in listening and s[0] != gateway_port and s[1] not in upstream]
