@@ -14,7 +14,9 @@ struct JMPBridgeCommand: AsyncParsableCommand {
         discussion: """
             jmp-bridge terminates jumpstarter.v1.RouterService/Stream and connects every routed \
             stream to a local target chosen by the jmp-route metadata (or the default route). \
-            See jmp-bridge(8) and jmp-bridge.yaml(5).
+            With a gateway: section in its configuration file it is also the gateway of the host's \
+            Jumpstarter exporters: it passes their controller calls on and relays their router \
+            streams. See jmp-bridge(8) and jmp-bridge.yaml(5).
             """,
         version: BuildInfo.version,
         subcommands: [ServeCommand.self, CheckCommand.self, AttachCommand.self, StatusCommand.self]

@@ -362,13 +362,18 @@ def subcommands_of(args: list[str]) -> list[str]:
     return names
 
 
-def options_of(args: list[str]) -> list[str]:
-    """Every option spelling, e.g. ['-c', '--config', '--listen', '--version', '-h', '--help']."""
-    spellings = []
+def option_entries(args: list[str]) -> list[list[str]]:
+    """The spellings of each option, e.g. [['-c', '--config'], ['--listen'], ['-h', '--help']]."""
+    entries = []
     for entry in help_sections(args).get("OPTIONS", []):
         head = re.split(r"\s{2,}", entry)[0]
-        spellings += re.findall(r"(?<![\w-])(--?[A-Za-z0-9][\w-]*)", re.sub(r"<[^>]*>", "", head))
-    return spellings
+        entries.append(re.findall(r"(?<![\w-])(--?[A-Za-z0-9][\w-]*)", re.sub(r"<[^>]*>", "", head)))
+    return [spellings for spellings in entries if spellings]
+
+
+def options_of(args: list[str]) -> list[str]:
+    """Every option spelling, e.g. ['-c', '--config', '--listen', '--version', '-h', '--help']."""
+    return [spelling for spellings in option_entries(args) for spelling in spellings]
 
 
 def arguments_of(args: list[str]) -> list[str]:
@@ -430,6 +435,32 @@ def test_every_subcommand_option_and_argument_is_in_jmp_bridge_8():
             if not re.search(r"\bAr " + re.escape(argument) + r"\b", section, re.I):
                 missing.append(f"jmp-bridge {name} argument {argument} (in .Ss {name})")
     assert not missing, "jmp-bridge(8) does not document: " + "; ".join(missing)
+
+
+def synopsis_of(text: str, subcommand: str) -> str | None:
+    """The SYNOPSIS lines of one subcommand: from its `.Cm NAME` to the next `.Nm`."""
+    synopsis = text[text.index(".Sh SYNOPSIS") :]
+    synopsis = synopsis[: synopsis.index("\n.Sh ", 1)]
+    match = re.search(r"^\.Cm " + re.escape(subcommand) + r"\n(.*?)(?=^\.Nm\b|\Z)", synopsis, re.M | re.S)
+    return match.group(1) if match else None
+
+
+def test_every_subcommand_option_is_in_the_synopsis():
+    """The SYNOPSIS is the page's summary: an option the binary takes but the synopsis leaves out
+    is one an operator reading it never learns of (`--version` and `--help` have lines of their own)."""
+    text = MAN8.read_text()
+    missing = []
+    for path in command_paths():
+        synopsis = synopsis_of(text, path[-1])
+        if synopsis is None:
+            missing.append(f"subcommand {' '.join(path)} (no .Cm {path[-1]} in SYNOPSIS)")
+            continue
+        for spellings in option_entries(path):
+            if {"--version", "--help"} & set(spellings):
+                continue
+            if not any(mdoc_has_option(synopsis, spelling) for spelling in spellings):
+                missing.append(f"jmp-bridge {' '.join(path)} {'/'.join(spellings)}")
+    assert not missing, "jmp-bridge(8)'s SYNOPSIS leaves out: " + "; ".join(missing)
 
 
 def parser_keys() -> dict[str, list[str]]:
