@@ -19,24 +19,26 @@ enum TokenExpiry {
     static func expClaim(_ token: String) -> Int64? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let payload = Self.base64URLDecode(parts[1]) else { return nil }
-        // The payload is a JSON object; find `"exp"`, a colon, then a number.
+        // The payload is a JSON object; find the key `"exp"` (a string followed by a colon, not
+        // the same text as a value, such as `"sub":"exp"`), then a number.
         let key = Array("\"exp\"".utf8)
-        guard let start = Self.firstIndex(of: key, in: payload) else { return nil }
-        var rest = payload[(start + key.count)...].drop(while: { $0 == UInt8(ascii: " ") })
-        guard rest.first == UInt8(ascii: ":") else { return nil }
-        rest = rest.dropFirst().drop(while: { $0 == UInt8(ascii: " ") })
-        let digits = rest.prefix(while: { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
-        guard !digits.isEmpty, digits.count < 19 else { return nil }
-        return digits.reduce(Int64(0)) { $0 * 10 + Int64($1 - UInt8(ascii: "0")) }
-    }
-
-    private static func firstIndex(of needle: [UInt8], in haystack: [UInt8]) -> Int? {
-        guard haystack.count >= needle.count else { return nil }
-        for index in 0...(haystack.count - needle.count)
-        where haystack[index..<(index + needle.count)].elementsEqual(needle) {
-            return index
+        guard payload.count >= key.count else { return nil }
+        for start in 0...(payload.count - key.count)
+        where payload[start..<(start + key.count)].elementsEqual(key) {
+            var rest = payload[(start + key.count)...].drop(while: Self.isWhitespace)
+            guard rest.first == UInt8(ascii: ":") else { continue }
+            rest = rest.dropFirst().drop(while: Self.isWhitespace)
+            let digits = rest.prefix(while: { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+            guard !digits.isEmpty, digits.count < 19 else { return nil }
+            return digits.reduce(Int64(0)) { $0 * 10 + Int64($1 - UInt8(ascii: "0")) }
         }
         return nil
+    }
+
+    /// JSON's whitespace between tokens (RFC 8259, section 2).
+    private static func isWhitespace(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\n")
+            || byte == UInt8(ascii: "\r")
     }
 
     private static func base64URLDecode(_ text: Substring) -> [UInt8]? {

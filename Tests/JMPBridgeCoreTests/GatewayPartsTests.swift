@@ -48,6 +48,10 @@ import Testing
         #expect(TokenExpiry.deadline(of: token, now: now, wallClock: -1_000_000) == now + .hours(24))
         #expect(TokenExpiry.deadline(of: "opaque", now: now, wallClock: 0) == now + .hours(24))
         #expect(TokenExpiry.expClaim("a.!!!.c") == nil)
+        // {"sub":"exp","exp":1000}: the text "exp" as a value first, the key after it.
+        #expect(TokenExpiry.expClaim("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJleHAiLCJleHAiOjEwMDB9.c2ln") == 1000)
+        // {"sub":"x",\n\t"exp" :\r\n 1000}: any JSON whitespace around the colon.
+        #expect(TokenExpiry.expClaim("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4IiwKCSJleHAiIDoNCiAxMDAwfQ.c2ln") == 1000)
     }
 
     @Test func aTokenIsHonouredOnceAndNotAfterItExpired() {
