@@ -166,9 +166,11 @@ let package = Package(
             dependencies: [
                 "CJMPSystem",
                 "JMPBridgeCore",
+                "JMPDoors",
                 "JMPGateway",
                 "JMPProtocol",
                 "JMPProtocolReference",
+                "JMPSystemd",
                 "JMPTLS",
                 "JMPTargets",
                 "JMPMetrics",

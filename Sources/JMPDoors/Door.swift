@@ -11,8 +11,8 @@ public struct Door: Sendable {
     public let targetPath: String
     /// Move bytes with splice(2) (false: read/write through a buffer).
     public let splice: Bool
-    /// A socket file to remove when the door closes (nil for passed sockets).
-    public let socketFile: String?
+    /// The socket file to remove when the door closes (nil for passed sockets).
+    public let socketFile: DoorSocketFile?
     /// Connections relayed at once; one more is accepted and closed at once, with a log line.
     /// Each connection holds a pipe of up to 1 MiB per direction.
     public let maxConnections: Int
@@ -27,7 +27,7 @@ public struct Door: Sendable {
         address: String,
         targetPath: String,
         splice: Bool,
-        socketFile: String?,
+        socketFile: DoorSocketFile?,
         maxConnections: Int = Door.defaultMaxConnections
     ) {
         self.route = route

@@ -189,7 +189,7 @@ public final class DoorLoop: @unchecked Sendable {
         self.counters.withLock { if $0[door.route]?.active == 0 { $0[door.route] = nil } }
         _ = jmp_epoll_remove(self.epoll, door.listener)
         close(door.listener)
-        if let file = door.socketFile { unlink(file) }
+        door.socketFile?.removeIfStillBound()
     }
 
     private func accept(on token: UInt64) {

@@ -494,6 +494,42 @@ def test_socket_activated_local_door(launch, manager, sockdir, unix_server):
     assert received == b"through a passed door\n"
 
 
+def door_round_trip(path: Path, message: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(TIMEOUT)
+        client.connect(str(path))
+        client.sendall(message)
+        client.shutdown(socket.SHUT_WR)
+        received = b""
+        while data := client.recv(4096):
+            received += data
+    return received
+
+
+def test_sighup_serves_a_changed_routes_passed_door_again(launch, manager, sockdir, unix_server):
+    """A reload that changes a route whose door is a passed socket serves the door again from
+    that socket: the service manager keeps listening on it, so a door left unserved would hold
+    every client in the backlog."""
+    target = unix_server("echo.sock", echo)
+    grpc_socket = listening_unix_socket(sockdir / "grpc.sock")
+    door_socket = listening_unix_socket(sockdir / "door.sock")
+
+    def routes(timeout: str) -> dict[str, str]:
+        return {"echo": f"{{unix: {target.path}, local: 'systemd:echo-door', connect-timeout: {timeout}}}"}
+
+    bridge = launch(config(["address: systemd:grpc"], routes("5s")), [(grpc_socket, "grpc"), (door_socket, "echo-door")])
+    manager.wait_for("READY", "1")
+    assert door_round_trip(sockdir / "door.sock", b"before the reload\n") == b"before the reload\n"
+
+    bridge.config_path.write_text(config(["address: systemd:grpc"], routes("7s")))
+    mark = manager.count()
+    bridge.proc.send_signal(signal.SIGHUP)
+    index, _ = manager.wait_for("RELOADING", "1", after=mark)
+    _, ready = manager.wait_for("READY", "1", after=index)
+    assert "reloaded (changed echo)" in ready["STATUS"], ready["STATUS"]
+    assert door_round_trip(sockdir / "door.sock", b"after the reload\n") == b"after the reload\n"
+
+
 async def test_sighup_adds_and_removes_consoles(launch, manager, sockdir):
     """A console route removed by a reload ends its attachments, removes its link and leaves
     the fd store; one added gets a pty, a link and a stored master at once."""

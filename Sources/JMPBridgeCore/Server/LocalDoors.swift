@@ -17,6 +17,8 @@ final class LocalDoors: Sendable {
     private let passed: PassedDescriptors
     private let idleExit: IdleExitTimer?
     private let logger: Logger
+    /// The passed listening sockets of `systemd:` doors, by name (see ``passedListener(name:route:address:)``).
+    private let passedListeners = NIOLockedValueBox<[String: CInt]>([:])
     /// Hears, once, that the doors' event loop died (every door is closed then).
     private let failureHandler = NIOLockedValueBox<(@Sendable (String) -> Void)?>(nil)
 
@@ -48,7 +50,7 @@ final class LocalDoors: Sendable {
             throw BridgeError("route '\(route.name)': door: \(error)")
         }
         let listener: CInt
-        var socketFile: String?
+        var socketFile: DoorSocketFile?
         switch local.address {
         case .unix(let path):
             do {
@@ -56,24 +58,17 @@ final class LocalDoors: Sendable {
             } catch {
                 throw BridgeError("route '\(route.name)': door: \(error)")
             }
-            socketFile = path
-        case .systemd(let name):
-            let passed = self.passed.claim(name: name)
-            guard let socket = passed.first, passed.count == 1, socket.isListeningStreamSocket() else {
-                for unusable in passed { close(unusable.descriptor) }
-                throw BridgeError(
-                    "route '\(route.name)': door \(local.address) needs exactly one passed listening stream socket named '\(name)' (got \(passed.count))"
-                )
-            }
-            listener = socket.descriptor
-            guard jmp_make_nonblocking(listener) == 0 else {
+            guard let bound = DoorSocketFile(boundAt: path) else {
                 let reason = String(cString: strerror(errno))
                 close(listener)
+                unlink(path)
                 throw BridgeError(
-                    "route '\(route.name)': door \(local.address): cannot make the passed socket non-blocking: "
-                        + reason
+                    "route '\(route.name)': door: cannot read the socket file \(path) just bound: \(reason)"
                 )
             }
+            socketFile = bound
+        case .systemd(let name):
+            listener = try self.passedListener(name: name, route: route.name, address: local.address)
         case .tcp:
             return  // refused by the loader
         }
@@ -92,6 +87,40 @@ final class LocalDoors: Sendable {
             "door open",
             metadata: ["route": "\(route.name)", "door": "\(local.address)", "splice": "\(local.splice)"]
         )
+    }
+
+    /// A copy of the passed listening socket called `name`, for the door loop to own (and close
+    /// when the door is removed). The passed socket itself is claimed once and kept here until
+    /// ``stop()``, so that a route whose door a reload replaces gets it again: the service
+    /// manager keeps listening on it either way, and a socket nobody accepts on would leave its
+    /// clients waiting in the backlog.
+    private func passedListener(name: String, route: String, address: ListenAddress) throws -> CInt {
+        let kept = try self.passedListeners.withLockedValue { kept throws -> CInt in
+            if let socket = kept[name] { return socket }
+            let passed = self.passed.claim(name: name)
+            guard let socket = passed.first, passed.count == 1, socket.isListeningStreamSocket() else {
+                for unusable in passed { close(unusable.descriptor) }
+                throw BridgeError(
+                    "route '\(route)': door \(address) needs exactly one passed listening stream socket named '\(name)' (got \(passed.count))"
+                )
+            }
+            guard jmp_make_nonblocking(socket.descriptor) == 0 else {
+                let reason = String(cString: strerror(errno))
+                close(socket.descriptor)
+                throw BridgeError(
+                    "route '\(route)': door \(address): cannot make the passed socket non-blocking: \(reason)"
+                )
+            }
+            kept[name] = socket.descriptor
+            return socket.descriptor
+        }
+        let copy = fcntl(kept, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else {
+            throw BridgeError(
+                "route '\(route)': door \(address): cannot copy the passed socket: \(String(cString: strerror(errno)))"
+            )
+        }
+        return copy
     }
 
     /// The doors' event loop, started on first use.
@@ -125,5 +154,10 @@ final class LocalDoors: Sendable {
             return loop
         }
         await loop?.stop()
+        let passed = self.passedListeners.withLockedValue { kept in
+            defer { kept = [:] }
+            return kept
+        }
+        for socket in passed.values { close(socket) }
     }
 }
