@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -54,6 +55,16 @@ int jmp_pipe(int fds[2], int capacity) {
     }
     int granted = fcntl(fds[1], F_GETPIPE_SZ);
     return granted > 0 ? granted : 65536;
+}
+
+int jmp_peer_closed(int fd) {
+    struct pollfd watched = {.fd = fd, .events = 0};
+    int ready;
+    do {
+        ready = poll(&watched, 1, 0);
+    } while (ready < 0 && errno == EINTR);
+    if (ready < 0) return -1;
+    return (watched.revents & POLLHUP) != 0;
 }
 
 ssize_t jmp_splice(int from, int to, size_t length) {

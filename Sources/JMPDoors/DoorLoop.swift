@@ -312,6 +312,10 @@ public final class DoorLoop: @unchecked Sendable {
             "splice": "\(relay.toTarget.usesSplice && relay.fromTarget.usesSplice)",
             "duration-ms": "\(Self.milliseconds(ContinuousClock.now - relay.started))",
         ]
+        if failure == nil, !relay.fromTarget.isFinished {
+            // The client closed altogether before the target ended (SpliceRelay.isFinished).
+            metadata["closed-by"] = "client"
+        }
         if let failure {
             metadata["reason"] = "\(failure)"
             self.logger.notice("door connection aborted", metadata: metadata)

@@ -25,8 +25,13 @@ final class SpliceRelay {
         self.started = .now
     }
 
-    /// Both directions have ended.
-    var isFinished: Bool { self.toTarget.isFinished && self.fromTarget.isFinished }
+    /// Both directions have ended, or the client has gone altogether (closed, not half-closed)
+    /// after all it sent reached the target: what the target still sends has nobody to reach,
+    /// and a target that sends nothing more and never closes would hold the relay for ever.
+    var isFinished: Bool {
+        guard !self.fromTarget.isFinished else { return self.toTarget.isFinished }
+        return self.toTarget.isFinished && jmp_peer_closed(self.client) == 1
+    }
 
     /// Moves what can be moved now, in both directions.
     func pump() throws(RelayDirection.Failure) {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import socket
 import threading
 
@@ -118,6 +119,37 @@ def test_target_half_close_reaches_the_client_which_can_still_send(start_bridge,
         assert done.wait(TIMEOUT)
         assert client.recv(1) == b""
     assert received_by_target["digest"] == (len(answer), sha256_hex(answer))
+
+
+@pytest.mark.parametrize("splice", [True, False], ids=["splice", "read-write"])
+def test_a_client_that_closes_ends_the_connection_to_a_silent_target(start_bridge, unix_server, tls, sockdir, splice):
+    """A client that closes altogether (not a half-close) gets nothing more, so the door does not
+    wait for a target that takes the EOF and then neither sends nor closes: the target's
+    connection is closed once all the client sent has reached it."""
+    state = {}
+    done = threading.Event()
+
+    def read_then_hold(conn: socket.socket):
+        length = 0
+        while data := conn.recv(CHUNK):
+            length += len(data)
+        state["received"] = length
+        poller = select.poll()
+        poller.register(conn, 0)  # only POLLHUP: the door closed its end
+        state["hung-up"] = bool(poller.poll(TIMEOUT * 1000))
+        conn.close()
+        done.set()
+
+    target = unix_server("silent.sock", read_then_hold)
+    bridge = start_bridge(config=door_config(tls, sockdir, target.path, splice=splice))
+    data = os.urandom(3 * 1024 * 1024 + 1)
+    client = connect(sockdir / "door.sock")
+    client.sendall(data)
+    client.close()
+    assert done.wait(TIMEOUT + 10)
+    assert state == {"received": len(data), "hung-up": True}
+    [line] = bridge.wait_for_line(r"door connection finished")
+    assert f"bytes-to-target={len(data)}" in line and "closed-by=client" in line, line
 
 
 def test_unreachable_target_closes_the_door_connection(start_bridge, tls, sockdir):

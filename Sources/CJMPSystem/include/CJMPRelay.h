@@ -48,6 +48,11 @@ int jmp_pipe(int fds[2], int capacity);
 /// splice(2) of up to `length` bytes, non-blocking, moving pages where it can.
 ssize_t jmp_splice(int from, int to, size_t length);
 
+/// 1 if the peer of connected Unix stream socket `fd` has closed it altogether (poll(2) reports
+/// POLLHUP: nothing written to `fd` can be read any more), 0 if not (a half-close, shutdown(2)
+/// with SHUT_WR, is not), -1/errno if poll(2) fails.
+int jmp_peer_closed(int fd);
+
 /// accept4(2), non-blocking and close-on-exec.
 int jmp_accept(int listener);
 
