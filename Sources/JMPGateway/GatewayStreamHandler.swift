@@ -100,6 +100,17 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let payload = self.unwrapInboundIn(data)
+        switch payload {
+        case .headers, .data, .rstStream:
+            break
+        default:
+            // Not the call's but this hop's: above all the exporter's stream-level WINDOW_UPDATE,
+            // which NIOHTTP2 hands the stream. It opens the gateway's window; passed on, it would
+            // give the upstream server credit for bytes the gateway has not read (the relay's
+            // memory no longer bounded by the stream window), and after the server's trailers
+            // NIOHTTP2 would refuse it and reset a finished call. docs/WIRE.md, "The gateway".
+            return
+        }
         if self.drain.observe(payload, context: context) {
             // Discarded while the gateway's own status waits for the exporter to stop sending.
             self.note(ending: payload)

@@ -68,6 +68,10 @@ def data(stream_id: int, payload: bytes, *, end_stream: bool = False) -> bytes:
     return frame(DATA, END_STREAM if end_stream else 0, stream_id, payload)
 
 
+def window_update(stream_id: int, increment: int) -> bytes:
+    return frame(WINDOW_UPDATE, 0, stream_id, struct.pack(">I", increment))
+
+
 def grpc_message(payload: bytes, *, compressed: bool = False) -> bytes:
     """The gRPC length-prefixed message: flag byte, 4-byte length, payload."""
     return bytes([1 if compressed else 0]) + struct.pack(">I", len(payload)) + payload

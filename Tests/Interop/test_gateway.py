@@ -800,6 +800,50 @@ def test_a_relay_that_ended_both_ways_is_not_reset(controller, one_call_server, 
     assert "status=OK " in ended, ended
 
 
+def test_the_exporters_window_updates_stay_with_the_gateway(controller, one_call_server, gateway, tls,
+                                                           event_loop_portal):
+    """A WINDOW_UPDATE the exporter sends on its router stream opens the gateway's window, not
+    the router's: the gateway does not pass it on. Passed on, an exporter's credit let the
+    router send more than the gateway's stream window before the gateway had read it (a
+    relay's memory no longer bounded), and one sent after the router's trailers made NIOHTTP2
+    reset the finished call. The exporter here sends one with an increment no HTTP/2 stack
+    would pick, between two messages that are echoed as usual."""
+    lease_a_raw_exporter(controller, one_call_server.endpoint)
+    increment = 0x00FEDCBA
+
+    async def token() -> str:
+        async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
+                channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
+            with fail_after(TIMEOUT):
+                listen = await listen_as_raw_exporter(controller, exporter_ch)
+                await dial_as_client(client_ch)
+                response = await listen.read()
+            listen.cancel()
+        return response.router_token
+
+    router_token = event_loop_portal.call(token)
+    conn = rawh2.Connection(int(gateway.gateway_endpoint.rsplit(":", 1)[1]), tls.cert_pem)
+    try:
+        conn.start()
+        messages = [router_pb2.StreamRequest(payload=text).SerializeToString() for text in (b"first", b"second")]
+        conn.send(rawh2.headers(1, rawh2.grpc_request_headers([("authorization", f"Bearer {router_token}")]))
+                  + rawh2.data(1, rawh2.grpc_message(messages[0]))
+                  + rawh2.window_update(1, increment)
+                  + rawh2.data(1, rawh2.grpc_message(messages[1]), end_stream=True))
+        frames = conn.frames_until(lambda f: f.stream_id == 1 and (f.kind == rawh2.RST_STREAM or
+                                                                   f.kind == rawh2.HEADERS and f.flags & rawh2.END_STREAM),
+                                   timeout=TIMEOUT)
+    finally:
+        conn.close()
+    echoed = [router_pb2.StreamResponse.FromString(f.payload[5:]).payload
+              for f in frames if f.kind == rawh2.DATA and f.stream_id == 1 and f.payload]
+    trailers = frames[-1]
+    assert echoed == [b"first", b"second"] and trailers.kind == rawh2.HEADERS, frames
+    one_call_server.wait_for_line(r"^closed stream=", timeout=TIMEOUT)
+    passed_on = [line for line in one_call_server.lines() if line == f"window-update stream=1 increment={increment}"]
+    assert not passed_on, one_call_server.log()
+
+
 @pytest.mark.parametrize("one_call_server", [["--abort-after", "2"]], indirect=True)
 def test_a_router_that_drops_the_connection_under_a_call_fails_it_and_says_why(controller, one_call_server,
                                                                                gateway, tls, event_loop_portal):

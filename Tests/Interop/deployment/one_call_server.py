@@ -13,7 +13,8 @@ Run it as a process (``test_gateway.py`` does)::
     python one_call_server.py --listen 127.0.0.1:0 --tls-cert C --tls-key K
 
 It prints ``ready 127.0.0.1:PORT`` once serving, then ``call stream=N token=T`` for each call it
-takes (``T``: the bearer token) and ``unprocessed stream=N`` for each stream above its GOAWAY;
+takes (``T``: the bearer token), ``unprocessed stream=N`` for each stream above its GOAWAY and
+``window-update stream=N increment=K`` for each stream-level WINDOW_UPDATE on the served stream;
 and, when the connection closes, ``closed stream=N frames-after-end=K``: the frames the
 client sent on the served stream after it had ended both ways (RFC 9113, 5.1: only PRIORITY
 may follow); SIGTERM stops it (exit 0).
@@ -105,6 +106,8 @@ class OneCallConnection(asyncio.Protocol):
                     self.echo()
                     if self.transport.is_closing():
                         return
+            elif isinstance(event, h2.events.WindowUpdated) and event.stream_id == self.served:
+                log(f"window-update stream={event.stream_id} increment={event.delta}")
             elif isinstance(event, h2.events.StreamEnded) and event.stream_id == self.served:
                 self.h2.send_headers(self.served, [("grpc-status", "0")], end_stream=True)
                 self.client_ended = self.trailers_sent = True
