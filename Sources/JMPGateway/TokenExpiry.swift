@@ -7,21 +7,33 @@ enum TokenExpiry {
     static let longest = TimeAmount.hours(24)
 
     /// When `token` expires, as a deadline on this machine's monotonic clock, capped at a day.
+    ///
+    /// The router judges `exp` by its own clock, which the lab host's may be behind or ahead of.
+    /// So the gateway takes the longer of the two lifetimes it can read: `exp` by this host's
+    /// clock, and `exp - iat` (the lifetime the controller gave the token, just issued when the
+    /// `ListenResponse` passes) from now. A host clock half an hour fast would otherwise find
+    /// every token expired on arrival and refuse streams the router would take.
     static func deadline(of token: String, now: NIODeadline = .now(), wallClock: Int64) -> NIODeadline {
         let cap = now + Self.longest
         guard let exp = Self.expClaim(token) else { return cap }
-        let remaining = exp - wallClock
+        var remaining = exp - wallClock
+        if let issued = Self.claim("iat", of: token), exp > issued { remaining = max(remaining, exp - issued) }
         guard remaining > 0 else { return now }
         return min(cap, now + .seconds(min(remaining, 86_400)))
     }
 
     /// The numeric `exp` of the token's payload, if it is a JWT with one.
     static func expClaim(_ token: String) -> Int64? {
+        Self.claim("exp", of: token)
+    }
+
+    /// The numeric claim `name` of the token's payload (`exp`, `iat`), if it is a JWT with one.
+    static func claim(_ name: String, of token: String) -> Int64? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let payload = Self.base64URLDecode(parts[1]) else { return nil }
-        // The payload is a JSON object; find the key `"exp"` (a string followed by a colon, not
-        // the same text as a value, such as `"sub":"exp"`), then a number.
-        let key = Array("\"exp\"".utf8)
+        // The payload is a JSON object; find the key (a string followed by a colon, not the same
+        // text as a value, such as `"sub":"exp"`), then a number.
+        let key = Array("\"\(name)\"".utf8)
         guard payload.count >= key.count else { return nil }
         for start in 0...(payload.count - key.count)
         where payload[start..<(start + key.count)].elementsEqual(key) {

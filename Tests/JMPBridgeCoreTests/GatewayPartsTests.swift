@@ -54,6 +54,18 @@ import Testing
         #expect(TokenExpiry.expClaim("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4IiwKCSJleHAiIDoNCiAxMDAwfQ.c2ln") == 1000)
     }
 
+    @Test func aTokenLivesItsIssuedLifetimeWhateverTheHostsClockSays() {
+        // {"sub":"x","iat":1000,"exp":2800}: issued for 30 minutes.
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4IiwiaWF0IjoxMDAwLCJleHAiOjI4MDB9.c2ln"
+        let now = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
+        // The host's clock agrees with the controller's: 30 minutes.
+        #expect(TokenExpiry.deadline(of: token, now: now, wallClock: 1000) == now + .seconds(1800))
+        // An hour fast: exp is past by this clock, but the router (by its own) takes the token.
+        #expect(TokenExpiry.deadline(of: token, now: now, wallClock: 4600) == now + .seconds(1800))
+        // Behind: the longer of the two, as before.
+        #expect(TokenExpiry.deadline(of: token, now: now, wallClock: 0) == now + .seconds(2800))
+    }
+
     @Test func aTokenIsHonouredOnceAndNotAfterItExpired() {
         let book = RouterTokenBook()
         let router = UpstreamEndpoint(host: "r", port: 1)
