@@ -197,8 +197,10 @@ public final class Gateway: Sendable {
     /// exporter's Listen and Status calls would otherwise hold the stop for the whole grace
     /// time), and so does every new one; router relays carry on until they end.
     public func beginDrain() {
-        self.draining.store(true, ordering: .relaxed)
+        // Under the calls' lock, so that a call registering meanwhile is either taken here or
+        // refused by ``registerControllerCall(_:_:)``, never missed.
         let calls = self.controllerCalls.withLockedValue { calls in
+            self.draining.store(true, ordering: .relaxed)
             defer { calls = [:] }
             return Array(calls.values)
         }
@@ -210,8 +212,14 @@ public final class Gateway: Sendable {
     /// Whether ``beginDrain()`` was called.
     var isDraining: Bool { self.draining.load(ordering: .relaxed) }
 
-    func registerControllerCall(_ id: Int, _ handler: NIOLoopBound<GatewayStreamHandler>) {
-        self.controllerCalls.withLockedValue { $0[id] = handler }
+    /// Registers a controller call for ``beginDrain()`` to end; false once the gateway is
+    /// draining: the call is to be refused.
+    func registerControllerCall(_ id: Int, _ handler: NIOLoopBound<GatewayStreamHandler>) -> Bool {
+        self.controllerCalls.withLockedValue { calls in
+            guard !self.isDraining else { return false }
+            calls[id] = handler
+            return true
+        }
     }
 
     func unregisterControllerCall(_ id: Int) {

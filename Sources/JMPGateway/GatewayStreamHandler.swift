@@ -239,15 +239,14 @@ final class GatewayStreamHandler: ChannelDuplexHandler {
             endpoint = grant.router
             trust = self.gateway.settings.effectiveRouterTrust
         } else {
-            guard !self.gateway.isDraining else {
+            let id = self.gateway.makeID()
+            guard self.gateway.registerControllerCall(id, NIOLoopBound(self, eventLoop: context.eventLoop)) else {
                 self.phase = .closed
                 self.requestEnded = headers.endStream
                 self.respond(GRPCStatus(.unavailable, "jmp-bridge gateway: stopping"))
                 return
             }
-            let id = self.gateway.makeID()
             self.controllerCallID = id
-            self.gateway.registerControllerCall(id, NIOLoopBound(self, eventLoop: context.eventLoop))
             self.gateway.statistics.controllerCalls.add(1, ordering: .relaxed)
             if path == Self.listenPath {
                 let namespace = headers.headers.first(name: "jumpstarter-namespace") ?? "-"
