@@ -127,7 +127,8 @@ public final class Gateway: Sendable {
     }
 
     /// Opens a stream to the controller or a router on its pooled connection; call it on
-    /// ``eventLoop``.
+    /// ``eventLoop``. A router stream tries to connect whatever the backoff of an earlier
+    /// failure (``UpstreamConnection``).
     func openStream(
         _ upstream: Upstream,
         _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
@@ -146,6 +147,7 @@ public final class Gateway: Sendable {
                 to: endpoint,
                 trust: self.settings.effectiveRouterTrust,
                 tls: self.trust.withLockedValue { $0.router },
+                ignoringBackoff: true,
                 initializer
             )
         }

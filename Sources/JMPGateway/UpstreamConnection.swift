@@ -13,9 +13,12 @@ import NIOSSL
 /// One pooled HTTP/2 connection to an upstream server, used on one event loop only: every call
 /// from a downstream connection on that loop to that server becomes a stream on it.
 ///
-/// It connects on first use. A failed attempt makes calls fail at once (UNAVAILABLE, as a gRPC
-/// client in TRANSIENT_FAILURE does) until a backoff of 1 s, growing ×1.6 per failure to 30 s,
-/// has passed; the next call then tries again. A connection the server sent GOAWAY on finishes
+/// It connects on first use. A failed attempt makes controller calls fail at once
+/// (UNAVAILABLE, as a gRPC client in TRANSIENT_FAILURE does) until a backoff of 1 s, growing
+/// ×1.6 per failure to 30 s, has passed; the next call then tries again. A router stream tries
+/// at once whatever the backoff (`ignoringBackoff`): the stock exporter opens a new channel,
+/// and so a new connection, for each one, and a router back from a restart must not go on
+/// failing leases for up to 30 s. A connection the server sent GOAWAY on finishes
 /// its calls while new calls get a new connection, and is closed once its last call has ended,
 /// as gRPC clients do (the server may grant its calls a long grace time, and keep the connection
 /// open that long). Its pool retires it (``retire()``) once it has carried no stream for a while.
@@ -117,9 +120,11 @@ final class UpstreamConnection {
     }
 
     /// Opens a stream on the connection (connecting first if needed, with `tls`) with
-    /// `initializer` run on the new stream channel.
+    /// `initializer` run on the new stream channel. After a failed attempt it fails at once
+    /// until the backoff has passed, unless `ignoringBackoff`: then it tries again now.
     func openStream(
         tls: UpstreamTrust.ClientContext,
+        ignoringBackoff: Bool = false,
         _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
     ) -> EventLoopFuture<any Channel> {
         self.eventLoop.preconditionInEventLoop()
@@ -133,7 +138,7 @@ final class UpstreamConnection {
             // (If it is GOAWAY'd as it becomes ready, the stream's HEADERS are refused and the
             // call is sent again: GatewayStreamHandler.)
             link = future
-        case .failed(let retryAt, let reason) where NIODeadline.now() < retryAt:
+        case .failed(let retryAt, let reason) where !ignoringBackoff && NIODeadline.now() < retryAt:
             let tenths = (retryAt - NIODeadline.now()).nanoseconds / 100_000_000 + 1
             let text = "\(reason) (next attempt in \(tenths / 10).\(tenths % 10) s)"
             return self.eventLoop.makeFailedFuture(UpstreamUnavailable(endpoint: self.endpoint, reason: text))

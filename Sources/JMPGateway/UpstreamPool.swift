@@ -72,9 +72,14 @@ final class UpstreamPool {
         to endpoint: UpstreamEndpoint,
         trust: UpstreamTrust,
         tls: UpstreamTrust.ClientContext,
+        ignoringBackoff: Bool = false,
         _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
     ) -> EventLoopFuture<any Channel> {
-        self.connection(to: endpoint, trust: trust).openStream(tls: tls, initializer)
+        self.connection(to: endpoint, trust: trust).openStream(
+            tls: tls,
+            ignoringBackoff: ignoringBackoff,
+            initializer
+        )
     }
 
     /// Starts connecting to `endpoint` unless its connection is ready, connecting or waiting

@@ -800,6 +800,45 @@ def test_a_relay_that_ended_both_ways_is_not_reset(controller, one_call_server, 
     assert "status=OK " in ended, ended
 
 
+def test_a_router_back_from_being_down_takes_the_next_stream_at_once(controller, gateway, tls, event_loop_portal,
+                                                                     request):
+    """The stock exporter opens a new channel, and a new connection, for every router stream,
+    so a router back from a restart takes the next stream. Through the gateway, six streams
+    while the router is down fail with UNAVAILABLE and the reason, each after its own attempt,
+    and leave a backoff that has grown past 10 s; the stream right after the router is back
+    connects at once instead of failing until the backoff has passed (as controller calls do,
+    as a gRPC channel's would)."""
+    port = free_port()
+    lease_a_raw_exporter(controller, f"127.0.0.1:{port}")
+
+    async def relay() -> tuple:
+        async with relayed_call(controller, gateway, tls) as call:
+            with fail_after(TIMEOUT):
+                try:
+                    await call.write(router_pb2.StreamRequest(payload=b"are you back?"))
+                    reply = await call.read()
+                except grpc.aio.AioRpcError as error:
+                    return error.code(), error.details()
+                if reply is grpc.aio.EOF:
+                    return await call.code(), await call.details()
+                await call.done_writing()
+                assert await call.read() == grpc.aio.EOF
+                return await call.code(), reply.payload
+
+    for _ in range(6):
+        code, details = event_loop_portal.call(relay)
+        assert code == grpc.StatusCode.UNAVAILABLE and "Connection refused" in details, details
+    router = Process("one-call server", [sys.executable, Path(__file__).parent / "deployment" / "one_call_server.py",
+                                         "--listen", f"127.0.0.1:{port}", "--tls-cert", tls.cert,
+                                         "--tls-key", tls.key])
+    attach_log(request, router)
+    try:
+        router.wait_for_line(r"^ready ", timeout=TIMEOUT)
+        assert event_loop_portal.call(relay) == (grpc.StatusCode.OK, b"are you back?")
+    finally:
+        assert router.stop() == 0, router.log()
+
+
 def test_the_exporters_window_updates_stay_with_the_gateway(controller, one_call_server, gateway, tls,
                                                            event_loop_portal):
     """A WINDOW_UPDATE the exporter sends on its router stream opens the gateway's window, not
