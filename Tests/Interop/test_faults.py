@@ -554,6 +554,90 @@ async def test_a_connection_that_never_speaks_is_closed_after_10_seconds(faulty,
     assert any("bytes-received=10" in line for line in lines), lines
 
 
+def keepalive_config(tls, target) -> str:
+    """One TLS listener without authentication, an ``echo`` route, keepalive after 1 s of
+    silence with 1 s to answer."""
+    return (
+        "listen:\n"
+        f"  - {{address: 'tcp:127.0.0.1:0', allow-unauthenticated: true, tls: {{cert: {tls.cert}, key: {tls.key}}}}}\n"
+        "limits: {keepalive: 1s, keepalive-timeout: 1s}\n"
+        f"routes:\n  echo: {{unix: {target}}}\n"
+    )
+
+
+def open_echo_stream(conn: rawh2.Connection, payload: bytes) -> None:
+    conn.start()
+    conn.send(rawh2.headers(1, rawh2.grpc_request_headers([("jmp-route", "echo")]))
+              + rawh2.data(1, rawh2.grpc_message(stream_request(payload))))
+
+
+def echoed(frames: list[rawh2.Frame]) -> list[bytes]:
+    """The payloads of the DATA messages on stream 1 (not the GOAWAY message a target's EOF
+    sends)."""
+    messages = [router_pb2.StreamResponse.FromString(f.payload[5:])
+                for f in frames if f.kind == rawh2.DATA and f.stream_id == 1 and f.payload]
+    return [m.payload for m in messages if m.frame_type == router_pb2.FRAME_TYPE_DATA]
+
+
+def test_a_client_gone_without_a_word_is_closed_after_an_unanswered_ping(start_bridge, unix_server, tls):
+    """A client whose host vanished (no FIN, no RST) and which has nothing to send would hold
+    its connection, its stream and the stream's target for good: TCP never finds out. With
+    ``keepalive: 1s`` the bridge pings it after a second of silence; nothing answers within
+    ``keepalive-timeout: 1s``, so the connection is closed, with a log line, and the stream's
+    target connection with it. The client here reads what the bridge sends and answers nothing."""
+    target_closed = threading.Event()
+
+    def echo_until_closed(conn: socket.socket):
+        while data := conn.recv(4096):
+            conn.sendall(data)
+        target_closed.set()
+        conn.close()
+
+    target = unix_server("echo.sock", echo_until_closed)
+    bridge = start_bridge(config=keepalive_config(tls, target.path))
+    conn = rawh2.Connection(bridge.port, tls.cert_pem)
+    try:
+        open_echo_stream(conn, b"anyone there?")
+        frames = []
+        while received := conn.frames_until(lambda f: True, timeout=TIMEOUT):  # [] once closed
+            frames += received
+    finally:
+        conn.close()
+    assert echoed(frames) == [b"anyone there?"], frames
+    assert [f for f in frames if f.kind == rawh2.PING and not f.flags & rawh2.ACK], frames
+    [line] = bridge.wait_for_line(r"connection closed: no answer to a keepalive PING within 1000 ms")
+    assert "peer=" in line and "silent-ms=" in line, line
+    assert target_closed.wait(TIMEOUT)
+
+
+def test_a_client_that_answers_keepalive_pings_keeps_its_quiet_connection(start_bridge, unix_server, tls):
+    """A quiet client that answers the bridge's PINGs (as every HTTP/2 stack does) keeps its
+    connection and its stream however long it stays quiet: after three PINGs, each more than
+    ``keepalive-timeout`` after the last frame it sent, its stream still echoes."""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge(config=keepalive_config(tls, target.path))
+    conn = rawh2.Connection(bridge.port, tls.cert_pem)
+    try:
+        open_echo_stream(conn, b"first")
+        pings = 0
+
+        def answer(f: rawh2.Frame) -> bool:
+            nonlocal pings
+            if f.kind == rawh2.PING and not f.flags & rawh2.ACK:
+                conn.send(rawh2.frame(rawh2.PING, rawh2.ACK, 0, f.payload))
+                pings += 1
+            return pings == 3
+
+        frames = conn.frames_until(answer, timeout=TIMEOUT)
+        conn.send(rawh2.data(1, rawh2.grpc_message(stream_request(b"still here")), end_stream=True))
+        frames += conn.frames_until(lambda f: f.kind == rawh2.HEADERS and f.flags & rawh2.END_STREAM,
+                                    timeout=TIMEOUT)
+    finally:
+        conn.close()
+    assert echoed(frames) == [b"first", b"still here"], frames
+    assert not [line for line in bridge.lines() if "keepalive PING" in line], bridge.log()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--listen", "unix:{sockdir}/l.sock", "--max-connections", "0"], "--max-connections: 0 is not between 1 and 65536"),
     (["--max-connections", "3", "--route", "echo=unix:{sockdir}/echo.sock"],

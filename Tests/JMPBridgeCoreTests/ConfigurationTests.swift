@@ -202,6 +202,28 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("limits.keepalive: a PING after 2 minutes of silence by default; its interval and timeout, or off")
+    func keepalive() throws {
+        #expect(try ConfigurationLoader.parse(yaml: "limits: {}\n", file: file).limits.keepalive == .default)
+        #expect(Keepalive.default == Keepalive(interval: .minutes(2), timeout: .seconds(20)))
+        let set = try ConfigurationLoader.parse(yaml: "limits: {keepalive: 30s, keepalive-timeout: 5s}\n", file: file)
+        #expect(set.limits.keepalive == Keepalive(interval: .seconds(30), timeout: .seconds(5)))
+        let off = try ConfigurationLoader.parse(yaml: "limits: {keepalive: off, keepalive-timeout: 5s}\n", file: file)
+        #expect(off.limits.keepalive == nil)
+        expectError(
+            "limits:\n  keepalive: 500ms\n",
+            line: 2,
+            key: "limits.keepalive",
+            message: "must be at least 1s, or off"
+        )
+        expectError(
+            "limits:\n  keepalive-timeout: 0\n",
+            line: 2,
+            key: "limits.keepalive-timeout",
+            message: "must be at least 1s"
+        )
+    }
+
     @Test("load(path:) reads a file and names it in the configuration and in errors")
     func loadFromFile() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jmp-config-\(UUID().uuidString)")

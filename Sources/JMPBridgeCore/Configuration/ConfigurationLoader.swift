@@ -33,7 +33,7 @@ public enum ConfigurationLoader {
     /// The keys of `limits:`.
     public static let limitKeys = [
         "max-message-size", "max-payload-size", "stream-window", "max-streams-per-connection", "max-streams",
-        "idle-timeout",
+        "idle-timeout", "keepalive", "keepalive-timeout",
     ]
 
     /// Loads and checks a configuration file.

@@ -66,6 +66,15 @@ struct ConfigurationReader {
         return value
     }
 
+    /// A duration of at least a second (`or`: the word also allowed, for the message).
+    func atLeastOneSecond(_ node: Node, key: String, or word: String? = nil) throws(ConfigurationError) -> TimeAmount {
+        let amount = try duration(node, key: key)
+        guard amount >= .seconds(1) else {
+            throw error(node, key: key, "must be at least 1s" + (word.map { ", or \($0)" } ?? ""))
+        }
+        return amount
+    }
+
     func duration(_ node: Node, key: String) throws(ConfigurationError) -> TimeAmount {
         let text = try string(node, key: key)
         guard let value = Units.parseDuration(text) else {
@@ -432,6 +441,8 @@ struct ConfigurationReader {
 
     func limits(_ node: Node) throws(ConfigurationError) -> Limits {
         var limits = Limits()
+        var keepalive = Keepalive.default
+        var keepaliveOff = false
         for (name, value) in try mapping(node, key: "limits", allowed: ConfigurationLoader.limitKeys) {
             let key = "limits.\(name)"
             switch name {
@@ -448,10 +459,19 @@ struct ConfigurationReader {
             case "idle-timeout":
                 let timeout = try duration(value, key: key)
                 limits.idleTimeout = timeout > .zero ? timeout : nil
+            case "keepalive":
+                if value.string == "off" {
+                    keepaliveOff = true
+                } else {
+                    keepalive.interval = try self.atLeastOneSecond(value, key: key, or: "off")
+                }
+            case "keepalive-timeout":
+                keepalive.timeout = try self.atLeastOneSecond(value, key: key)
             default:
                 break
             }
         }
+        limits.keepalive = keepaliveOff ? nil : keepalive
         return limits
     }
 }

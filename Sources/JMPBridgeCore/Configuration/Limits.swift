@@ -17,6 +17,9 @@ public struct Limits: Sendable, Equatable {
     /// A stream that moves no payload byte either way for this long is ended
     /// (DEADLINE_EXCEEDED); nil: never.
     public var idleTimeout: TimeAmount?
+    /// How a client that has gone without a word is found and its connection closed; nil: never
+    /// (`keepalive: off`).
+    public var keepalive: Keepalive? = .default
 
     /// Creates the default limits.
     public init() {}

@@ -105,6 +105,7 @@ struct ConnectionPipeline: Sendable {
         stream.outboundBufferSizeLowWatermark = 2 * limits.maxPayloadSize
 
         // Jumpstarter clients ping every 20 s even with no call in flight: answer, never police.
+        // (A client gone silent is found by ConnectionKeepaliveHandler, which logs why it closes.)
         let management = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: self.graceTime, keepalive: nil)
@@ -132,6 +133,9 @@ struct ConnectionPipeline: Sendable {
         }
         try sync.addHandler(http2)
         try sync.addHandler(management)
+        if let keepalive = limits.keepalive {
+            try sync.addHandler(ConnectionKeepaliveHandler(keepalive: keepalive, logger: environment.logger))
+        }
         try sync.addHandler(ConnectionErrorLogger(logger: environment.logger))
     }
 }
