@@ -35,6 +35,10 @@ public final class DoorLoop: @unchecked Sendable {
 
     // Loop-thread state.
     private var doors: [UInt64: Door] = [:]
+    /// Doors whose last accept failed for want of a resource (descriptors, memory): the
+    /// connections still queued on them raise no new event (epoll is edge-triggered here), so
+    /// they are tried again every ``acceptRetryMilliseconds`` until one is accepted or none waits.
+    private var stalledDoors: Set<UInt64> = []
     private var relays: [UInt64: SpliceRelay] = [:]
     private var nextToken: UInt64 = 1
     private var running = true
@@ -47,6 +51,8 @@ public final class DoorLoop: @unchecked Sendable {
 
     /// Tokens of listening sockets have this bit set; relay tokens do not.
     private static let doorBit: UInt64 = 1 << 63
+    /// How often a stalled door (``stalledDoors``) tries to accept again.
+    private static let acceptRetryMilliseconds: CInt = 100
 
     /// Starts the loop's thread. `capacity`: bytes in flight per direction of a connection;
     /// `onConnection` hears of every door connection opened (true) and closed (false), on the
@@ -123,7 +129,8 @@ public final class DoorLoop: @unchecked Sendable {
         var events = [jmp_event](repeating: jmp_event(), count: 64)
         var failure: String?
         while self.running {
-            let count = jmp_epoll_wait(self.epoll, &events, CInt(events.count), -1)
+            let timeout = self.stalledDoors.isEmpty ? -1 : Self.acceptRetryMilliseconds
+            let count = jmp_epoll_wait(self.epoll, &events, CInt(events.count), timeout)
             if count < 0 {
                 if errno == EINTR { continue }
                 failure = "epoll_wait failed: \(String(cString: strerror(errno)))"
@@ -140,6 +147,7 @@ public final class DoorLoop: @unchecked Sendable {
                     self.pump(relay)
                 }
             }
+            for token in self.stalledDoors { self.accept(on: token) }
         }
         for token in Array(self.doors.keys) { self.closeDoor(token) }
         for relay in self.relays.values { self.finish(relay, failure: "the bridge is stopping") }
@@ -185,6 +193,7 @@ public final class DoorLoop: @unchecked Sendable {
 
     private func closeDoor(_ token: UInt64) {
         guard let door = self.doors.removeValue(forKey: token) else { return }
+        self.stalledDoors.remove(token)
         // A removed door's counters go with it once its last connection has ended.
         self.counters.withLock { if $0[door.route]?.active == 0 { $0[door.route] = nil } }
         _ = jmp_epoll_remove(self.epoll, door.listener)
@@ -197,12 +206,24 @@ public final class DoorLoop: @unchecked Sendable {
         while true {
             let client = jmp_accept(door.listener)
             if client < 0 {
-                if errno == EAGAIN || errno == EINTR || errno == ECONNABORTED { return }
-                self.logger.error(
-                    "door: accept failed",
-                    metadata: ["route": "\(door.route)", "error": "\(String(cString: strerror(errno)))"]
-                )
+                let error = errno
+                // One connection given up on its way in, or a signal: the next may be waiting.
+                if error == EINTR || error == ECONNABORTED { continue }
+                if error == EAGAIN {
+                    self.stalledDoors.remove(token)
+                    return
+                }
+                // Out of descriptors or memory: the connections stay queued, and are tried again.
+                if self.stalledDoors.insert(token).inserted {
+                    self.logger.error(
+                        "door: cannot accept; trying again every \(Self.acceptRetryMilliseconds) ms",
+                        metadata: ["route": "\(door.route)", "error": "\(String(cString: strerror(error)))"]
+                    )
+                }
                 return
+            }
+            if self.stalledDoors.remove(token) != nil {
+                self.logger.notice("door: accepting again", metadata: ["route": "\(door.route)"])
             }
             let active = self.counters.withLock { $0[door.route]?.active ?? 0 }
             guard active < door.maxConnections else {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import select
 import socket
 import threading
@@ -150,6 +151,33 @@ def test_a_client_that_closes_ends_the_connection_to_a_silent_target(start_bridg
     assert state == {"received": len(data), "hung-up": True}
     [line] = bridge.wait_for_line(r"door connection finished")
     assert f"bytes-to-target={len(data)}" in line and "closed-by=client" in line, line
+
+
+def test_clients_queued_while_the_bridge_is_out_of_descriptors_are_served_once_it_has_them(
+        start_bridge, unix_server, tls, sockdir):
+    """accept(2) fails with EMFILE while the bridge has no descriptor to spare, and the
+    connections stay queued. Epoll tells the door of a waiting connection once (edge-triggered),
+    so the door tries again every 100 ms: once descriptors are free, the queued clients are
+    served without waiting for yet another client to connect. The bridge's descriptor limit is
+    lowered to 0 from outside (prlimit(2)) for the time two clients connect."""
+    target = unix_server("echo.sock", echo)
+    bridge = start_bridge(config=door_config(tls, sockdir, target.path))
+    bridge.wait_for_line(r"door open")
+    soft, hard = resource.prlimit(bridge.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(bridge.pid, resource.RLIMIT_NOFILE, (0, hard))
+    try:
+        clients = [connect(sockdir / "door.sock") for _ in range(2)]
+        [line] = bridge.wait_for_line(r"door: cannot accept; trying again every 100 ms")
+        assert "Too many open files" in line, line
+    finally:
+        resource.prlimit(bridge.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    for index, client in enumerate(clients):
+        with client:
+            message = f"queued client {index}\n".encode()
+            client.sendall(message)
+            client.shutdown(socket.SHUT_WR)
+            assert receive_all(client) == message
+    bridge.wait_for_line(r"door: accepting again")
 
 
 def test_unreachable_target_closes_the_door_connection(start_bridge, tls, sockdir):
