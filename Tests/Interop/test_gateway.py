@@ -750,10 +750,9 @@ def test_calls_a_server_leaves_unprocessed_are_sent_again(controller, one_call_s
     assert value(scraped, "jmp_bridge_gateway_retried_calls_total") == 6
 
 
-@contextlib.asynccontextmanager
-async def relayed_call(controller, gateway, tls):
-    """A router stream opened on the gateway by the raw exporter (``lease_a_raw_exporter``) with
-    the token the gateway handed it: its Listen call on the gateway and a client's Dial first."""
+async def handed_out_token(controller, gateway, tls) -> str:
+    """The router token the gateway hands the raw exporter (``lease_a_raw_exporter``) in answer
+    to a client's Dial: the exporter's Listen call on the gateway, then the Dial."""
     async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
             channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
         with fail_after(TIMEOUT):
@@ -761,6 +760,14 @@ async def relayed_call(controller, gateway, tls):
             await dial_as_client(client_ch)
             token = (await listen.read()).router_token
             listen.cancel()
+    return token
+
+
+@contextlib.asynccontextmanager
+async def relayed_call(controller, gateway, tls):
+    """A router stream opened on the gateway by the raw exporter with the token the gateway
+    handed it (``handed_out_token``)."""
+    token = await handed_out_token(controller, gateway, tls)
     async with channel(gateway.gateway_endpoint, tls, token) as ch:
         yield router_pb2_grpc.RouterServiceStub(ch).Stream()
 
@@ -849,18 +856,7 @@ def test_the_exporters_window_updates_stay_with_the_gateway(controller, one_call
     would pick, between two messages that are echoed as usual."""
     lease_a_raw_exporter(controller, one_call_server.endpoint)
     increment = 0x00FEDCBA
-
-    async def token() -> str:
-        async with channel(gateway.gateway_endpoint, tls, "raw-exporter-token") as exporter_ch, \
-                channel(controller.endpoint, tls, CLIENT_TOKEN) as client_ch:
-            with fail_after(TIMEOUT):
-                listen = await listen_as_raw_exporter(controller, exporter_ch)
-                await dial_as_client(client_ch)
-                response = await listen.read()
-            listen.cancel()
-        return response.router_token
-
-    router_token = event_loop_portal.call(token)
+    router_token = event_loop_portal.call(handed_out_token, controller, gateway, tls)
     conn = rawh2.Connection(int(gateway.gateway_endpoint.rsplit(":", 1)[1]), tls.cert_pem)
     try:
         conn.start()
