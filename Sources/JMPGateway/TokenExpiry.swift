@@ -15,22 +15,27 @@ enum TokenExpiry {
     /// every token expired on arrival and refuse streams the router would take.
     static func deadline(of token: String, now: NIODeadline = .now(), wallClock: Int64) -> NIODeadline {
         let cap = now + Self.longest
-        guard let exp = Self.expClaim(token) else { return cap }
+        guard let payload = Self.payload(of: token), let exp = Self.claim("exp", in: payload) else { return cap }
         var remaining = exp - wallClock
-        if let issued = Self.claim("iat", of: token), exp > issued { remaining = max(remaining, exp - issued) }
+        if let issued = Self.claim("iat", in: payload), exp > issued { remaining = max(remaining, exp - issued) }
         guard remaining > 0 else { return now }
         return min(cap, now + .seconds(min(remaining, 86_400)))
     }
 
     /// The numeric `exp` of the token's payload, if it is a JWT with one.
     static func expClaim(_ token: String) -> Int64? {
-        Self.claim("exp", of: token)
+        Self.payload(of: token).flatMap { Self.claim("exp", in: $0) }
     }
 
-    /// The numeric claim `name` of the token's payload (`exp`, `iat`), if it is a JWT with one.
-    static func claim(_ name: String, of token: String) -> Int64? {
+    /// The decoded payload (the JSON claims) of a JWT; nil if `token` is not one.
+    private static func payload(of token: String) -> [UInt8]? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, let payload = Self.base64URLDecode(parts[1]) else { return nil }
+        guard parts.count == 3 else { return nil }
+        return Self.base64URLDecode(parts[1])
+    }
+
+    /// The numeric claim `name` (`exp`, `iat`) of a decoded payload, if it has one.
+    private static func claim(_ name: String, in payload: [UInt8]) -> Int64? {
         // The payload is a JSON object; find the key (a string followed by a colon, not the same
         // text as a value, such as `"sub":"exp"`), then a number.
         let key = Array("\"\(name)\"".utf8)

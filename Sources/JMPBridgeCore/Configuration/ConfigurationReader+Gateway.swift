@@ -78,15 +78,6 @@ extension ConfigurationReader {
         return gateway
     }
 
-    /// A duration of at least a second, or `off` (nil); `rule` is the error's text otherwise.
-    private func secondOrMoreOrOff(_ value: Node, key: String, _ rule: String) throws(ConfigurationError) -> TimeAmount?
-    {
-        guard value.string != "off" else { return nil }
-        let amount = try duration(value, key: key)
-        guard amount >= .seconds(1) else { throw error(value, key: key, rule) }
-        return amount
-    }
-
     /// `ca: FILE` or `insecure: true` (not both); neither: the system's CA certificates.
     private func trust(_ fields: [(String, Node)], node: Node, key: String) throws(ConfigurationError) -> UpstreamTrust
     {

@@ -66,13 +66,17 @@ struct ConfigurationReader {
         return value
     }
 
-    /// A duration of at least a second (`or`: the word also allowed, for the message).
-    func atLeastOneSecond(_ node: Node, key: String, or word: String? = nil) throws(ConfigurationError) -> TimeAmount {
-        let amount = try duration(node, key: key)
-        guard amount >= .seconds(1) else {
-            throw error(node, key: key, "must be at least 1s" + (word.map { ", or \($0)" } ?? ""))
-        }
+    /// A duration of at least a second; `rule` is the error's text otherwise.
+    func secondOrMore(_ value: Node, key: String, _ rule: String) throws(ConfigurationError) -> TimeAmount {
+        let amount = try duration(value, key: key)
+        guard amount >= .seconds(1) else { throw error(value, key: key, rule) }
         return amount
+    }
+
+    /// A duration of at least a second, or `off` (nil); `rule` is the error's text otherwise.
+    func secondOrMoreOrOff(_ value: Node, key: String, _ rule: String) throws(ConfigurationError) -> TimeAmount? {
+        guard value.string != "off" else { return nil }
+        return try self.secondOrMore(value, key: key, rule)
     }
 
     func duration(_ node: Node, key: String) throws(ConfigurationError) -> TimeAmount {
@@ -441,8 +445,8 @@ struct ConfigurationReader {
 
     func limits(_ node: Node) throws(ConfigurationError) -> Limits {
         var limits = Limits()
-        var keepalive = Keepalive.default
-        var keepaliveOff = false
+        var keepaliveInterval: TimeAmount? = Keepalive.default.interval
+        var keepaliveTimeout = Keepalive.default.timeout
         for (name, value) in try mapping(node, key: "limits", allowed: ConfigurationLoader.limitKeys) {
             let key = "limits.\(name)"
             switch name {
@@ -460,18 +464,14 @@ struct ConfigurationReader {
                 let timeout = try duration(value, key: key)
                 limits.idleTimeout = timeout > .zero ? timeout : nil
             case "keepalive":
-                if value.string == "off" {
-                    keepaliveOff = true
-                } else {
-                    keepalive.interval = try self.atLeastOneSecond(value, key: key, or: "off")
-                }
+                keepaliveInterval = try self.secondOrMoreOrOff(value, key: key, "must be at least 1s, or off")
             case "keepalive-timeout":
-                keepalive.timeout = try self.atLeastOneSecond(value, key: key)
+                keepaliveTimeout = try self.secondOrMore(value, key: key, "must be at least 1s")
             default:
                 break
             }
         }
-        limits.keepalive = keepaliveOff ? nil : keepalive
+        limits.keepalive = keepaliveInterval.map { Keepalive(interval: $0, timeout: keepaliveTimeout) }
         return limits
     }
 }
